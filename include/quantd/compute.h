@@ -1,0 +1,60 @@
+/*
+ * compute.h — the compute pool and the matrix products the engine runs on.
+ *
+ * One pool of worker threads per process (N = physical cores by default).
+ * qd_pool_run() runs fn on every thread (the caller is thread 0) and returns
+ * when all are done, so a forward pass is a sequence of parallel phases with
+ * no allocation and no thread creation.
+ *
+ * qd_matmul() computes out[t][r] = sum_k W[r][k] * x[t][k] for a whole batch
+ * of n_tok activation rows: the activations are quantized once to the
+ * weight type's vec_dot_type, then each thread takes a range of weight rows
+ * and multiplies each row with all n_tok activations, so every weight block
+ * is read from memory once per step, not once per token.
+ */
+#ifndef QUANTD_COMPUTE_H
+#define QUANTD_COMPUTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quantd/quant.h"
+
+typedef struct qd_pool qd_pool_t;
+
+/* Create a pool of n_threads (>= 1; the caller counts as one). */
+int qd_pool_create(int n_threads, qd_pool_t **out);
+void qd_pool_destroy(qd_pool_t *p);
+int qd_pool_size(const qd_pool_t *p);
+typedef void (*qd_pool_fn)(void *arg, int ith, int nth);
+/* Run fn(arg, ith, nth) on every thread; returns after all finished.
+ * Not reentrant: one caller at a time. */
+void qd_pool_run(qd_pool_t *p, qd_pool_fn fn, void *arg);
+/* Number of physical cores (falls back to online CPUs). */
+int qd_physical_cores(void);
+
+/* A weight matrix as stored: n_rows rows of n_cols values of `type`. */
+typedef struct {
+    qd_type_t type;
+    int64_t n_rows;   /* output features (ggml ne[1]) */
+    int64_t n_cols;   /* input features (ggml ne[0]) */
+    size_t row_bytes; /* qd_row_size(type, n_cols) */
+    const void *data; /* n_rows * row_bytes, read-only (mmapped) */
+    const void *packed; /* optional kernel-specific repacked copy, or NULL */
+} qd_qmat_t;
+
+/* Bytes of scratch qd_matmul needs for n_tok rows of activations for w. */
+size_t qd_matmul_scratch_bytes(const qd_qmat_t *w, int n_tok);
+
+/* out: n_tok rows, row t at out + t*ldo (ldo >= n_rows).
+ * x:   n_tok rows of n_cols floats, row t at x + t*ldx.
+ * scratch: at least qd_matmul_scratch_bytes(w, n_tok) bytes, 64-aligned.
+ * Runs on the pool; results do not depend on the number of threads. */
+void qd_matmul(qd_pool_t *pool, float *restrict out, int64_t ldo,
+               const qd_qmat_t *w, const float *restrict x, int64_t ldx,
+               int n_tok, void *scratch);
+
+/* Name of the kernel set chosen at start-up ("scalar", "avx2", "avx512"). */
+const char *qd_kernels_name(void);
+
+#endif /* QUANTD_COMPUTE_H */

@@ -1,0 +1,11 @@
+#!/bin/sh
+# Install quantd's build and test dependencies from Debian packages.
+set -eu
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+    build-essential autoconf automake pkg-config curl ca-certificates \
+    libmicrohttpd-dev libjansson-dev libuv1-dev libssl-dev libcriterion-dev \
+    python3 >/dev/null

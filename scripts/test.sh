@@ -1,0 +1,13 @@
+#!/bin/sh
+# The whole test suite: install dependencies, build, run the unit and
+# integration tests, then the unit tests again under ASan + UBSan.
+set -eu
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+autoreconf -fi >/dev/null 2>&1 || autoconf
+./configure -q
+JOBS=$(nproc 2>/dev/null || echo 2)
+make -j"$JOBS"
+make check
+make check-unit SAN=1 -j"$JOBS"
+echo "all tests passed"

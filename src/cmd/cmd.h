@@ -1,0 +1,18 @@
+/*
+ * cmd.h — the subcommands of the `quantd` program. Each takes the argv that
+ * follows its name (argv[0] is the subcommand) and returns a process exit
+ * status; only main() calls exit().
+ */
+#ifndef QUANTD_CMD_H
+#define QUANTD_CMD_H
+
+int qd_cmd_run(int argc, char **argv);
+int qd_cmd_tokenize(int argc, char **argv);
+int qd_cmd_inspect(int argc, char **argv);
+int qd_cmd_bench(int argc, char **argv);
+int qd_cmd_serve(int argc, char **argv);
+int qd_cmd_quantize(int argc, char **argv);
+int qd_cmd_perplexity(int argc, char **argv);
+int qd_cmd_gen_model(int argc, char **argv);
+
+#endif

@@ -1,0 +1,73 @@
+/*
+ * kernels.c — scalar reference kernel set and the start-up dispatch.
+ *
+ * The scalar set calls the per-type reference functions of the traits
+ * table; it is the specification the SIMD sets are tested against.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/kernels.h"
+#include "quantd/common.h"
+
+static void scalar_from_float(qd_type_t t, const float *restrict x,
+                              void *restrict y, int64_t n)
+{
+    if (t == QD_TYPE_F32) {
+        memcpy(y, x, (size_t)n * sizeof(float));
+        return;
+    }
+    qd_type_traits(t)->from_float_ref(x, y, n);
+}
+
+static void scalar_vec_dot(qd_type_t wt, int n, float *restrict s,
+                           const void *restrict x, const void *restrict y)
+{
+    qd_type_traits(wt)->vec_dot(n, s, x, y);
+}
+
+static void scalar_gemm(const qd_qmat_t *w, int64_t r0, int64_t r1,
+                        const void *act, size_t act_stride, int n_tok,
+                        float *out, int64_t ldo)
+{
+    qd_vec_dot_fn dot = qd_type_traits(w->type)->vec_dot;
+    const uint8_t *base = w->data;
+    for (int64_t r = r0; r < r1; r++) {
+        const void *row = base + (size_t)r * w->row_bytes;
+        for (int t = 0; t < n_tok; t++) {
+            float s;
+            dot((int)w->n_cols, &s, row,
+                (const uint8_t *)act + (size_t)t * act_stride);
+            out[(int64_t)t * ldo + r] = s;
+        }
+    }
+}
+
+static const qd_kernels_t scalar_kernels = {
+    .name = "scalar",
+    .from_float = scalar_from_float,
+    .gemm = scalar_gemm,
+    .vec_dot = scalar_vec_dot,
+};
+
+const qd_kernels_t *qd_kernels_scalar(void) { return &scalar_kernels; }
+
+static const qd_kernels_t *chosen;
+static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
+
+static void choose(void)
+{
+    chosen = &scalar_kernels;
+    const char *force = getenv("QD_KERNELS");
+    (void)force;
+    QD_INFO("quant", "compute kernels: %s", chosen->name);
+}
+
+const qd_kernels_t *qd_kernels(void)
+{
+    pthread_once(&chosen_once, choose);
+    return chosen;
+}
+
+const char *qd_kernels_name(void) { return qd_kernels()->name; }
