@@ -1,0 +1,96 @@
+/*
+ * types.c — the traits table: one entry per tensor type, indexed by ggml's
+ * type id. The per-format reference functions live in quant/ref_*.c and are
+ * declared in quant/ref.h.
+ */
+#include <string.h>
+#include <strings.h>
+
+#include "quant/ref.h"
+#include "quantd/common.h"
+#include "quantd/quant.h"
+
+static const qd_type_traits_t traits[QD_TYPE_COUNT] = {
+    [QD_TYPE_F32] = {.name = "F32", .blck_size = 1, .type_size = 4,
+                     .vec_dot_type = QD_TYPE_F32},
+    [QD_TYPE_F16] = {.name = "F16", .blck_size = 1, .type_size = 2,
+                     .vec_dot_type = QD_TYPE_F16},
+    [QD_TYPE_BF16] = {.name = "BF16", .blck_size = 1, .type_size = 2,
+                      .vec_dot_type = QD_TYPE_BF16},
+    [QD_TYPE_Q4_0] = {.name = "Q4_0", .blck_size = QD_QK4_0,
+                      .type_size = sizeof(qd_block_q4_0), .is_quantized = 1,
+                      .vec_dot_type = QD_TYPE_Q8_0},
+    [QD_TYPE_Q4_1] = {.name = "Q4_1", .blck_size = QD_QK4_1,
+                      .type_size = sizeof(qd_block_q4_1), .is_quantized = 1,
+                      .vec_dot_type = QD_TYPE_Q8_1},
+    [QD_TYPE_Q5_0] = {.name = "Q5_0", .blck_size = QD_QK5_0,
+                      .type_size = sizeof(qd_block_q5_0), .is_quantized = 1,
+                      .vec_dot_type = QD_TYPE_Q8_0},
+    [QD_TYPE_Q5_1] = {.name = "Q5_1", .blck_size = QD_QK5_1,
+                      .type_size = sizeof(qd_block_q5_1), .is_quantized = 1,
+                      .vec_dot_type = QD_TYPE_Q8_1},
+    [QD_TYPE_Q8_0] = {.name = "Q8_0", .blck_size = QD_QK8_0,
+                      .type_size = sizeof(qd_block_q8_0), .is_quantized = 1,
+                      .vec_dot_type = QD_TYPE_Q8_0},
+    [QD_TYPE_Q8_1] = {.name = "Q8_1", .blck_size = QD_QK8_1,
+                      .type_size = sizeof(qd_block_q8_1), .is_quantized = 1,
+                      .vec_dot_type = QD_TYPE_Q8_1},
+    [QD_TYPE_Q2_K] = {.name = "Q2_K", .blck_size = QD_QK_K,
+                      .type_size = sizeof(qd_block_q2_K), .is_quantized = 1,
+                      .vec_dot_type = QD_TYPE_Q8_K},
+    [QD_TYPE_Q3_K] = {.name = "Q3_K", .blck_size = QD_QK_K,
+                      .type_size = sizeof(qd_block_q3_K), .is_quantized = 1,
+                      .vec_dot_type = QD_TYPE_Q8_K},
+    [QD_TYPE_Q4_K] = {.name = "Q4_K", .blck_size = QD_QK_K,
+                      .type_size = sizeof(qd_block_q4_K), .is_quantized = 1,
+                      .vec_dot_type = QD_TYPE_Q8_K},
+    [QD_TYPE_Q5_K] = {.name = "Q5_K", .blck_size = QD_QK_K,
+                      .type_size = sizeof(qd_block_q5_K), .is_quantized = 1,
+                      .vec_dot_type = QD_TYPE_Q8_K},
+    [QD_TYPE_Q6_K] = {.name = "Q6_K", .blck_size = QD_QK_K,
+                      .type_size = sizeof(qd_block_q6_K), .is_quantized = 1,
+                      .vec_dot_type = QD_TYPE_Q8_K},
+    [QD_TYPE_Q8_K] = {.name = "Q8_K", .blck_size = QD_QK_K,
+                      .type_size = sizeof(qd_block_q8_K), .is_quantized = 1,
+                      .vec_dot_type = QD_TYPE_Q8_K},
+    [QD_TYPE_IQ4_NL] = {.name = "IQ4_NL", .blck_size = QD_QK4_NL,
+                        .type_size = sizeof(qd_block_iq4_nl),
+                        .is_quantized = 1, .vec_dot_type = QD_TYPE_Q8_0},
+    [QD_TYPE_IQ4_XS] = {.name = "IQ4_XS", .blck_size = QD_QK_K,
+                        .type_size = sizeof(qd_block_iq4_xs),
+                        .is_quantized = 1, .vec_dot_type = QD_TYPE_Q8_K},
+    [QD_TYPE_I8] = {.name = "I8", .blck_size = 1, .type_size = 1},
+    [QD_TYPE_I16] = {.name = "I16", .blck_size = 1, .type_size = 2},
+    [QD_TYPE_I32] = {.name = "I32", .blck_size = 1, .type_size = 4},
+    [QD_TYPE_I64] = {.name = "I64", .blck_size = 1, .type_size = 8},
+    [QD_TYPE_F64] = {.name = "F64", .blck_size = 1, .type_size = 8},
+};
+
+int qd_type_valid(int id)
+{
+    return id >= 0 && id < QD_TYPE_COUNT && traits[id].name != NULL;
+}
+
+const qd_type_traits_t *qd_type_traits(qd_type_t t) { return &traits[t]; }
+
+const char *qd_type_name(qd_type_t t)
+{
+    return qd_type_valid((int)t) ? traits[t].name : "?";
+}
+
+int qd_type_from_name(const char *name, qd_type_t *out)
+{
+    for (int i = 0; i < QD_TYPE_COUNT; i++) {
+        if (traits[i].name && !strcasecmp(traits[i].name, name)) {
+            *out = (qd_type_t)i;
+            return 0;
+        }
+    }
+    return QD_EINVAL;
+}
+
+size_t qd_row_size(qd_type_t t, int64_t n)
+{
+    const qd_type_traits_t *tr = &traits[t];
+    return (size_t)(n / tr->blck_size) * tr->type_size;
+}
