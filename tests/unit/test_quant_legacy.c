@@ -197,3 +197,282 @@ Test(quant_legacy, from_float_ref_equals_quantize_without_imatrix)
         cr_expect(memcmp(a, b, bytes) == 0, "%s", tr->name);
     }
 }
+
+/* ---- round-trip error on synthetic data -------------------------------- */
+
+/*
+ * Relative RMSE (RMSE / RMS of the input) of quantize + dequantize on
+ * N(0,1) rows of 512 values. The bounds sit ~15% above what llama.cpp's
+ * algorithms give on such data (measured: F16 2.1e-4, BF16 1.7e-3, Q4_0
+ * 0.086, Q4_1 0.078, Q5_0 0.043, Q5_1 0.038, Q8_0 0.0054, IQ4_NL 0.076),
+ * so a weaker search or a packing error fails them.
+ */
+static const struct {
+    qd_type_t type;
+    double max_rel_rmse;
+} rt_bounds[] = {
+    {QD_TYPE_F32, 0.0},     {QD_TYPE_F16, 2.5e-4},  {QD_TYPE_BF16, 2.0e-3},
+    {QD_TYPE_Q4_0, 0.10},   {QD_TYPE_Q4_1, 0.09},   {QD_TYPE_Q5_0, 0.05},
+    {QD_TYPE_Q5_1, 0.044},  {QD_TYPE_Q8_0, 0.0065}, {QD_TYPE_Q8_1, 0.0065},
+    {QD_TYPE_IQ4_NL, 0.088},
+};
+
+Test(quant_legacy, round_trip_error_bounds)
+{
+    enum { R = 64, N = 512 };
+    static float x[R * N], y[R * N];
+    static uint8_t q[R * N * 4];
+    rng_state = 7;
+    for (int i = 0; i < R * N; i++)
+        x[i] = (float)rng_normal();
+    for (size_t t = 0; t < sizeof rt_bounds / sizeof rt_bounds[0]; t++) {
+        const qd_type_traits_t *tr = qd_type_traits(rt_bounds[t].type);
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 0)
+                tr->quantize(x, q, R, N, NULL);
+            else
+                tr->from_float_ref(x, q, R * N);
+            tr->to_float(q, y, R * N);
+            double se = 0, ss = 0;
+            for (int i = 0; i < R * N; i++) {
+                double e = (double)x[i] - y[i];
+                se += e * e;
+                ss += (double)x[i] * x[i];
+            }
+            double rel = sqrt(se / ss);
+            cr_expect(rel <= rt_bounds[t].max_rel_rmse,
+                      "%s (%s): relative RMSE %.5f > %.5f", tr->name,
+                      pass ? "from_float_ref" : "quantize", rel,
+                      rt_bounds[t].max_rel_rmse);
+        }
+    }
+}
+
+/* Zero rows stay exactly zero in every format, with and without weights. */
+Test(quant_legacy, zero_rows_stay_zero)
+{
+    enum { N = 256 };
+    static float x[N], y[N], w[N];
+    static uint8_t q[N * 4];
+    for (int i = 0; i < N; i++)
+        w[i] = 1.0f + (float)i;
+    for (size_t t = 0; t < N_ALL_TYPES; t++) {
+        const qd_type_traits_t *tr = qd_type_traits(all_types[t]);
+        for (int pass = 0; pass < 3; pass++) {
+            memset(y, 0x55, sizeof y);
+            if (pass == 0)
+                tr->from_float_ref(x, q, N);
+            else
+                tr->quantize(x, q, 1, N, pass == 2 ? w : NULL);
+            tr->to_float(q, y, N);
+            for (int i = 0; i < N; i++)
+                cr_assert(y[i] == 0.0f, "%s pass %d: y[%d] = %g", tr->name,
+                          pass, i, y[i]);
+        }
+    }
+}
+
+/* ---- Q8_0 / Q8_1 activations ------------------------------------------- */
+
+/*
+ * q = roundf(x * (1/d)) with d = amax/127 in float, stored with d rounded to
+ * fp16 (dh): |x - q*dh| <= 0.5*d + 127*|d - dh| plus float rounding
+ * (2^-22 relative), about 0.56*d while dh is a normal half and more once it
+ * is subnormal (amax < ~0.008; covered by the small-scale blocks here). The
+ * element of largest magnitude maps to ±127, and Q8_1's s is
+ * fp16(d * sum(q)) exactly.
+ */
+Test(quant_legacy, q8_activation_error_bound)
+{
+    enum { N = 4096 };
+    static float x[N], y[N];
+    static qd_block_q8_0 b0[N / 32];
+    static qd_block_q8_1 b1[N / 32];
+    rng_state = 11;
+    for (int i = 0; i < N; i++) {
+        double scale = pow(10.0, -3 + 5 * rng_uniform() * ((i / 32) % 2));
+        x[i] = (float)(rng_normal() * scale);
+    }
+    qd_type_traits(QD_TYPE_Q8_0)->from_float_ref(x, b0, N);
+    qd_type_traits(QD_TYPE_Q8_1)->from_float_ref(x, b1, N);
+    for (int pass = 0; pass < 2; pass++) {
+        qd_type_traits(pass ? QD_TYPE_Q8_1 : QD_TYPE_Q8_0)
+            ->to_float(pass ? (void *)b1 : (void *)b0, y, N);
+        for (int b = 0; b < N / 32; b++) {
+            float amax = 0;
+            int imax = 0;
+            for (int j = 0; j < 32; j++) {
+                if (fabsf(x[b * 32 + j]) > amax) {
+                    amax = fabsf(x[b * 32 + j]);
+                    imax = j;
+                }
+            }
+            const float d = amax / 127;
+            const int8_t *qs = pass ? b1[b].qs : b0[b].qs;
+            const double dh = qd_fp16_to_fp32(b0[b].d);
+            const double bound = 0.5 * d + 127 * fabs(d - dh) + amax * 0x1p-22;
+            cr_assert_eq(abs(qs[imax]), 127, "block %d", b);
+            for (int j = 0; j < 32; j++) {
+                double e = fabs((double)x[b * 32 + j] - y[b * 32 + j]);
+                cr_assert(e <= bound, "Q8_%d block %d [%d]: err %g > %g",
+                          pass, b, j, e, bound);
+            }
+            if (pass) {
+                int sum = 0;
+                for (int j = 0; j < 32; j++)
+                    sum += qs[j];
+                cr_assert_eq(b1[b].s, qd_fp32_to_fp16((float)sum * d),
+                             "block %d s", b);
+                cr_assert_eq(b1[b].d, b0[b].d);
+                cr_assert(memcmp(b1[b].qs, b0[b].qs, 32) == 0);
+            }
+        }
+    }
+}
+
+/* ggml rounds activations with roundf: halves go away from zero. */
+Test(quant_legacy, q8_rounds_halves_away_from_zero)
+{
+    float x[32] = {127.0f, 2.5f, -2.5f, 0.5f, -0.5f, 3.5f};
+    qd_block_q8_0 b;
+    qd_type_traits(QD_TYPE_Q8_0)->from_float_ref(x, &b, 32);
+    cr_expect_eq(qd_fp16_to_fp32(b.d), 1.0f);
+    cr_expect_eq(b.qs[0], 127);
+    cr_expect_eq(b.qs[1], 3);
+    cr_expect_eq(b.qs[2], -3);
+    cr_expect_eq(b.qs[3], 1);
+    cr_expect_eq(b.qs[4], -1);
+    cr_expect_eq(b.qs[5], 4);
+    cr_expect_eq(b.qs[6], 0);
+}
+
+/* ---- dot products ------------------------------------------------------- */
+
+/* Offset (-min) of the block holding element i for the types with a min. */
+static float block_min(qd_type_t t, const void *w, int i)
+{
+    if (t == QD_TYPE_Q4_1)
+        return qd_fp16_to_fp32(((const qd_block_q4_1 *)w)[i / 32].m);
+    if (t == QD_TYPE_Q5_1)
+        return qd_fp16_to_fp32(((const qd_block_q5_1 *)w)[i / 32].m);
+    return 0.0f;
+}
+
+/*
+ * vec_dot(w, a) against sum(deq(w)[i] * deq(a)[i]) in double. Integer sums
+ * are exact; what remains is float rounding of the per-block scaling and of
+ * the running sum (at most nb+8 roundings of terms bounded by S =
+ * sum |a_i| (|w_i| + |m_b|)), and, for Q4_1/Q5_1, ggml's use of the stored
+ * Q8_1 s = fp16(d*sum(q)) in place of fp16(d)*sum(q), which the test
+ * accounts for exactly per block.
+ */
+Test(quant_legacy, vec_dot_matches_float_dot)
+{
+    static const int lens[] = {32, 64, 512, 4096};
+    static float w[4096], a[4096], wd[4096], ad[4096];
+    static uint8_t wq[4096 * 4], aq[4096 * 4];
+    rng_state = 3;
+    for (size_t t = 0; t < N_ALL_TYPES; t++) {
+        const qd_type_t wt = all_types[t];
+        const qd_type_traits_t *tr = qd_type_traits(wt);
+        const qd_type_traits_t *at = qd_type_traits(tr->vec_dot_type);
+        for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+            const int n = lens[l];
+            for (int rep = 0; rep < 4; rep++) {
+                for (int i = 0; i < n; i++) {
+                    w[i] = (float)(rng_normal() * 0.05 + (rep == 3 ? 0.03 : 0));
+                    a[i] = (float)(rng_normal() * (rep == 1 ? 100.0 : 1.0));
+                }
+                tr->quantize(w, wq, 1, n, NULL);
+                at->from_float_ref(a, aq, n);
+                tr->to_float(wq, wd, n);
+                at->to_float(aq, ad, n);
+
+                double ref = 0, S = 0, corr = 0;
+                for (int i = 0; i < n; i++) {
+                    ref += (double)wd[i] * ad[i];
+                    S += fabs((double)ad[i]) *
+                         (fabs((double)wd[i]) + fabs(block_min(wt, wq, i)));
+                }
+                if (tr->vec_dot_type == QD_TYPE_Q8_1 && wt != QD_TYPE_Q8_1) {
+                    const qd_block_q8_1 *yb = (const qd_block_q8_1 *)aq;
+                    for (int b = 0; b < n / 32; b++) {
+                        int sum = 0;
+                        for (int j = 0; j < 32; j++)
+                            sum += yb[b].qs[j];
+                        double exact = (double)qd_fp16_to_fp32(yb[b].d) * sum;
+                        corr += fabs(block_min(wt, wq, b * 32)) *
+                                fabs(qd_fp16_to_fp32(yb[b].s) - exact);
+                    }
+                }
+                float got;
+                tr->vec_dot(n, &got, wq, aq);
+                double tol = (n / 32 + 8) * 0x1p-23 * S + corr + 1e-30;
+                cr_expect(fabs(got - ref) <= tol,
+                          "%s n=%d rep %d: vec_dot %.9g, float dot %.9g, "
+                          "tol %.3g",
+                          tr->name, n, rep, got, ref, tol);
+            }
+        }
+    }
+}
+
+/* ---- importance-weighted quantization ------------------------------- */
+
+/* sum over rows and columns of imatrix[j] * (x - deq(q(x)))^2 */
+static double weighted_error(const qd_type_traits_t *tr, const float *x,
+                             int rows, int n, const float *imatrix,
+                             const float *weights, void *q, float *y)
+{
+    tr->quantize(x, q, rows, n, imatrix);
+    tr->to_float(q, y, (int64_t)rows * n);
+    double e = 0;
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < n; j++) {
+            double d = (double)x[r * n + j] - y[r * n + j];
+            e += weights[j] * d * d;
+        }
+    return e;
+}
+
+Test(quant_legacy, imatrix_is_deterministic_and_helps)
+{
+    enum { R = 64, N = 512 };
+    static float x[R * N], y[R * N], imat[N];
+    static uint8_t q1[R * N * 4], q2[R * N * 4];
+    static const qd_type_t ts[] = {QD_TYPE_Q4_0, QD_TYPE_Q4_1, QD_TYPE_Q5_0,
+                                   QD_TYPE_Q5_1, QD_TYPE_IQ4_NL,
+                                   QD_TYPE_Q8_0};
+    rng_state = 5;
+    fill_heavy(x, R, N);
+    /* edge rows: zero, constant, all positive, tiny */
+    for (int j = 0; j < N; j++) {
+        x[0 * N + j] = 0.0f;
+        x[1 * N + j] = 0.0123f;
+        x[2 * N + j] = fabsf(x[2 * N + j]);
+        x[3 * N + j] *= 1e-5f;
+    }
+    for (int j = 0; j < N; j++) /* heavy-tailed activation statistics */
+        imat[j] = (float)exp(1.5 * rng_normal());
+
+    for (size_t t = 0; t < sizeof ts / sizeof ts[0]; t++) {
+        const qd_type_traits_t *tr = qd_type_traits(ts[t]);
+        size_t bytes = tr->quantize(x, q1, R, N, imat);
+        cr_assert_eq(bytes, R * qd_row_size(ts[t], N));
+        tr->quantize(x, q2, R, N, imat);
+        cr_expect(memcmp(q1, q2, bytes) == 0, "%s: not deterministic",
+                  tr->name);
+
+        double e_imat = weighted_error(tr, x, R, N, imat, imat, q1, y);
+        double e_null = weighted_error(tr, x, R, N, NULL, imat, q2, y);
+        if (ts[t] == QD_TYPE_Q8_0) { /* ggml ignores the weights for Q8_0 */
+            cr_expect(memcmp(q1, q2, bytes) == 0);
+            continue;
+        }
+        cr_log_info("%s: weighted error with imatrix / without = %.3f",
+                    tr->name, e_imat / e_null);
+        cr_expect(e_imat <= e_null,
+                  "%s: weighted error with imatrix %.6g > without %.6g",
+                  tr->name, e_imat, e_null);
+    }
+}
