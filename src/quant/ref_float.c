@@ -12,6 +12,14 @@
 
 #include "quant/ref.h"
 
+/* Bit-exactness needs every product rounded on its own: no fused
+ * multiply-add, whatever -std/-march the file is built with. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 /* ---- F32 ---------------------------------------------------------------- */
 
 void qd__to_float_f32(const void *restrict src, float *restrict dst, int64_t n)

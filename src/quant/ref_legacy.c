@@ -26,6 +26,14 @@
 
 #include "quant/ref.h"
 
+/* Bit-exactness needs every product rounded on its own: no fused
+ * multiply-add, whatever -std/-march the file is built with. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 #define GROUP_MAX_EPS 1e-15f
 
 static const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35,
