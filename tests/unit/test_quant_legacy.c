@@ -34,7 +34,8 @@ static double rng_uniform(void) /* (0, 1) */
 
 static double rng_normal(void)
 {
-    return sqrt(-2.0 * log(rng_uniform())) * cos(6.283185307179586 * rng_uniform());
+    double r = sqrt(-2.0 * log(rng_uniform()));
+    return r * cos(6.283185307179586 * rng_uniform());
 }
 
 /* Gaussian rows with a per-row scale and a few outliers (like the vectors'
@@ -118,7 +119,8 @@ Test(quant_legacy, dequantize_matches_llama_cpp)
         uint8_t *bin = load_vector(name, &bin_size);
         snprintf(name, sizeof name, "%s.blk0_ffn_down.f32", tr->name);
         float *want = load_vector(name, &f32_size);
-        cr_assert_eq(bin_size, VEC_ROWS * qd_row_size(vector_types[t], VEC_COLS));
+        cr_assert_eq(bin_size,
+                     VEC_ROWS * qd_row_size(vector_types[t], VEC_COLS));
         cr_assert_eq(f32_size, sizeof(float) * VEC_ROWS * VEC_COLS);
 
         float *got = malloc(f32_size);
@@ -475,4 +477,149 @@ Test(quant_legacy, imatrix_is_deterministic_and_helps)
                   "%s: weighted error with imatrix %.6g > without %.6g",
                   tr->name, e_imat, e_null);
     }
+}
+
+/* ---- every matrix of the qv-<T>.gguf models ---------------------------- */
+
+/*
+ * A minimal GGUF v3 walk, enough for these well-formed reference files:
+ * header, key/values skipped (general.alignment read), then tensor infos.
+ * The real, validating reader is loader/gguf.c; this one only serves to
+ * compare all 16 matrices of qv-F32.gguf against each qv-<T>.gguf.
+ */
+typedef struct {
+    char name[96];
+    int n_dims;
+    int64_t ne[4];
+    uint32_t type;
+    const uint8_t *data;
+} gguf_tensor;
+
+typedef struct {
+    const uint8_t *p, *end;
+} cursor;
+
+static uint64_t rd_u64(cursor *c)
+{
+    uint64_t v;
+    cr_assert(c->p + 8 <= c->end);
+    memcpy(&v, c->p, 8);
+    c->p += 8;
+    return v;
+}
+
+static uint32_t rd_u32(cursor *c)
+{
+    uint32_t v;
+    cr_assert(c->p + 4 <= c->end);
+    memcpy(&v, c->p, 4);
+    c->p += 4;
+    return v;
+}
+
+static void skip_value(cursor *c, uint32_t type)
+{
+    static const int sizes[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    cr_assert(type <= 12, "gguf value type %u", type);
+    if (type == 8) {
+        c->p += rd_u64(c);
+    } else if (type == 9) {
+        uint32_t et = rd_u32(c);
+        uint64_t n = rd_u64(c);
+        for (uint64_t i = 0; i < n; i++)
+            skip_value(c, et);
+    } else {
+        c->p += sizes[type];
+    }
+    cr_assert(c->p <= c->end);
+}
+
+/* Parses buf; returns the number of tensors stored in out (at most max). */
+static int gguf_tensors(const uint8_t *buf, size_t size, gguf_tensor *out,
+                        int max)
+{
+    cursor c = {buf, buf + size};
+    cr_assert(size > 24 && memcmp(buf, "GGUF", 4) == 0);
+    c.p += 4;
+    cr_assert_eq(rd_u32(&c), 3);
+    uint64_t n_tensors = rd_u64(&c), n_kv = rd_u64(&c);
+    uint64_t alignment = 32;
+    for (uint64_t i = 0; i < n_kv; i++) {
+        uint64_t klen = rd_u64(&c);
+        const char *key = (const char *)c.p;
+        c.p += klen;
+        uint32_t type = rd_u32(&c);
+        if (klen == 17 && !memcmp(key, "general.alignment", 17) && type == 4) {
+            alignment = rd_u32(&c);
+            continue;
+        }
+        skip_value(&c, type);
+    }
+    cr_assert(n_tensors <= (uint64_t)max);
+    uint64_t offsets[64];
+    for (uint64_t i = 0; i < n_tensors; i++) {
+        gguf_tensor *t = &out[i];
+        uint64_t len = rd_u64(&c);
+        cr_assert(len < sizeof t->name);
+        memcpy(t->name, c.p, len);
+        t->name[len] = 0;
+        c.p += len;
+        t->n_dims = (int)rd_u32(&c);
+        cr_assert(t->n_dims >= 1 && t->n_dims <= 4);
+        for (int d = 0; d < 4; d++)
+            t->ne[d] = d < t->n_dims ? (int64_t)rd_u64(&c) : 1;
+        t->type = rd_u32(&c);
+        offsets[i] = rd_u64(&c);
+    }
+    size_t data = (size_t)(c.p - buf);
+    data = (data + alignment - 1) / alignment * alignment;
+    for (uint64_t i = 0; i < n_tensors; i++)
+        out[i].data = buf + data + offsets[i];
+    return (int)n_tensors;
+}
+
+Test(quant_legacy, quantize_matches_every_matrix_of_qv_models)
+{
+    static gguf_tensor src_t[64], dst_t[64];
+    size_t src_size;
+    uint8_t *src = load_vector("qv-F32.gguf", &src_size);
+    int n_src = gguf_tensors(src, src_size, src_t, 64);
+    for (size_t t = 0; t < N_VECTOR_TYPES; t++) {
+        const qd_type_traits_t *tr = qd_type_traits(vector_types[t]);
+        char name[64];
+        size_t dst_size;
+        snprintf(name, sizeof name, "qv-%s.gguf", tr->name);
+        uint8_t *dst = load_vector(name, &dst_size);
+        int n_dst = gguf_tensors(dst, dst_size, dst_t, 64);
+        cr_assert_eq(n_dst, n_src);
+        int n_matrices = 0, n_bad = 0;
+        for (int i = 0; i < n_src; i++) {
+            const gguf_tensor *s = &src_t[i], *d = NULL;
+            for (int k = 0; k < n_dst; k++) /* llama-quantize reorders */
+                if (!strcmp(dst_t[k].name, s->name))
+                    d = &dst_t[k];
+            cr_assert_not_null(d, "%s: no %s", name, s->name);
+            if (s->n_dims != 2)
+                continue;
+            cr_assert_eq(d->type, (uint32_t)vector_types[t], "%s", d->name);
+            const int64_t rows = s->ne[1], cols = s->ne[0];
+            const size_t bytes =
+                (size_t)rows * qd_row_size(vector_types[t], cols);
+            cr_assert(d->data + bytes <= dst + dst_size, "%s", d->name);
+            uint8_t *got = malloc(bytes);
+            tr->quantize((const float *)s->data, got, rows, cols, NULL);
+            if (memcmp(got, d->data, bytes) != 0) {
+                n_bad++;
+                cr_log_error("%s %s: differs from llama-quantize", tr->name,
+                             d->name);
+            }
+            free(got);
+            n_matrices++;
+        }
+        cr_expect_eq(n_matrices, 16, "%s: %d matrices", tr->name, n_matrices);
+        cr_expect_eq(n_bad, 0, "%s: %d of %d matrices differ", tr->name, n_bad,
+                     n_matrices);
+        free(dst);
+    }
+    free(src);
 }
