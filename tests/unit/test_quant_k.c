@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "quantd/quant.h"
 
@@ -31,14 +32,18 @@ static const qd_type_t all_types[] = {QD_TYPE_Q2_K, QD_TYPE_Q3_K,
 /* ---- helpers ---------------------------------------------------------- */
 
 /* Read $QD_SHARED/reference/quant-vectors/<name>; NULL if QD_SHARED is
- * unset (caller skips). Fails the test if the file is missing or has the
- * wrong size. */
+ * unset or has no quant-vectors directory (caller skips). Fails the test
+ * if the directory exists but the file is missing or has the wrong size. */
 static void *read_vector(const char *name, size_t want_bytes)
 {
     const char *root = getenv("QD_SHARED");
     if (!root)
         return NULL;
     char path[1024];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/reference/quant-vectors", root);
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return NULL;
     snprintf(path, sizeof path, "%s/reference/quant-vectors/%s", root, name);
     FILE *f = fopen(path, "rb");
     cr_assert(f, "cannot open %s", path);
@@ -118,7 +123,7 @@ Test(quant_k, dequantize_matches_llamacpp)
         snprintf(name, sizeof name, "%s.blk0_ffn_down.bin", tr->name);
         uint8_t *bin = read_vector(name, bin_bytes);
         if (!bin)
-            cr_skip_test("reference vectors not found: QD_SHARED unset");
+            cr_skip_test("reference vectors not found: QD_SHARED");
         snprintf(name, sizeof name, "%s.blk0_ffn_down.f32", tr->name);
         float *want = read_vector(name, VEC_N * sizeof(float));
         float *got = malloc(VEC_N * sizeof(float));
@@ -144,7 +149,7 @@ Test(quant_k, quantize_matches_llamacpp)
 {
     float *src = read_vector("F32.blk0_ffn_down.f32", VEC_N * sizeof(float));
     if (!src)
-        cr_skip_test("reference vectors not found: QD_SHARED unset");
+        cr_skip_test("reference vectors not found: QD_SHARED");
     for (size_t t = 0; t < N_CONF; t++) {
         const qd_type_traits_t *tr = qd_type_traits(conf_types[t]);
         const size_t row_bytes = qd_row_size(conf_types[t], VEC_COLS);
@@ -188,7 +193,7 @@ Test(quant_k, error_not_worse_than_llamacpp)
 {
     float *src = read_vector("F32.blk0_ffn_down.f32", VEC_N * sizeof(float));
     if (!src)
-        cr_skip_test("reference vectors not found: QD_SHARED unset");
+        cr_skip_test("reference vectors not found: QD_SHARED");
     const int64_t off = 8 * VEC_COLS, n = VEC_N - off; /* rows 8+ */
     for (size_t t = 0; t < N_CONF; t++) {
         const qd_type_traits_t *tr = qd_type_traits(conf_types[t]);
