@@ -218,6 +218,159 @@ Test(quant_k, error_not_worse_than_llamacpp)
     free(src);
 }
 
+/*
+ * Whole-file check: every matrix of qv-<T>.gguf (16 tensors, rows of 256
+ * and 512 values) against our quantization of the same tensor in
+ * qv-F32.gguf. A minimal GGUF walk, enough for these trusted files: header,
+ * key/value pairs skipped by type, tensor infos, aligned data section.
+ */
+typedef struct {
+    char name[96];
+    int64_t ne0, nrows;
+    uint32_t type;
+    const uint8_t *data;
+} gguf_tensor;
+
+typedef struct {
+    uint8_t *buf;
+    size_t size, pos;
+} gguf_cursor;
+
+static uint64_t gg_u(gguf_cursor *c, int bytes)
+{
+    cr_assert(c->pos + (size_t)bytes <= c->size, "GGUF truncated at %zu",
+              c->pos);
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v |= (uint64_t)c->buf[c->pos + (size_t)i] << (8 * i);
+    c->pos += (size_t)bytes;
+    return v;
+}
+
+static void gg_skip_value(gguf_cursor *c, uint32_t type)
+{
+    static const int width[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    cr_assert(type < 13, "GGUF value type %u", type);
+    if (type == 8) { /* string */
+        uint64_t len = gg_u(c, 8);
+        cr_assert(len <= c->size - c->pos);
+        c->pos += (size_t)len;
+    } else if (type == 9) { /* array */
+        uint32_t et = (uint32_t)gg_u(c, 4);
+        uint64_t n = gg_u(c, 8);
+        for (uint64_t i = 0; i < n; i++)
+            gg_skip_value(c, et);
+    } else {
+        c->pos += (size_t)width[type];
+    }
+}
+
+/* Loads the file and its tensor table; returns the count (<= max). */
+static int gguf_tensors(const char *file, gguf_cursor *c, gguf_tensor *t,
+                        int max)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/reference/quant-vectors/%s",
+             getenv("QD_SHARED"), file);
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    c->size = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    c->buf = malloc(c->size);
+    cr_assert(fread(c->buf, 1, c->size, f) == c->size);
+    fclose(f);
+    c->pos = 0;
+    cr_assert(!memcmp(c->buf, "GGUF", 4), "%s: not GGUF", path);
+    c->pos = 4;
+    cr_assert_eq(gg_u(c, 4), 3, "%s: GGUF version", path);
+    uint64_t n_t = gg_u(c, 8), n_kv = gg_u(c, 8);
+    uint64_t align = 32;
+    for (uint64_t i = 0; i < n_kv; i++) {
+        uint64_t klen = gg_u(c, 8);
+        cr_assert(klen <= c->size - c->pos);
+        int is_align = klen == 17 && !memcmp(c->buf + c->pos,
+                                             "general.alignment", 17);
+        c->pos += (size_t)klen;
+        uint32_t vt = (uint32_t)gg_u(c, 4);
+        if (is_align && vt == 4)
+            align = gg_u(c, 4);
+        else
+            gg_skip_value(c, vt);
+    }
+    cr_assert(n_t <= (uint64_t)max, "%s: %llu tensors", path,
+              (unsigned long long)n_t);
+    uint64_t offs[64];
+    for (uint64_t i = 0; i < n_t; i++) {
+        uint64_t len = gg_u(c, 8);
+        cr_assert(len < sizeof t[i].name);
+        memcpy(t[i].name, c->buf + c->pos, (size_t)len);
+        t[i].name[len] = 0;
+        c->pos += (size_t)len;
+        uint32_t nd = (uint32_t)gg_u(c, 4);
+        t[i].ne0 = (int64_t)gg_u(c, 8);
+        t[i].nrows = 1;
+        for (uint32_t d = 1; d < nd; d++)
+            t[i].nrows *= (int64_t)gg_u(c, 8);
+        t[i].type = (uint32_t)gg_u(c, 4);
+        offs[i] = gg_u(c, 8);
+    }
+    size_t data = (c->pos + align - 1) / align * align;
+    for (uint64_t i = 0; i < n_t; i++)
+        t[i].data = c->buf + data + offs[i];
+    return (int)n_t;
+}
+
+Test(quant_k, whole_files_match_llamacpp)
+{
+    const char *root = getenv("QD_SHARED");
+    char dir[1024];
+    struct stat st;
+    snprintf(dir, sizeof dir, "%s/reference/quant-vectors", root ? root : "");
+    if (!root || stat(dir, &st) != 0)
+        cr_skip_test("reference vectors not found: QD_SHARED");
+    gguf_cursor fc, qc;
+    gguf_tensor ft[64], qt[64];
+    int nf = gguf_tensors("qv-F32.gguf", &fc, ft, 64);
+    for (size_t k = 0; k < N_CONF; k++) {
+        const qd_type_traits_t *tr = qd_type_traits(conf_types[k]);
+        char file[64];
+        snprintf(file, sizeof file, "qv-%s.gguf", tr->name);
+        int nq = gguf_tensors(file, &qc, qt, 64);
+        int n_mat = 0;
+        size_t n_blk = 0, n_same = 0;
+        for (int i = 0; i < nq; i++) {
+            if (qt[i].type != (uint32_t)conf_types[k])
+                continue;
+            const gguf_tensor *src = NULL;
+            for (int j = 0; j < nf; j++)
+                if (!strcmp(ft[j].name, qt[i].name))
+                    src = &ft[j];
+            cr_assert(src && src->type == QD_TYPE_F32, "%s: %s not in F32 file",
+                      file, qt[i].name);
+            const size_t bytes = qd_row_size(conf_types[k], src->ne0) *
+                                 (size_t)src->nrows;
+            uint8_t *q = malloc(bytes);
+            tr->quantize((const float *)src->data, q, src->nrows, src->ne0,
+                         NULL);
+            for (size_t b = 0; b < bytes / tr->type_size; b++, n_blk++)
+                n_same += !memcmp(q + b * tr->type_size,
+                                  qt[i].data + b * tr->type_size,
+                                  tr->type_size);
+            free(q);
+            n_mat++;
+        }
+        cr_log_info("%s: %d matrices, %zu of %zu blocks identical", tr->name,
+                    n_mat, n_same, n_blk);
+        cr_expect_eq(n_mat, 16, "%s: %d matrices of that type", tr->name,
+                     n_mat);
+        cr_expect_eq(n_same, n_blk, "%s: %zu of %zu blocks identical",
+                     tr->name, n_same, n_blk);
+        free(qc.buf);
+    }
+    free(fc.buf);
+}
+
 /* ---- synthetic round trips ------------------------------------------- */
 
 /* RMSE / RMS bounds for Gaussian N(0,1) data, n = 64 K values. Measured
