@@ -14,7 +14,12 @@
 
 #include "quantd/quant.h"
 
-/* ---- K-quants, Q8_K and IQ4_XS (ref_kquants.c) ------------------------ */
+/* ---- K-quants, Q8_K and IQ4_XS (ref_kquants.c) ------------------------
+ * Types qd_to_float_fn, qd_from_float_fn, qd_quantize_fn, qd_vec_dot_fn of
+ * quant.h. n and n_per_row are multiples of 256. quantize with imatrix
+ * NULL equals from_float (ggml's _ref); with an imatrix (n_per_row
+ * weights) it is ggml's importance-weighted quantize_<t>. Q8_K ignores
+ * the imatrix. vec_dot reads a Q8_K activation row (Q8_K: Q8_K · Q8_K). */
 void qd_ref_to_float_q2_K(const void *restrict src, float *restrict dst,
     int64_t n);
 void qd_ref_from_float_q2_K(const float *restrict src, void *restrict dst,
