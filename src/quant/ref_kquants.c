@@ -28,23 +28,31 @@
  * With importance weights (an imatrix: one non-negative weight per column)
  * quantize_* uses the weighted fitters, as llama.cpp's quantize_q*_K do.
  */
+#include "quant/ref.h"
+
 #include <math.h>
 #include <string.h>
-
-#include "quant/ref.h"
 
 #define QK QD_QK_K
 /* Sub-blocks whose largest magnitude is below this are treated as zero. */
 #define GROUP_EPS 1e-15f
 
 static const int8_t iq4nl_values[16] = {
-    -127, -104, -83, -65, -49, -35, -22, -10,
-    1,    13,   25,  38,  53,  69,  89,  113,
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 };
 
-static inline int imin(int a, int b) { return a < b ? a : b; }
-static inline int imax(int a, int b) { return a > b ? a : b; }
-static inline int iclamp(int v, int lo, int hi) { return imax(lo, imin(hi, v)); }
+static inline int imin(int a, int b)
+{
+    return a < b ? a : b;
+}
+static inline int imax(int a, int b)
+{
+    return a > b ? a : b;
+}
+static inline int iclamp(int v, int lo, int hi)
+{
+    return imax(lo, imin(hi, v));
+}
 
 /* Round to nearest, ties to even, by adding 1.5 * 2^23: the sum's low
  * mantissa bits are then the integer offset by 2^22. Exact for
@@ -58,8 +66,14 @@ static inline int round_int(float v)
     return (int)(bits & 0x007fffffu) - 0x00400000;
 }
 
-static inline float h2f(qd_fp16_t h) { return qd_fp16_to_fp32(h); }
-static inline qd_fp16_t f2h(float f) { return qd_fp32_to_fp16(f); }
+static inline float h2f(qd_fp16_t h)
+{
+    return qd_fp16_to_fp32(h);
+}
+static inline qd_fp16_t f2h(float f)
+{
+    return qd_fp32_to_fp16(f);
+}
 
 /* ---- scale fitters ---------------------------------------------------- */
 
@@ -402,9 +416,9 @@ static void pack_2bit(uint8_t *restrict qs, const uint8_t *restrict L)
 {
     for (int j = 0; j < QK; j += 128)
         for (int l = 0; l < 32; l++)
-            qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) |
-                                      (L[j + l + 64] << 4) |
-                                      (L[j + l + 96] << 6));
+            qs[j / 4 + l] =
+                (uint8_t)(L[j + l] | (L[j + l + 32] << 2) |
+                          (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
 }
 
 /* ===================================================================== */
@@ -494,7 +508,8 @@ void qd_ref_to_float_q2_K(const void *restrict src, float *restrict dst,
                     float dl = d * (float)(sc & 0xF);
                     float ml = dmin * (float)(sc >> 4);
                     for (int l = 0; l < 16; l++)
-                        *dst++ = dl * (float)((q[16 * k + l] >> shift) & 3) - ml;
+                        *dst++ =
+                            dl * (float)((q[16 * k + l] >> shift) & 3) - ml;
                 }
             }
         }
@@ -752,9 +767,11 @@ void qd_ref_to_float_q5_K(const void *restrict src, float *restrict dst,
             unpack_scale_min(j + 1, b[i].scales, &sc, &m);
             const float d2 = d * (float)sc, m2 = dmin * (float)m;
             for (int l = 0; l < 32; l++)
-                *dst++ = d1 * (float)((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+                *dst++ =
+                    d1 * (float)((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
             for (int l = 0; l < 32; l++)
-                *dst++ = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+                *dst++ =
+                    d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
         }
     }
 }
@@ -774,8 +791,8 @@ static void k4_requantize(const uint8_t *restrict packed, qd_fp16_t hd,
             continue;
         const float dm = h2f(hdmin) * (float)m;
         for (int ii = 0; ii < 32; ii++)
-            L[32 * j + ii] = (uint8_t)iclamp(
-                round_int((x[32 * j + ii] + dm) / d), 0, nmax);
+            L[32 * j + ii] =
+                (uint8_t)iclamp(round_int((x[32 * j + ii] + dm) / d), 0, nmax);
     }
 }
 
@@ -811,8 +828,8 @@ static void q5_pack(qd_block_q5_K *restrict y, const uint8_t *restrict L)
 /* Reference fit of one Q4_K/Q5_K super-block: per sub-block affine fits
  * weighted by rms + |x|, then 6-bit scales and mins relative to their
  * maxima. Writes d, dmin, scales; L gets the fitter's quants. */
-static void k4_fit_ref(const float *restrict x, int nmax, float rmin,
-                       int nstep, uint8_t *restrict packed, qd_fp16_t *hd,
+static void k4_fit_ref(const float *restrict x, int nmax, float rmin, int nstep,
+                       uint8_t *restrict packed, qd_fp16_t *hd,
                        qd_fp16_t *hdmin, uint8_t *restrict L)
 {
     uint8_t Laux[32], ls[8], lm[8];
@@ -849,8 +866,7 @@ static void k4_fit_ref(const float *restrict x, int nmax, float rmin,
  * Scales and mins are themselves fitted with fit_positive. */
 static void k4_fit_imatrix(const float *restrict x, int nmax, int clamp63,
                            const float *restrict qw, uint8_t *restrict packed,
-                           qd_fp16_t *hd, qd_fp16_t *hdmin,
-                           uint8_t *restrict L)
+                           qd_fp16_t *hd, qd_fp16_t *hdmin, uint8_t *restrict L)
 {
     uint8_t Laux[32], Ls[QK / 32], Lm[QK / 32];
     float w[32], sw[QK / 32], mins[QK / 32], scales[QK / 32];
@@ -860,8 +876,8 @@ static void k4_fit_imatrix(const float *restrict x, int nmax, int clamp63,
     const float sigma2 = 2 * sum_x2 / QK;
     for (int j = 0; j < QK / 32; j++) {
         for (int l = 0; l < 32; l++)
-            w[l] = qw[32 * j + l] *
-                   sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
+            w[l] =
+                qw[32 * j + l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
         float sumw = 0;
         for (int l = 0; l < 32; l++)
             sumw += w[l];
@@ -1175,9 +1191,10 @@ size_t qd_ref_quantize_q2_K(const float *restrict src, void *restrict dst,
         qd_ref_from_float_q2_K(src, dst, nrows * n_per_row);
     } else {
         for (int64_t r = 0; r < nrows; r++)
-            q2_row_imatrix(src + r * n_per_row,
-                           (qd_block_q2_K *)((char *)dst + (size_t)r * row_bytes),
-                           n_per_row, imatrix);
+            q2_row_imatrix(
+                src + r * n_per_row,
+                (qd_block_q2_K *)((char *)dst + (size_t)r * row_bytes),
+                n_per_row, imatrix);
     }
     return (size_t)nrows * row_bytes;
 }
@@ -1191,9 +1208,10 @@ size_t qd_ref_quantize_q3_K(const float *restrict src, void *restrict dst,
         qd_ref_from_float_q3_K(src, dst, nrows * n_per_row);
     } else {
         for (int64_t r = 0; r < nrows; r++)
-            q3_row_imatrix(src + r * n_per_row,
-                           (qd_block_q3_K *)((char *)dst + (size_t)r * row_bytes),
-                           n_per_row, imatrix);
+            q3_row_imatrix(
+                src + r * n_per_row,
+                (qd_block_q3_K *)((char *)dst + (size_t)r * row_bytes),
+                n_per_row, imatrix);
     }
     return (size_t)nrows * row_bytes;
 }
@@ -1207,9 +1225,10 @@ size_t qd_ref_quantize_q4_K(const float *restrict src, void *restrict dst,
         qd_ref_from_float_q4_K(src, dst, nrows * n_per_row);
     } else {
         for (int64_t r = 0; r < nrows; r++)
-            q4_row_imatrix(src + r * n_per_row,
-                           (qd_block_q4_K *)((char *)dst + (size_t)r * row_bytes),
-                           n_per_row, imatrix);
+            q4_row_imatrix(
+                src + r * n_per_row,
+                (qd_block_q4_K *)((char *)dst + (size_t)r * row_bytes),
+                n_per_row, imatrix);
     }
     return (size_t)nrows * row_bytes;
 }
@@ -1223,9 +1242,10 @@ size_t qd_ref_quantize_q5_K(const float *restrict src, void *restrict dst,
         qd_ref_from_float_q5_K(src, dst, nrows * n_per_row);
     } else {
         for (int64_t r = 0; r < nrows; r++)
-            q5_row_imatrix(src + r * n_per_row,
-                           (qd_block_q5_K *)((char *)dst + (size_t)r * row_bytes),
-                           n_per_row, imatrix);
+            q5_row_imatrix(
+                src + r * n_per_row,
+                (qd_block_q5_K *)((char *)dst + (size_t)r * row_bytes),
+                n_per_row, imatrix);
     }
     return (size_t)nrows * row_bytes;
 }

@@ -5,6 +5,8 @@
  * round-trip error bounds, vec_dot against a double-precision dot, and the
  * importance-weighted (imatrix) quantization paths.
  */
+#include "quantd/quant.h"
+
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,20 +14,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "quantd/quant.h"
-
 #define VEC_ROWS 256
 #define VEC_COLS 512
-#define VEC_N (VEC_ROWS * VEC_COLS)
+#define VEC_N    (VEC_ROWS * VEC_COLS)
 
 static const qd_type_t conf_types[] = {QD_TYPE_Q2_K, QD_TYPE_Q3_K,
                                        QD_TYPE_Q4_K, QD_TYPE_Q5_K,
                                        QD_TYPE_Q6_K, QD_TYPE_IQ4_XS};
 #define N_CONF (sizeof conf_types / sizeof conf_types[0])
 
-static const qd_type_t all_types[] = {QD_TYPE_Q2_K, QD_TYPE_Q3_K,
-                                      QD_TYPE_Q4_K, QD_TYPE_Q5_K,
-                                      QD_TYPE_Q6_K, QD_TYPE_Q8_K,
+static const qd_type_t all_types[] = {QD_TYPE_Q2_K,  QD_TYPE_Q3_K, QD_TYPE_Q4_K,
+                                      QD_TYPE_Q5_K,  QD_TYPE_Q6_K, QD_TYPE_Q8_K,
                                       QD_TYPE_IQ4_XS};
 #define N_ALL (sizeof all_types / sizeof all_types[0])
 
@@ -174,7 +173,8 @@ Test(quant_k, quantize_matches_llamacpp)
                      "%s: %zu of %zu blocks match llama.cpp (first differing "
                      "block %lld, row %lld)",
                      tr->name, same, nblk, first_bad,
-                     first_bad < 0 ? -1 : first_bad / (VEC_COLS / tr->blck_size));
+                     first_bad < 0 ? -1
+                                   : first_bad / (VEC_COLS / tr->blck_size));
 
         /* from_float_ref on the whole tensor is the same computation. */
         uint8_t *again = malloc(bin_bytes);
@@ -197,7 +197,8 @@ Test(quant_k, error_not_worse_than_llamacpp)
     const int64_t off = 8 * VEC_COLS, n = VEC_N - off; /* rows 8+ */
     for (size_t t = 0; t < N_CONF; t++) {
         const qd_type_traits_t *tr = qd_type_traits(conf_types[t]);
-        const size_t bin_bytes = qd_row_size(conf_types[t], VEC_COLS) * VEC_ROWS;
+        const size_t bin_bytes =
+            qd_row_size(conf_types[t], VEC_COLS) * VEC_ROWS;
         char name[64];
         snprintf(name, sizeof name, "%s.blk0_ffn_down.f32", tr->name);
         float *theirs = read_vector(name, VEC_N * sizeof(float));
@@ -289,8 +290,8 @@ static int gguf_tensors(const char *file, gguf_cursor *c, gguf_tensor *t,
     for (uint64_t i = 0; i < n_kv; i++) {
         uint64_t klen = gg_u(c, 8);
         cr_assert(klen <= c->size - c->pos);
-        int is_align = klen == 17 && !memcmp(c->buf + c->pos,
-                                             "general.alignment", 17);
+        int is_align =
+            klen == 17 && !memcmp(c->buf + c->pos, "general.alignment", 17);
         c->pos += (size_t)klen;
         uint32_t vt = (uint32_t)gg_u(c, 4);
         if (is_align && vt == 4)
@@ -348,15 +349,15 @@ Test(quant_k, whole_files_match_llamacpp)
                     src = &ft[j];
             cr_assert(src && src->type == QD_TYPE_F32, "%s: %s not in F32 file",
                       file, qt[i].name);
-            const size_t bytes = qd_row_size(conf_types[k], src->ne0) *
-                                 (size_t)src->nrows;
+            const size_t bytes =
+                qd_row_size(conf_types[k], src->ne0) * (size_t)src->nrows;
             uint8_t *q = malloc(bytes);
             tr->quantize((const float *)src->data, q, src->nrows, src->ne0,
                          NULL);
             for (size_t b = 0; b < bytes / tr->type_size; b++, n_blk++)
-                n_same += !memcmp(q + b * tr->type_size,
-                                  qt[i].data + b * tr->type_size,
-                                  tr->type_size);
+                n_same +=
+                    !memcmp(q + b * tr->type_size,
+                            qt[i].data + b * tr->type_size, tr->type_size);
             free(q);
             n_mat++;
         }
@@ -364,8 +365,8 @@ Test(quant_k, whole_files_match_llamacpp)
                     n_mat, n_same, n_blk);
         cr_expect_eq(n_mat, 16, "%s: %d matrices of that type", tr->name,
                      n_mat);
-        cr_expect_eq(n_same, n_blk, "%s: %zu of %zu blocks identical",
-                     tr->name, n_same, n_blk);
+        cr_expect_eq(n_same, n_blk, "%s: %zu of %zu blocks identical", tr->name,
+                     n_same, n_blk);
         free(qc.buf);
     }
     free(fc.buf);
@@ -380,14 +381,22 @@ Test(quant_k, whole_files_match_llamacpp)
 static double rel_bound(qd_type_t t)
 {
     switch (t) {
-    case QD_TYPE_Q2_K: return 0.33;
-    case QD_TYPE_Q3_K: return 0.17;
-    case QD_TYPE_Q4_K: return 0.080;
-    case QD_TYPE_Q5_K: return 0.040;
-    case QD_TYPE_Q6_K: return 0.020;
-    case QD_TYPE_Q8_K: return 0.0078;
-    case QD_TYPE_IQ4_XS: return 0.085;
-    default: return 0;
+    case QD_TYPE_Q2_K:
+        return 0.33;
+    case QD_TYPE_Q3_K:
+        return 0.17;
+    case QD_TYPE_Q4_K:
+        return 0.080;
+    case QD_TYPE_Q5_K:
+        return 0.040;
+    case QD_TYPE_Q6_K:
+        return 0.020;
+    case QD_TYPE_Q8_K:
+        return 0.0078;
+    case QD_TYPE_IQ4_XS:
+        return 0.085;
+    default:
+        return 0;
     }
 }
 
@@ -406,8 +415,9 @@ Test(quant_k, round_trip_gaussian)
         tr->to_float(q, y, n);
         double rel = rmse(x, y, n) / rms(x, n);
         cr_log_info("%s: Gaussian relative RMSE %.4g", tr->name, rel);
-        cr_expect(rel <= rel_bound(all_types[t]), "%s: relative RMSE %.4g > %.4g",
-                  tr->name, rel, rel_bound(all_types[t]));
+        cr_expect(rel <= rel_bound(all_types[t]),
+                  "%s: relative RMSE %.4g > %.4g", tr->name, rel,
+                  rel_bound(all_types[t]));
         cr_expect(rel > rel_bound(all_types[t]) / 4,
                   "%s: relative RMSE %.4g implausibly small", tr->name, rel);
         free(q);
@@ -426,8 +436,8 @@ Test(quant_k, zero_and_constant_blocks)
         tr->from_float_ref(x, q, 512);
         tr->to_float(q, y, 512);
         for (int i = 0; i < 512; i++)
-            cr_assert(y[i] == 0, "%s: zero input gave %g at %d", tr->name,
-                      y[i], i);
+            cr_assert(y[i] == 0, "%s: zero input gave %g at %d", tr->name, y[i],
+                      i);
         /* A constant block must come back within 2% (the coarsest grid,
          * Q2_K, has 4 levels per sub-block plus a min). */
         for (int i = 0; i < 512; i++)
@@ -523,9 +533,10 @@ Test(quant_k, vec_dot_matches_double)
                 double err = fabs((double)got - ref);
                 if (mag > 0 && err / mag > worst)
                     worst = err / mag;
-                cr_assert(err <= 1e-5 * mag + 1e-30,
-                          "%s n=%d rep %d: vec_dot %.9g, double %.9g (|a||w| %g)",
-                          tr->name, n, rep, (double)got, ref, mag);
+                cr_assert(
+                    err <= 1e-5 * mag + 1e-30,
+                    "%s n=%d rep %d: vec_dot %.9g, double %.9g (|a||w| %g)",
+                    tr->name, n, rep, (double)got, ref, mag);
             }
             free(qw);
         }
@@ -569,8 +580,8 @@ Test(quant_k, imatrix_path)
         cr_expect(!memcmp(qa, qb, bytes), "%s: imatrix path not deterministic",
                   tr->name);
         tr->quantize(x, qp, rows, cols, NULL);
-        cr_expect(memcmp(qa, qp, bytes) != 0,
-                  "%s: imatrix made no difference", tr->name);
+        cr_expect(memcmp(qa, qp, bytes) != 0, "%s: imatrix made no difference",
+                  tr->name);
 
         double e_imp = 0, e_plain = 0;
         tr->to_float(qa, y, n);
