@@ -94,9 +94,9 @@ struct qd_gguf {
     uint32_t version;
     uint32_t alignment;
     size_t data_offset;
-    int64_t n_kv;
+    int64_t n_kv, cap_kv; /* grown as parsed, never past the header's count */
     kv_t *kvs;
-    int64_t n_tensors;
+    int64_t n_tensors, cap_tensors;
     qd_gguf_tensor_t *tensors;
     index_t kv_index, tensor_index;
     chunk_t *arena;
@@ -232,18 +232,12 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
-static int index_init(qd_gguf_t *g, index_t *ix, int64_t n)
+static void index_free(index_t *ix)
 {
-    size_t cap = 8;
-    while (cap < (size_t)n * 2)
-        cap *= 2;
-    ix->keys = arena_alloc(g, cap * sizeof *ix->keys);
-    ix->idx = arena_alloc(g, cap * sizeof *ix->idx);
-    if (!ix->keys || !ix->idx)
-        return QD_ENOMEM;
-    memset(ix->keys, 0, cap * sizeof *ix->keys);
-    ix->mask = cap - 1;
-    return 0;
+    qd_free(ix->keys);
+    qd_free(ix->idx);
+    ix->keys = NULL;
+    ix->idx = NULL;
 }
 
 static int64_t index_find(const index_t *ix, const char *key)
@@ -258,17 +252,68 @@ static int64_t index_find(const index_t *ix, const char *key)
     }
 }
 
-/* Insert key → i; returns the existing entry's index if key is present
- * (nothing inserted), else -1. The table never fills (cap >= 2n). */
-static int64_t index_insert(index_t *ix, const char *key, int64_t i)
+static void index_put(index_t *ix, const char *key, int64_t i)
 {
     size_t h = hash_str(key) & ix->mask;
-    for (; ix->keys[h]; h = (h + 1) & ix->mask)
-        if (!strcmp(ix->keys[h], key))
-            return ix->idx[h];
+    while (ix->keys[h])
+        h = (h + 1) & ix->mask;
     ix->keys[h] = key;
     ix->idx[h] = i;
+}
+
+/* Make room for n entries at a load of at most one half. */
+static int index_reserve(index_t *ix, size_t n)
+{
+    size_t cap = ix->keys ? ix->mask + 1 : 0;
+    if (n * 2 <= cap)
+        return 0;
+    size_t new_cap = cap ? cap * 2 : 16;
+    while (new_cap < n * 2)
+        new_cap *= 2;
+    index_t nx = {qd_calloc(new_cap, sizeof *nx.keys),
+                  qd_malloc(new_cap * sizeof *nx.idx), new_cap - 1};
+    if (!nx.keys || !nx.idx) {
+        index_free(&nx);
+        return QD_ENOMEM;
+    }
+    for (size_t h = 0; h < cap; h++)
+        if (ix->keys[h])
+            index_put(&nx, ix->keys[h], ix->idx[h]);
+    index_free(ix);
+    *ix = nx;
+    return 0;
+}
+
+/* Insert key → i, the table then holding n entries. Returns the index of
+ * an entry with the same key (nothing inserted), -1 when inserted, or
+ * INT64_MIN when the table cannot grow (out of memory). */
+static int64_t index_insert(index_t *ix, const char *key, int64_t i,
+                            size_t n)
+{
+    if (index_reserve(ix, n))
+        return INT64_MIN;
+    int64_t dup = index_find(ix, key);
+    if (dup >= 0)
+        return dup;
+    index_put(ix, key, i);
     return -1;
+}
+
+/* Grow a parse array so that element i exists; never past max. */
+static int grow_to(void **arr, int64_t *cap, int64_t i, int64_t max,
+                   size_t elem)
+{
+    if (i < *cap)
+        return 0;
+    int64_t n = *cap ? *cap * 2 : 16;
+    n = QD_MIN(QD_MAX(n, i + 1), max);
+    void *p = qd_realloc(*arr, (size_t)n * elem);
+    if (!p)
+        return QD_ENOMEM;
+    memset((char *)p + (size_t)*cap * elem, 0, (size_t)(n - *cap) * elem);
+    *arr = p;
+    *cap = n;
+    return 0;
 }
 
 /* ---- bounds-checked cursor --------------------------------------------------- */
@@ -425,11 +470,15 @@ static int check_alignment(const qd_gguf_t *g, const kv_t *kv, size_t at)
     return 0;
 }
 
-static int rd_kvs(rd_t *r, qd_gguf_t *g)
+static int rd_kvs(rd_t *r, qd_gguf_t *g, int64_t n_kv)
 {
     int rc;
     char where[48];
-    for (int64_t i = 0; i < g->n_kv; i++) {
+    for (int64_t i = 0; i < n_kv; i++) {
+        if ((rc = grow_to((void **)&g->kvs, &g->cap_kv, i, n_kv,
+                          sizeof *g->kvs)))
+            return rc;
+        g->n_kv = i + 1;
         kv_t *kv = &g->kvs[i];
         size_t at = r->pos;
         gstr_t key;
@@ -457,7 +506,9 @@ static int rd_kvs(rd_t *r, qd_gguf_t *g)
         if (kv->type != QD_GGUF_STRING && kv->type != QD_GGUF_ARRAY)
             r->pos += vtypes[kv->type].size;
         kv->val_len = r->pos - kv->val_off;
-        int64_t dup = index_insert(&g->kv_index, kv->key, i);
+        int64_t dup = index_insert(&g->kv_index, kv->key, i, (size_t)i + 1);
+        if (dup == INT64_MIN)
+            return QD_ENOMEM;
         if (dup >= 0) {
             qd_set_errmsg("duplicate key '%s' at offset %zu (first is kv "
                           "#%" PRId64 ")",
@@ -604,7 +655,9 @@ static int rd_tensor_info(rd_t *r, qd_gguf_t *g, int64_t i)
                       t->name, t->offset, g->alignment);
         return QD_EFORMAT;
     }
-    int64_t dup = index_insert(&g->tensor_index, t->name, i);
+    int64_t dup = index_insert(&g->tensor_index, t->name, i, (size_t)i + 1);
+    if (dup == INT64_MIN)
+        return QD_ENOMEM;
     if (dup >= 0) {
         qd_set_errmsg("duplicate tensor name '%s' at offset %zu (first is "
                       "tensor #%" PRId64 ")",
@@ -705,24 +758,19 @@ static int parse(qd_gguf_t *g)
                       n_kv, rd_left(&r));
         return QD_EFORMAT;
     }
-    g->n_kv = (int64_t)n_kv;
-    g->n_tensors = (int64_t)n_tensors;
-    g->kvs = arena_alloc(g, (size_t)n_kv * sizeof *g->kvs);
-    g->tensors = arena_alloc(g, (size_t)n_tensors * sizeof *g->tensors);
-    if (!g->kvs || !g->tensors)
-        return QD_ENOMEM;
-    memset(g->kvs, 0, (size_t)n_kv * sizeof *g->kvs);
-    memset(g->tensors, 0, (size_t)n_tensors * sizeof *g->tensors);
-    if ((rc = index_init(g, &g->kv_index, g->n_kv)) ||
-        (rc = index_init(g, &g->tensor_index, g->n_tensors)))
-        return rc;
-
+    /* The arrays grow as entries are parsed, so a count that lies costs
+     * nothing until the bytes behind it actually exist. */
     g->alignment = QD_GGUF_DEFAULT_ALIGNMENT;
-    if ((rc = rd_kvs(&r, g)) || (rc = check_token_ids(g)))
+    if ((rc = rd_kvs(&r, g, (int64_t)n_kv)) || (rc = check_token_ids(g)))
         return rc;
-    for (int64_t i = 0; i < g->n_tensors; i++)
+    for (int64_t i = 0; i < (int64_t)n_tensors; i++) {
+        if ((rc = grow_to((void **)&g->tensors, &g->cap_tensors, i,
+                          (int64_t)n_tensors, sizeof *g->tensors)))
+            return rc;
+        g->n_tensors = i + 1;
         if ((rc = rd_tensor_info(&r, g, i)))
             return rc;
+    }
     /* The header ends here; the data section starts at the next aligned
      * offset. A file without tensor data may end before that padding. */
     g->data_offset = QD_ALIGN_UP(r.pos, (size_t)g->alignment);
@@ -801,6 +849,10 @@ void qd_gguf_close(qd_gguf_t *g)
         return;
     if (g->mapped)
         munmap((void *)g->buf, g->size);
+    index_free(&g->kv_index);
+    index_free(&g->tensor_index);
+    qd_free(g->kvs);
+    qd_free(g->tensors);
     arena_free(g);
     qd_free(g);
 }

@@ -1002,8 +1002,6 @@ Test(gguf_bad, truncation_at_every_byte)
     qd_free(buf);
 }
 
-/* Fuzzer findings are added here as regression inputs. */
-
 /* ---- real files ---------------------------------------------------------------- */
 
 static int check_dir(const char *root, const char *sub)
