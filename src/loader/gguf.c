@@ -7,9 +7,10 @@
  * Every byte is hostile. The header is read through a bounds-checked cursor,
  * and every count is bounded by the bytes left in the file divided by the
  * smallest encoding of one element BEFORE anything is allocated from it, so
- * an absurd count fails at once instead of asking for petabytes. Everything
- * the reader allocates (NUL-terminated copies of strings, array views) comes
- * from one chunked arena freed by qd_gguf_close().
+ * an absurd count fails at once instead of asking for petabytes; the kv and
+ * tensor arrays and their hash indexes then grow only as entries are
+ * actually parsed. NUL-terminated copies of strings and array views come
+ * from one chunked arena; qd_gguf_close() frees it all.
  *
  * Limits (beyond the layout documented in quantd/gguf.h):
  *   - version 2 or 3 (1 used u32 counts and is refused);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "quantd/common.h"
@@ -1100,4 +1101,57 @@ Test(gguf, shared_stories260k_contents)
     cr_expect_eq(t->ne[1], 512);
     cr_expect_eq(qd_gguf_n_tensors(g), 48);
     qd_gguf_close(g);
+}
+
+/* ---- quantd inspect ------------------------------------------------------------- */
+
+/* Run `$QD_BIN inspect path`, capturing stdout+stderr into out. */
+static int run_inspect(const char *path, char *out, size_t cap)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' inspect '%s' 2>&1", getenv("QD_BIN"),
+             path);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(gguf, inspect_command)
+{
+    if (!getenv("QD_BIN") || access(getenv("QD_BIN"), X_OK))
+        cr_skip_test("quantd binary not found: QD_BIN");
+    const char *dir = getenv("QD_TMP") ? getenv("QD_TMP") : "/tmp";
+    char path[512];
+    snprintf(path, sizeof path, "%s/inspect-%d.gguf", dir, (int)getpid());
+    qd_gguf_writer_t *w = small_writer();
+    cr_assert_eq(qd_gguf_writer_write(w, path), 0, "%s", qd_errmsg());
+    qd_gguf_writer_destroy(w);
+    static char out[16384];
+    cr_expect_eq(run_inspect(path, out, sizeof out), 0, "%s", out);
+    const char *want[] = {
+        "version:    GGUF v3", "alignment:  32", "tensors:    3",
+        "kv pairs:   4", "general.architecture", "string = \"llama\"",
+        "[5 × string] \"<unk>\", \"<s>\", \"</s>\", \"a\", \"b\"",
+        "tokenizer.ggml.bos_token_id", "tok_embd.weight", "8 × 5",
+        "blk.0.q.weight", "Q4_0", "32 × 2",
+        "parameters       112", /* 40 + 8 + 64 */
+        "tensor bytes     228", /* 160 + 32 + 36 */
+        "bits per weight  16.2857", "F32              2 tensors",
+        "Q4_0             1 tensors",
+    };
+    for (size_t i = 0; i < QD_ARRAY_SIZE(want); i++)
+        cr_expect(strstr(out, want[i]), "inspect output lacks '%s':\n%s",
+                  want[i], out);
+    /* A malformed file: exit status 1 and a message naming the problem. */
+    FILE *f = fopen(path, "r+b");
+    cr_assert_not_null(f);
+    fwrite("GGML", 1, 4, f);
+    fclose(f);
+    cr_expect_eq(run_inspect(path, out, sizeof out), 1, "%s", out);
+    cr_expect(strstr(out, "bad magic"), "%s", out);
+    unlink(path);
+    cr_expect_eq(run_inspect("/nonexistent.gguf", out, sizeof out), 1);
 }
