@@ -339,10 +339,10 @@ static qd_type_t fallback(const qd_recipe_tensor_t *t, qd_type_t type,
         break;
     }
     *flags |= QD_RECIPE_FALLBACK;
-    if (ncols % qd_type_traits(fb)->blck_size != 0) {
+    if (ncols % qd_type_traits(fb)->blck_size != 0)
         fb = QD_TYPE_F16;
+    if (fb == QD_TYPE_F16)
         *flags |= QD_RECIPE_F16_FALLBACK;
-    }
     QD_WARN(MOD, "%s: row length %lld is not a multiple of %d (%s): using %s",
             t->name, (long long)ncols, qd_type_traits(type)->blck_size,
             qd_type_name(type), qd_type_name(fb));
