@@ -466,3 +466,214 @@ Test(tokenizer, vocabularies_without_data_skip)
                  "vocabulary for them is available (no GGUF, no "
                  "tokenizer.json)");
 }
+
+/* ---- GGUF vocabularies ------------------------------------------------ */
+
+static qd_tokenizer_t *load_gguf_path(const char *path, qd_gguf_t **gout)
+{
+    qd_gguf_t *g = NULL;
+    int rc = qd_gguf_open(path, &g);
+    cr_assert_eq(rc, 0, "open %s: %s: %s", path, qd_strerror(rc), qd_errmsg());
+    qd_tokenizer_t *t = NULL;
+    rc = qd_tokenizer_from_gguf(g, &t);
+    cr_assert_eq(rc, 0, "vocab %s: %s: %s", path, qd_strerror(rc),
+                 qd_errmsg());
+    *gout = g;
+    return t;
+}
+
+static void gguf_vectors(const char *vocab, int roundtrip)
+{
+    NEED_SHARED();
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-%s.gguf", shared(),
+             vocab);
+    if (!file_exists(path))
+        cr_skip_test("%s not found", path);
+    qd_gguf_t *g;
+    qd_tokenizer_t *t = load_gguf_path(path, &g);
+    vocab_vectors(t, vocab, roundtrip);
+    qd_tokenizer_destroy(t);
+    qd_gguf_close(g);
+}
+
+Test(tokenizer, gguf_llama_spm) { gguf_vectors("llama-spm", 1); }
+Test(tokenizer, gguf_phi_3) { gguf_vectors("phi-3", 1); }
+Test(tokenizer, gguf_gpt_2) { gguf_vectors("gpt-2", 1); }
+Test(tokenizer, gguf_deepseek_coder) { gguf_vectors("deepseek-coder", 1); }
+Test(tokenizer, gguf_deepseek_llm) { gguf_vectors("deepseek-llm", 1); }
+Test(tokenizer, gguf_falcon) { gguf_vectors("falcon", 1); }
+Test(tokenizer, gguf_mpt) { gguf_vectors("mpt", 1); }
+Test(tokenizer, gguf_refact) { gguf_vectors("refact", 1); }
+Test(tokenizer, gguf_starcoder) { gguf_vectors("starcoder", 1); }
+Test(tokenizer, gguf_bert_bge) { gguf_vectors("bert-bge", 0); }
+
+Test(tokenizer, gguf_without_vectors_load)
+{
+    NEED_SHARED();
+    const char *names[] = {"baichuan", "gpt-neox"};
+    for (int i = 0; i < 2; i++) {
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-%s.gguf", shared(),
+                 names[i]);
+        qd_gguf_t *g;
+        qd_tokenizer_t *t = load_gguf_path(path, &g);
+        int32_t toks[64];
+        int n = qd_tokenize(t, "Hello world", 11, 1, 0, toks, 64);
+        cr_expect_gt(n, 1, "%s", names[i]);
+        char back[128];
+        long m = detok_stream(t, toks, QD_MIN(n, 64), back, sizeof(back));
+        cr_expect_eq(m, 11, "%s round trip: %ld", names[i], m);
+        qd_tokenizer_destroy(t);
+        qd_gguf_close(g);
+    }
+}
+
+static void reference_vectors(const char *file, const char *model)
+{
+    NEED_SHARED();
+    char path[1024], inp[1024], out[1024];
+    snprintf(path, sizeof(path), "%s/%s", shared(), model);
+    snprintf(inp, sizeof(inp), "%s/reference/tokenize/%s.inp", shared(), file);
+    snprintf(out, sizeof(out), "%s/reference/tokenize/%s.out", shared(), file);
+    if (!file_exists(path) || !file_exists(inp))
+        cr_skip_test("%s or %s not found", path, inp);
+    qd_gguf_t *g;
+    qd_tokenizer_t *t = load_gguf_path(path, &g);
+    int n = 0;
+    int bad = run_vectors(t, inp, out, 1, &n);
+    cr_expect_eq(bad, 0, "%s: %d of %d strings differ", file, bad, n);
+    cr_expect_gt(n, 10);
+    qd_tokenizer_destroy(t);
+    qd_gguf_close(g);
+}
+
+Test(tokenizer, reference_stories260k)
+{
+    reference_vectors("stories260K.gguf", "gguf/stories260K.gguf");
+}
+Test(tokenizer, reference_llama_spm)
+{
+    reference_vectors("ggml-vocab-llama-spm.gguf",
+                      "vocab/ggml-vocab-llama-spm.gguf");
+}
+Test(tokenizer, reference_gpt_2)
+{
+    reference_vectors("ggml-vocab-gpt-2.gguf", "vocab/ggml-vocab-gpt-2.gguf");
+}
+
+/* ---- malformed GGUF vocabularies (built with our writer) -------------- */
+
+typedef struct {
+    int n_tokens;      /* tokens written */
+    int n_types;       /* token_type entries written (-1: no key) */
+    const char *model; /* NULL: no key */
+    const char *pre;
+    const char *merge; /* one merge, or NULL */
+    int64_t bos;       /* -1: no key */
+} vocab_spec_t;
+
+static const char *const tiny_tokens[] = {"<unk>", "<s>", "</s>", "<0x41>",
+                                          "<0xC3>", "<0xA9>", "\xE2\x96\x81",
+                                          "a", "b", "ab", "\xE2\x96\x81" "ab"};
+
+static int load_spec(const vocab_spec_t *s, qd_tokenizer_t **t)
+{
+    qd_gguf_writer_t *w = qd_gguf_writer_create();
+    cr_assert_not_null(w);
+    if (s->model)
+        qd_gguf_writer_set_str(w, "tokenizer.ggml.model", s->model);
+    if (s->pre)
+        qd_gguf_writer_set_str(w, "tokenizer.ggml.pre", s->pre);
+    qd_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", tiny_tokens,
+                               (uint64_t)s->n_tokens);
+    float scores[11];
+    int32_t types[11];
+    for (int i = 0; i < 11; i++) {
+        scores[i] = (float)(int)strlen(tiny_tokens[i]);
+        types[i] = i < 3 ? (i ? 3 : 2) : (i < 6 ? 6 : 1);
+    }
+    qd_gguf_writer_set_arr(w, "tokenizer.ggml.scores", QD_GGUF_FLOAT32, scores,
+                           (uint64_t)s->n_tokens);
+    if (s->n_types >= 0)
+        qd_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", QD_GGUF_INT32,
+                               types, (uint64_t)s->n_types);
+    if (s->merge) {
+        const char *m[1] = {s->merge};
+        qd_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", m, 1);
+    }
+    if (s->bos >= 0)
+        qd_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id",
+                               (uint32_t)s->bos);
+    void *buf;
+    size_t n;
+    cr_assert_eq(qd_gguf_writer_write_mem(w, &buf, &n), 0);
+    qd_gguf_writer_destroy(w);
+    qd_gguf_t *g = NULL;
+    *t = NULL;
+    /* the reader may already refuse some bad tokenizer keys itself */
+    int rc = qd_gguf_open_mem(buf, n, &g);
+    if (!rc)
+        rc = qd_tokenizer_from_gguf(g, t);
+    if (rc) {
+        cr_expect_null(*t);
+        cr_expect_neq(qd_errmsg()[0], 0);
+    }
+    qd_gguf_close(g);
+    qd_free(buf);
+    return rc;
+}
+
+Test(tokenizer, gguf_tiny_spm_byte_fallback)
+{
+    vocab_spec_t s = {11, 11, "llama", NULL, NULL, 1};
+    qd_tokenizer_t *t;
+    cr_assert_eq(load_spec(&s, &t), 0, "%s", qd_errmsg());
+    int32_t toks[32];
+    /* " ab" merges by score; "A" and "é" (C3 A9) fall back to bytes; "x"
+     * has no byte token and becomes <unk> */
+    const char *txt = "ab A\xC3\xA9";
+    int n = qd_tokenize(t, txt, strlen(txt), 1, 0, toks, 32);
+    int32_t want[] = {1, 10, 6, 3, 4, 5};
+    cr_assert_eq(n, 6, "got %d tokens", n);
+    for (int i = 0; i < 6; i++)
+        cr_expect_eq(toks[i], want[i], "token %d: %d", i, toks[i]);
+    char back[64];
+    long m = detok_stream(t, toks, n, back, sizeof(back));
+    cr_expect_eq(m, (long)strlen(txt));
+    cr_expect_eq(memcmp(back, txt, strlen(txt)), 0);
+    n = qd_tokenize(t, "x", 1, 0, 0, toks, 32);
+    cr_expect_eq(n, 2);
+    cr_expect_eq(toks[1], 0);
+    qd_tokenizer_destroy(t);
+}
+
+Test(tokenizer, gguf_malformed_refused)
+{
+    qd_tokenizer_t *t;
+    vocab_spec_t s = {11, 5, "llama", NULL, NULL, -1}; /* short token_type */
+    cr_expect_eq(load_spec(&s, &t), QD_EFORMAT);
+    cr_expect(strstr(qd_errmsg(), "token_type"), "%s", qd_errmsg());
+    s = (vocab_spec_t){0, -1, "llama", NULL, NULL, -1}; /* empty vocab */
+    cr_expect_eq(load_spec(&s, &t), QD_EFORMAT);
+    s = (vocab_spec_t){11, 11, "llama", NULL, NULL, 11}; /* bos out of range */
+    cr_expect_eq(load_spec(&s, &t), QD_EFORMAT);
+    cr_expect(strstr(qd_errmsg(), "bos_token_id"), "%s", qd_errmsg());
+    s = (vocab_spec_t){11, 11, NULL, NULL, NULL, -1}; /* no model */
+    cr_expect_eq(load_spec(&s, &t), QD_EFORMAT);
+    s = (vocab_spec_t){11, 11, "t5", NULL, NULL, -1};
+    cr_expect_eq(load_spec(&s, &t), QD_EUNSUPPORTED);
+    s = (vocab_spec_t){11, 11, "gpt2", NULL, "a z", -1}; /* unknown merge */
+    cr_expect_eq(load_spec(&s, &t), QD_EFORMAT);
+    cr_expect(strstr(qd_errmsg(), "unknown token"), "%s", qd_errmsg());
+    s = (vocab_spec_t){11, 11, "gpt2", NULL, "ab", -1}; /* not two tokens */
+    cr_expect_eq(load_spec(&s, &t), QD_EFORMAT);
+    s = (vocab_spec_t){11, 11, "gpt2", NULL, NULL, -1}; /* no merges */
+    cr_expect_eq(load_spec(&s, &t), QD_EFORMAT);
+    s = (vocab_spec_t){11, 11, "gpt2", "no-such-pre", "a b", -1};
+    cr_expect_eq(load_spec(&s, &t), QD_EUNSUPPORTED);
+    cr_expect(strstr(qd_errmsg(), "no-such-pre"), "%s", qd_errmsg());
+    s = (vocab_spec_t){11, 11, "gpt2", "llama-bpe", "a b", -1}; /* valid */
+    cr_expect_eq(load_spec(&s, &t), 0, "%s", qd_errmsg());
+    qd_tokenizer_destroy(t);
+}
