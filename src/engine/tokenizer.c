@@ -631,7 +631,8 @@ int qd_tokenize(const qd_tokenizer_t *t, const char *text, size_t len,
         rc = QD_ETOOBIG;
         goto done;
     }
-    memcpy(toks, out.v, QD_MIN(out.n, (size_t)cap) * sizeof(int32_t));
+    if (out.n && cap)
+        memcpy(toks, out.v, QD_MIN(out.n, (size_t)cap) * sizeof(int32_t));
     rc = (int)out.n;
 done:
     if (rc == QD_ENOMEM)
@@ -737,7 +738,8 @@ int qd_detok_push(qd_detok_t *d, const qd_tokenizer_t *t, int32_t tok,
         rc = QD_EFULL;
         goto done;
     }
-    memcpy(out, dst, o);
+    if (o)
+        memcpy(out, dst, o);
     memcpy(d->pending, src + total - rest, rest);
     d->n_pending = (int)rest;
     rc = (int)o;
@@ -756,7 +758,8 @@ int qd_detok_flush(qd_detok_t *d, char *out, int cap)
     size_t o = emit_utf8(d->pending, (size_t)d->n_pending, dst, &rest, 1);
     if (o > (size_t)(cap < 0 ? 0 : cap))
         return QD_EFULL;
-    memcpy(out, dst, o);
+    if (o)
+        memcpy(out, dst, o);
     d->n_pending = 0;
     return (int)o;
 }
