@@ -359,13 +359,9 @@ static int add_eog(qd_tokenizer_t *t, int32_t id)
     return 0;
 }
 
-static const qd_tokenizer_t *sort_ctx;
-static int cmp_special(const void *a, const void *b)
+static int cmp_u64(const void *a, const void *b)
 {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    uint32_t lx = sort_ctx->len[x], ly = sort_ctx->len[y];
-    if (lx != ly)
-        return lx > ly ? -1 : 1;
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 
@@ -409,16 +405,22 @@ int qd__tok_finish(qd_tokenizer_t *t)
     for (int32_t id = 0; id < t->n_vocab; id++)
         n_sp += !!(t->attr[id] & (QD_TATTR_CONTROL | QD_TATTR_USER_DEFINED |
                                   QD_TATTR_UNKNOWN));
+    /* order: longest text first, then lowest id; sorted as packed keys */
+    uint64_t *keys = qd_malloc((size_t)(n_sp ? n_sp : 1) * sizeof(*keys));
     t->special = qd_malloc((size_t)(n_sp ? n_sp : 1) * sizeof(int32_t));
-    if (!t->special)
+    if (!keys || !t->special) {
+        qd_free(keys);
         return QD_ENOMEM;
+    }
     for (int32_t id = 0; id < t->n_vocab; id++)
         if ((t->attr[id] & (QD_TATTR_CONTROL | QD_TATTR_USER_DEFINED |
                             QD_TATTR_UNKNOWN)) && t->len[id] > 0)
-            t->special[t->n_special++] = id;
-    sort_ctx = t; /* loaders run single-threaded per tokenizer; qsort_r is
-                     not portable C11 */
-    qsort(t->special, (size_t)t->n_special, sizeof(int32_t), cmp_special);
+            keys[t->n_special++] =
+                ((uint64_t)(UINT32_MAX - t->len[id]) << 32) | (uint32_t)id;
+    qsort(keys, (size_t)t->n_special, sizeof(*keys), cmp_u64);
+    for (int i = 0; i < t->n_special; i++)
+        t->special[i] = (int32_t)(uint32_t)keys[i];
+    qd_free(keys);
 
     /* Piece cache. */
     t->piece = qd_calloc((size_t)t->n_vocab, sizeof(*t->piece));
