@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quantd/engine.h"
 #include "quantd/quant.h"
 
 /* llama.cpp's llama_ftype ids (llama.h), as stored in general.file_type. */
@@ -161,5 +162,53 @@ typedef struct {
 int qd_quantize_model(const char *in_path, const char *out_path,
                       const qd_quantize_params_t *params,
                       qd_quantize_stats_t *stats);
+
+/* ---- perplexity and KL divergence ------------------------------------- */
+/*
+ * As llama.cpp's llama-perplexity: the tokens are cut into non-overlapping
+ * windows of n_ctx; each window is evaluated from an empty cache with its
+ * first token replaced by BOS (when the vocabulary has one), and only the
+ * predictions of the second half are scored (tokens n_ctx/2 + 1 .. n_ctx-1
+ * of the window, n_ctx - 1 - n_ctx/2 per window), so every scored token
+ * has at least n_ctx/2 tokens of context.
+ *
+ * With a base model the same windows run through both models and the
+ * quantized model's next-token distribution Q is compared with the base's
+ * P at every scored position: KL(P || Q) = sum_i P_i (log P_i - log Q_i),
+ * computed in double from the float logits.
+ */
+typedef struct {
+    int32_t n_ctx;     /* window length (default 512) */
+    int32_t n_chunks;  /* windows to evaluate (0: all that fit) */
+    int32_t n_threads; /* 0: physical cores */
+    /* Called after each window (from the calling thread). */
+    void (*progress)(void *ud, int32_t chunk, int32_t n_chunks, double ppl);
+    void *progress_ud;
+} qd_ppl_params_t;
+
+void qd_ppl_params_default(qd_ppl_params_t *p);
+
+typedef struct {
+    int32_t n_chunks;
+    int64_t n_scored;           /* tokens scored */
+    double ppl, ppl_err;        /* exp(mean NLL), and its standard error */
+    /* with a base model: */
+    int has_base;
+    double base_ppl, base_ppl_err;
+    double kld_mean, kld_err;   /* mean KL(base || model), std. error */
+    double kld_median, kld_p99, kld_max;
+    double top1_agree;          /* fraction of positions with the same argmax */
+    double ln_ppl_ratio, ln_ppl_ratio_err; /* mean of NLL_model - NLL_base */
+} qd_ppl_result_t;
+
+/*
+ * Perplexity of model m over toks (n_toks ids), and with base != NULL the
+ * KL divergence of m from base. The models must share the vocabulary size.
+ * 0, QD_EINVAL (fewer tokens than one window, vocabulary
+ * mismatch) or an engine error; qd_errmsg() says which.
+ */
+int qd_perplexity(const qd_model_t *m, const qd_model_t *base,
+                  const int32_t *toks, int64_t n_toks,
+                  const qd_ppl_params_t *p, qd_ppl_result_t *out);
 
 #endif /* QUANTD_CONVERT_H */
