@@ -126,6 +126,7 @@ int qd_cmd_perplexity(int argc, char **argv)
     size_t len = 0;
     if (!(text = read_text(text_path, &len))) {
         fprintf(stderr, "quantd perplexity: cannot read %s\n", text_path);
+        status = 1;
         goto out;
     }
     if ((rc = qd_model_load(model_path, &m)) ||
