@@ -471,6 +471,19 @@ bool jj_method_lookup(jj_ctx_t *c, const jv_t *recv, jj_str_t name, jv_t *out)
 {
     const char *const *l = recv->t == JV_STR ? str_methods : recv->t == JV_DICT ? dict_methods
                            : recv->t == JV_LIST ? list_methods : NULL;
+    if (recv->t == JV_DICT && (jj_str_eq(name, "pop") || jj_str_eq(name, "popitem") ||
+                               jj_str_eq(name, "update") || jj_str_eq(name, "clear") ||
+                               jj_str_eq(name, "setdefault"))) {
+        *out = jv_undef(name); /* mutating methods: unsafe in the immutable sandbox */
+        return true;
+    }
+    if (recv->t == JV_LIST && (jj_str_eq(name, "append") || jj_str_eq(name, "extend") ||
+                               jj_str_eq(name, "insert") || jj_str_eq(name, "pop") ||
+                               jj_str_eq(name, "remove") || jj_str_eq(name, "reverse") ||
+                               jj_str_eq(name, "sort") || jj_str_eq(name, "clear"))) {
+        *out = jv_undef(name);
+        return true;
+    }
     if (!l || !in_list(l, name))
         return false;
     jv_method_t *m = jj_calloc(c, 0, 1, sizeof *m);

@@ -350,7 +350,7 @@ static jj_node_t *parse_subscript(parser_t *p, jj_node_t *node)
 
 static jj_node_t *parse_call(parser_t *p, jj_node_t *node)
 {
-    jj_node_t *c = mk(p, N_CALL, cur(p)->pos);
+    jj_node_t *c = mk(p, N_CALL, node->pos);
     if (!c)
         return NULL;
     c->a = node;
@@ -950,8 +950,11 @@ static jj_node_t *subparse(parser_t *p, const char *const *end_words)
         jj_node_t *n = NULL;
         if (t->type == TK_EOF) {
             if (end_words) {
-                perr(p, t->pos, "unexpected end of template, expected '%s'",
-                     end_words[0]);
+                char want[96] = "";
+                for (const char *const *w = end_words; *w; w++)
+                    snprintf(want + strlen(want), sizeof want - strlen(want), "%s'%s'",
+                             w == end_words ? "" : " or ", *w);
+                perr(p, t->pos, "unexpected end of template, expected %s", want);
                 body = NULL;
             }
             break;
