@@ -376,8 +376,10 @@ Test(jinja, mutated_templates_never_crash)
     char *buf = malloc(seed_n * 2 + 64);
     qd_jinja_limits_t lim = {.max_steps = 20000, .max_output_bytes = 1 << 16,
                              .max_memory_bytes = 8 << 20, .max_depth = 100};
-    int n_ok = 0;
-    for (int iter = 0; iter < 3000; iter++) {
+    int n_ok = 0, iters = 3000;
+    if (getenv("QD_JINJA_FUZZ_ITERS")) /* longer runs by hand */
+        iters = atoi(getenv("QD_JINJA_FUZZ_ITERS"));
+    for (int iter = 0; iter < iters; iter++) {
         memcpy(buf, fuzz_seed, seed_n);
         size_t n = seed_n;
         int edits = 1 + (int)(rnd() % 4);
