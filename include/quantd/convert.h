@@ -66,6 +66,9 @@ typedef struct {
     qd_ftype_t ftype;
     int pure;                 /* one type for every quantizable tensor */
     int has_imatrix;          /* some rules differ with an imatrix */
+    /* --output-tensor-type / --token-embedding-type, when the flag is set */
+    int set_output_type, set_token_embd_type;
+    qd_type_t output_type, token_embd_type;
     const qd_tensor_override_t *overrides;
     int n_overrides;
 } qd_recipe_params_t;

@@ -30,6 +30,8 @@ static void usage(FILE *f)
             "  --tensor-type PAT=TYPE give tensors whose name matches PAT (POSIX\n"
             "                         extended regex, anywhere in the name) the\n"
             "                         ggml type TYPE; repeatable, first match wins\n"
+            "  --output-tensor-type TYPE      ggml type of output.weight\n"
+            "  --token-embedding-type TYPE    ggml type of token_embd.weight\n"
             "  -t, --threads N        threads (default: physical cores)\n"
             "  -q, --quiet            no progress line\n");
 }
@@ -106,6 +108,23 @@ int qd_cmd_quantize(int argc, char **argv)
                 fprintf(stderr, "quantd quantize: bad thread count '%s'\n",
                         argv[i]);
                 goto out;
+            }
+        } else if ((!strcmp(a, "--output-tensor-type") ||
+                    !strcmp(a, "--token-embedding-type")) && i + 1 < argc) {
+            int out = a[2] == 'o';
+            qd_type_t t;
+            if (qd_type_from_name(argv[++i], &t) ||
+                (t != QD_TYPE_F32 && !qd_type_traits(t)->quantize)) {
+                fprintf(stderr, "quantd quantize: %s: unknown or unsupported "
+                                "type '%s'\n", a, argv[i]);
+                goto out;
+            }
+            if (out) {
+                qp.recipe.set_output_type = 1;
+                qp.recipe.output_type = t;
+            } else {
+                qp.recipe.set_token_embd_type = 1;
+                qp.recipe.token_embd_type = t;
             }
         } else if (!strcmp(a, "--tensor-type") && i + 1 < argc) {
             const char *spec = argv[++i], *eq = strrchr(spec, '=');

@@ -215,6 +215,8 @@ static qd_type_t type_for(state_t *s, const qd_recipe_tensor_t *t,
     const int n_layer = s->m->n_layer, n_expert = s->m->n_expert;
 
     if (cat == CAT_OUTPUT || (s->tied && cat == CAT_TOKEN_EMBD)) {
+        if (s->p->set_output_type)
+            return s->p->output_type;
         int blck = qd_type_traits(type)->blck_size;
         if (s->is_falcon || t->ne[0] % blck != 0)
             return QD_TYPE_Q8_0;
@@ -413,7 +415,12 @@ int qd_recipe_plan(const qd_recipe_model_t *model,
                 flags[i] = QD_RECIPE_KEEP;
             continue;
         }
-        if (type_is_quantized(dflt)) {
+        category_t cat = category_of(t->name);
+        if (params->set_token_embd_type && cat == CAT_TOKEN_EMBD) {
+            type = params->token_embd_type;
+        } else if (params->set_output_type && cat == CAT_OUTPUT) {
+            type = params->output_type;
+        } else if (type_is_quantized(dflt)) {
             int manual = 0;
             for (int k = 0; k < n_re; k++) {
                 if (regexec(&re[k], t->name, 0, NULL, 0) == 0) {
@@ -429,9 +436,11 @@ int qd_recipe_plan(const qd_recipe_model_t *model,
                 }
             }
             if (!manual && !params->pure)
-                type = type_for(&s, t, category_of(t->name), type);
-            type = fallback(t, type, &f);
+                type = type_for(&s, t, cat, type);
         }
+        /* (llama.cpp skips this for the two explicit types and would then
+         * write a broken tensor; a float type always fits) */
+        type = fallback(t, type, &f);
         out_types[i] = type;
         if (flags)
             flags[i] = f;

@@ -389,6 +389,16 @@ Test(recipe, overrides_and_pure)
                  QD_EINVAL);
     cr_expect(strstr(qd_errmsg(), "(unclosed") != NULL, "%s", qd_errmsg());
 
+    /* --output-tensor-type / --token-embedding-type */
+    qd_recipe_params_t ex = {.ftype = QD_FTYPE_MOSTLY_Q4_K_M,
+                             .set_output_type = 1, .output_type = QD_TYPE_Q8_0,
+                             .set_token_embd_type = 1,
+                             .token_embd_type = QD_TYPE_Q2_K};
+    cr_assert_eq(qd_recipe_plan(&m, &ex, l.t, l.n, l.types, l.flags), 0);
+    EXPECT_TYPE(type_of(&l, "output.weight"), QD_TYPE_Q8_0, "output");
+    EXPECT_TYPE(type_of(&l, "token_embd.weight"), QD_TYPE_Q2_K, "embd");
+    EXPECT_TYPE(type_of(&l, "blk.0.attn_v.weight"), QD_TYPE_Q6_K, "v0");
+
     qd_recipe_params_t pure = {.ftype = QD_FTYPE_MOSTLY_Q4_K_M, .pure = 1};
     cr_assert_eq(qd_recipe_plan(&m, &pure, l.t, l.n, l.types, l.flags), 0);
     for (int i = 0; i < l.n; i++)
