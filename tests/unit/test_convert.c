@@ -782,3 +782,35 @@ Test(quantize_file, imatrix)
     unlink(dat);
     unlink(imgguf);
 }
+
+/* Options after the positionals, --tensor-type, thread count. */
+Test(quantize_file, command_line)
+{
+    char in[4096], out[4096];
+    tmp_path(in, sizeof in, "cli-in");
+    tmp_path(out, sizeof out, "cli-out");
+    write_model(in, QD_TYPE_F32, 0.0f);
+    char *argv[] = {"quantize", in, out, "q4_k_m", "-t", "3", "-q",
+                    "--tensor-type", "BLK\\.1\\.ffn_down=q8_0", NULL};
+    cr_assert_eq(qd_cmd_quantize(9, argv), 0);
+    qd_gguf_t *g;
+    cr_assert_eq(qd_gguf_open(out, &g), 0);
+    cr_expect_eq(qd_gguf_find_tensor(g, "blk.1.ffn_down.weight")->type,
+                 QD_TYPE_Q8_0);
+    cr_expect_eq(qd_gguf_find_tensor(g, "blk.0.ffn_down.weight")->type,
+                 QD_TYPE_Q4_K);
+    qd_gguf_arr_t a;
+    cr_expect_eq(qd_gguf_get_arr(g, "quantize.tensor_types", &a), 0);
+    cr_expect_eq(a.n, 1);
+    cr_expect_str_eq(qd_gguf_arr_str(&a, 0, NULL), "blk\\.1\\.ffn_down=Q8_0");
+    qd_gguf_close(g);
+    char *pure[] = {"quantize", "--pure", in, out, "Q4_K_M", "2", "-q", NULL};
+    cr_assert_eq(qd_cmd_quantize(7, pure), 0);
+    cr_assert_eq(qd_gguf_open(out, &g), 0);
+    cr_expect_eq(qd_gguf_find_tensor(g, "output.weight")->type, QD_TYPE_Q4_K);
+    cr_expect_eq(qd_gguf_find_tensor(g, "blk.1.attn_v.weight")->type,
+                 QD_TYPE_Q4_K);
+    qd_gguf_close(g);
+    unlink(in);
+    unlink(out);
+}
