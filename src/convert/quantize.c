@@ -46,8 +46,8 @@ static int get_i32_or(const qd_gguf_t *g, const char *key, int32_t dflt)
                                                               : dflt;
 }
 
-/* Fill the recipe's model description from the metadata. arch_buf holds
- * the architecture name (the reader's string is NUL-terminated). */
+/* Fill the recipe's model description from the metadata (*arch_out: the
+ * architecture name, owned by g, "" when absent). */
 static void model_info(const qd_gguf_t *g, qd_recipe_model_t *m,
                        const char **arch_out)
 {
@@ -121,11 +121,9 @@ static int encode_kvs(qd_gguf_writer_t *w, void **buf, const uint8_t **kv,
     int rc = qd_gguf_writer_write_mem(w, buf, &n);
     if (rc)
         return rc;
-    const uint8_t *b = *buf;
-    uint64_t nt;
-    memcpy(&nt, b + 8, 8);
+    const uint8_t *b = *buf; /* magic, version, n_tensors (0), n_kv, kvs */
     memcpy(n_kv, b + 16, 8);
-    for (uint64_t i = 0; i < *n_kv && nt == 0; i++) {
+    for (uint64_t i = 0; i < *n_kv; i++) {
         uint64_t klen;
         uint32_t t;
         size_t k;
