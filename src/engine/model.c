@@ -373,8 +373,12 @@ int qd_model_load(const char *path, qd_model_t **out)
         goto fail;
     if ((rc = model_init(m)))
         goto fail;
-    if ((rc = qd_tokenizer_from_gguf(m->gguf, &m->tok)) < 0)
+    if ((rc = qd_tokenizer_from_gguf(m->gguf, &m->tok)) < 0) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", qd_errmsg());
+        qd_set_errmsg("model: tokenizer: %s", why[0] ? why : qd_strerror(rc));
         goto fail;
+    }
     if (qd_tokenizer_n_vocab(m->tok) > m->hp.n_vocab) {
         qd_set_errmsg("model: the vocabulary has %d tokens but token_embd "
                       "only %d rows", qd_tokenizer_n_vocab(m->tok),
