@@ -26,6 +26,7 @@
  * the product with V; with an f32 cache everything is float32.
  */
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "engine/kv_int.h"
@@ -62,6 +63,19 @@ struct qd_ctx {
     const qd_layer_t *L;
     int32_t il;
 };
+
+/* fp16 → fp32 by table (256 KiB, built once): the attention loops convert
+ * every cached K and V value they read. */
+static float f16_table[1 << 16];
+static pthread_once_t f16_once = PTHREAD_ONCE_INIT;
+
+static void f16_table_init(void)
+{
+    for (uint32_t i = 0; i < (1u << 16); i++)
+        f16_table[i] = qd_fp16_to_fp32((qd_fp16_t)i);
+}
+
+static inline float f16(qd_fp16_t h) { return f16_table[h]; }
 
 void qd_ctx_params_default(qd_ctx_params_t *p)
 {
@@ -122,6 +136,7 @@ int qd_ctx_create(const qd_model_t *m, const qd_ctx_params_t *p,
                       (int)prm.kv_type);
         return QD_EUNSUPPORTED;
     }
+    pthread_once(&f16_once, f16_table_init);
     qd_ctx_t *c = qd_calloc(1, sizeof *c);
     if (!c) {
         qd_set_errmsg("ctx: out of memory");
@@ -196,6 +211,7 @@ const float *qd_ctx_logits(const qd_ctx_t *c, int32_t j)
 }
 
 /* ---- per-token kernels ------------------------------------------------ */
+
 
 /* out = x / sqrt(mean(x²) + eps) * w, as ggml: sum of squares in double,
  * normalize, then multiply by the weight. out may equal x. */
@@ -338,11 +354,11 @@ static void attend(qd_ctx_t *c, int32_t t, int h, float *sc)
     const int32_t *tab = qd__kv_table(kv, seq);
     size_t koff = (size_t)c->il * kv->layer_bytes, voff =
                   koff + QD_KV_BLOCK * kv->row_bytes;
-    int f16 = kv->type == QD_KV_F16;
+    int half = kv->type == QD_KV_F16;
     float *qf = sc + c->p.n_ctx; /* q, rounded to fp16 with an f16 cache */
-    if (f16) {
+    if (half) {
         for (int i = 0; i < hd; i++)
-            qf[i] = qd_fp16_to_fp32(qd_fp32_to_fp16(q[i]));
+            qf[i] = f16(qd_fp32_to_fp16(q[i]));
     } else {
         memcpy(qf, q, (size_t)hd * sizeof(float));
     }
@@ -352,10 +368,10 @@ static void attend(qd_ctx_t *c, int32_t t, int h, float *sc)
                              (size_t)tab[p / QD_KV_BLOCK] * kv->block_bytes +
                              koff + (size_t)(p % QD_KV_BLOCK) * kv->row_bytes;
         float s = 0.0f;
-        if (f16) {
+        if (half) {
             const qd_fp16_t *kr = (const qd_fp16_t *)row + (size_t)g * hd;
             for (int i = 0; i < hd; i++)
-                s += qf[i] * qd_fp16_to_fp32(kr[i]);
+                s += qf[i] * f16(kr[i]);
         } else {
             const float *kr = (const float *)row + (size_t)g * hd;
             for (int i = 0; i < hd; i++)
@@ -380,11 +396,11 @@ static void attend(qd_ctx_t *c, int32_t t, int h, float *sc)
                              (size_t)tab[p / QD_KV_BLOCK] * kv->block_bytes +
                              voff + (size_t)(p % QD_KV_BLOCK) * kv->row_bytes;
         float w = sc[p] * inv;
-        if (f16) {
-            w = qd_fp16_to_fp32(qd_fp32_to_fp16(w));
+        if (half) {
+            w = f16(qd_fp32_to_fp16(w));
             const qd_fp16_t *vr = (const qd_fp16_t *)row + (size_t)g * hd;
             for (int i = 0; i < hd; i++)
-                o[i] += w * qd_fp16_to_fp32(vr[i]);
+                o[i] += w * f16(vr[i]);
         } else {
             const float *vr = (const float *)row + (size_t)g * hd;
             for (int i = 0; i < hd; i++)
@@ -491,7 +507,8 @@ int qd_ctx_decode(qd_ctx_t *c, const qd_batch_t *b)
     int rc = qd__kv_prepare(c->kv, b);
     if (rc < 0)
         return rc;
-    /* From here on nothing can fail. */
+    /* From here on nothing can fail. Without a logits array only the last
+     * token's logits are kept (llama.cpp's convention). */
     c->n_out = 0;
     for (int32_t t = 0; t < n; t++)
         if (b->logits ? b->logits[t] != 0 : t == n - 1)
