@@ -215,14 +215,14 @@ static void expect_exact(const char *model, const char *kv_name,
                   kv_name, cf.max_dlp, tol);
 }
 
-Test(engine, conformance_f32_models_f32_kv, .timeout = 120)
+Test(engine, conformance_f32_models_f32_kv)
 {
     expect_exact("stories260K-F32", "f32", QD_KV_F32, 1e-3);
     expect_exact("synth-llama31-F32", "f32", QD_KV_F32, 1e-3);
     expect_exact("synth-qwen2-F32", "f32", QD_KV_F32, 1e-3);
 }
 
-Test(engine, conformance_f32_models_f16_kv, .timeout = 120)
+Test(engine, conformance_f32_models_f16_kv)
 {
     /* With emulated roundings an independent implementation was within
      * 1.9e-2 of these runs (reference README); we assert the tokens and a
@@ -232,7 +232,7 @@ Test(engine, conformance_f32_models_f16_kv, .timeout = 120)
     expect_exact("synth-qwen2-F32", "f16", QD_KV_F16, 5e-2);
 }
 
-Test(engine, conformance_stories_quantized, .timeout = 120)
+Test(engine, conformance_stories_quantized)
 {
     static const char *models[] = {"stories260K-Q8_0", "stories260K-Q4_0",
                                    "stories260K-Q4_K_M"};
@@ -246,7 +246,7 @@ Test(engine, conformance_stories_quantized, .timeout = 120)
     }
 }
 
-Test(engine, conformance_synthetic_quantized, .timeout = 120)
+Test(engine, conformance_synthetic_quantized)
 {
     static const char *models[] = {"synth-llama31-Q8_0", "synth-llama31-Q4_K_M",
                                    "synth-qwen2-Q8_0", "synth-qwen2-Q4_K_M"};
@@ -283,7 +283,7 @@ static double max_diff(const float *a, const float *b, int n, int *bitwise)
     return d;
 }
 
-Test(engine, batch_equivalence, .timeout = 60)
+Test(engine, batch_equivalence)
 {
     qd_model_t *m = load_model("synth-llama31-F32.gguf");
     int nv = qd_model_hparams(m)->n_vocab;
@@ -357,7 +357,7 @@ Test(engine, batch_equivalence, .timeout = 60)
     qd_model_free(m);
 }
 
-Test(engine, fork_shares_prefix_exactly, .timeout = 60)
+Test(engine, fork_shares_prefix_exactly)
 {
     qd_model_t *m = load_model("stories260K-F32.gguf");
     int nv = qd_model_hparams(m)->n_vocab;
@@ -416,7 +416,7 @@ Test(engine, fork_shares_prefix_exactly, .timeout = 60)
     qd_model_free(m);
 }
 
-Test(engine, full_pool_leaves_state_usable, .timeout = 60)
+Test(engine, full_pool_leaves_state_usable)
 {
     qd_model_t *m = load_model("stories260K-F32.gguf");
     int nv = qd_model_hparams(m)->n_vocab;
@@ -456,7 +456,7 @@ Test(engine, full_pool_leaves_state_usable, .timeout = 60)
     qd_model_free(m);
 }
 
-Test(engine, bad_batches_are_rejected, .timeout = 60)
+Test(engine, bad_batches_are_rejected)
 {
     qd_model_t *m = load_model("stories260K-F32.gguf");
     qd_ctx_t *c = make_ctx(m, QD_KV_F32, 1, 8, 0, 1);
