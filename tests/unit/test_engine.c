@@ -472,70 +472,214 @@ Test(engine, bad_batches_are_rejected)
     qd_model_free(m);
 }
 
-/* ---- malformed models (need nothing outside the repo) ----------------- */
+/* ---- generated models (need nothing outside the repo) ----------------- */
 
 enum { MAL_NONE, MAL_ARCH, MAL_MISSING, MAL_SHAPE, MAL_HPARAM };
 
-/* A tiny llama file (n_embd 32, 2 heads, 1 layer, n_ff 64, vocab 8) with
- * one defect; no tokenizer (validation fails before it is needed). */
-static int write_tiny(const char *path, int defect)
+typedef struct {
+    const char *arch;  /* llama, qwen2, qwen3 */
+    int defect;        /* MAL_* */
+    int vocab;         /* 1: add an 8-token SentencePiece vocabulary */
+    float qnorm_scale; /* qwen3: scale of the attn_q_norm weights */
+} gen_t;
+
+#define G_E 32 /* n_embd */
+#define G_F 64 /* n_ff */
+#define G_V 8  /* n_vocab */
+#define G_HD 16
+
+static int add_f32(qd_gguf_writer_t *g, const char *name, int64_t ne0,
+                   int64_t ne1, float base, float amp, unsigned salt)
 {
-    enum { E = 32, F = 64, V = 8 };
-    static float w[F * E];
-    for (size_t i = 0; i < QD_ARRAY_SIZE(w); i++)
-        w[i] = 0.01f * (float)((i * 7) % 13);
+    static float w[G_F * G_E];
+    size_t n = (size_t)(ne0 * ne1);
+    cr_assert_leq(n, QD_ARRAY_SIZE(w));
+    for (size_t i = 0; i < n; i++)
+        w[i] = base + amp * sinf(0.7f * (float)i + 1.3f * (float)salt);
+    int64_t ne[2] = {ne0, ne1};
+    return qd_gguf_writer_add_tensor(g, name, QD_TYPE_F32, ne1 == 1 ? 1 : 2,
+                                     ne, w, n * sizeof(float), 1);
+}
+
+/* A tiny model (n_embd 32, 2 heads of 16, 1 layer, n_ff 64, vocab 8) with
+ * smooth pseudo-random weights, optionally with one defect. */
+static int write_model(const char *path, const gen_t *o)
+{
     qd_gguf_writer_t *g = qd_gguf_writer_create();
     cr_assert_not_null(g);
-    const char *arch = defect == MAL_ARCH ? "gpt-unknown" : "llama";
+    const char *arch = o->defect == MAL_ARCH ? "gpt-unknown" : o->arch;
     char key[96];
     qd_gguf_writer_set_str(g, "general.architecture", arch);
 #define KEY(s) (snprintf(key, sizeof key, "%s." s, arch), key)
     qd_gguf_writer_set_u32(g, KEY("context_length"), 128);
-    qd_gguf_writer_set_u32(g, KEY("embedding_length"), E);
+    qd_gguf_writer_set_u32(g, KEY("embedding_length"), G_E);
     qd_gguf_writer_set_u32(g, KEY("block_count"), 1);
-    qd_gguf_writer_set_u32(g, KEY("feed_forward_length"), F);
+    qd_gguf_writer_set_u32(g, KEY("feed_forward_length"), G_F);
     qd_gguf_writer_set_u32(g, KEY("attention.head_count"),
-                           defect == MAL_HPARAM ? 3 : 2);
+                           o->defect == MAL_HPARAM ? 3 : 2);
     qd_gguf_writer_set_u32(g, KEY("attention.head_count_kv"), 2);
     qd_gguf_writer_set_f32(g, KEY("attention.layer_norm_rms_epsilon"), 1e-5f);
 #undef KEY
+    if (o->vocab) {
+        static const char *const toks[G_V] = {"<unk>", "<s>", "</s>",
+                                              "\xe2\x96\x81" "a",
+                                              "\xe2\x96\x81" "b", "a", "b",
+                                              "c"};
+        float scores[G_V];
+        int32_t types[G_V];
+        for (int i = 0; i < G_V; i++) {
+            scores[i] = -(float)i;
+            types[i] = i == 0 ? 2 : i < 3 ? 3 : 1;
+        }
+        qd_gguf_writer_set_str(g, "tokenizer.ggml.model", "llama");
+        qd_gguf_writer_set_arr_str(g, "tokenizer.ggml.tokens", toks, G_V);
+        qd_gguf_writer_set_arr(g, "tokenizer.ggml.scores", QD_GGUF_FLOAT32,
+                               scores, G_V);
+        qd_gguf_writer_set_arr(g, "tokenizer.ggml.token_type", QD_GGUF_INT32,
+                               types, G_V);
+        qd_gguf_writer_set_u32(g, "tokenizer.ggml.bos_token_id", 1);
+        qd_gguf_writer_set_u32(g, "tokenizer.ggml.eos_token_id", 2);
+    }
     struct {
         const char *name;
         int64_t ne0, ne1;
+        float base, amp;
     } ts[] = {
-        {"token_embd.weight", E, V},     {"output_norm.weight", E, 1},
-        {"blk.0.attn_norm.weight", E, 1}, {"blk.0.attn_q.weight", E, E},
-        {"blk.0.attn_k.weight", E, E},   {"blk.0.attn_v.weight", E, E},
-        {"blk.0.attn_output.weight", E, E}, {"blk.0.ffn_norm.weight", E, 1},
-        {"blk.0.ffn_gate.weight", E, F}, {"blk.0.ffn_up.weight", E, F},
-        {"blk.0.ffn_down.weight", F, E},
+        {"token_embd.weight", G_E, G_V, 0, 1},
+        {"output_norm.weight", G_E, 1, 1, 0.2f},
+        {"blk.0.attn_norm.weight", G_E, 1, 1, 0.2f},
+        {"blk.0.attn_q.weight", G_E, G_E, 0, 0.3f},
+        {"blk.0.attn_k.weight", G_E, G_E, 0, 0.3f},
+        {"blk.0.attn_v.weight", G_E, G_E, 0, 0.3f},
+        {"blk.0.attn_output.weight", G_E, G_E, 0, 0.3f},
+        {"blk.0.ffn_norm.weight", G_E, 1, 1, 0.2f},
+        {"blk.0.ffn_gate.weight", G_E, G_F, 0, 0.3f},
+        {"blk.0.ffn_up.weight", G_E, G_F, 0, 0.3f},
+        {"blk.0.ffn_down.weight", G_F, G_E, 0, 0.3f},
     };
+    int rc;
     for (size_t i = 0; i < QD_ARRAY_SIZE(ts); i++) {
-        if (defect == MAL_MISSING && !strcmp(ts[i].name, "blk.0.ffn_up.weight"))
+        if (o->defect == MAL_MISSING &&
+            !strcmp(ts[i].name, "blk.0.ffn_up.weight"))
             continue;
-        int64_t ne[2] = {ts[i].ne0, ts[i].ne1};
-        if (defect == MAL_SHAPE && !strcmp(ts[i].name, "blk.0.attn_k.weight"))
-            ne[1] = E / 2;
-        int nd = ne[1] == 1 ? 1 : 2;
-        qd_type_t ty = QD_TYPE_F32;
-        size_t bytes = (size_t)(ne[0] * ne[1]) * sizeof(float);
-        cr_assert_leq(bytes, sizeof w);
-        int rc = qd_gguf_writer_add_tensor(g, ts[i].name, ty, nd, ne, w, bytes,
-                                           1);
+        int64_t ne1 = ts[i].ne1;
+        if (o->defect == MAL_SHAPE &&
+            !strcmp(ts[i].name, "blk.0.attn_k.weight"))
+            ne1 = G_E / 2;
+        rc = add_f32(g, ts[i].name, ts[i].ne0, ne1, ts[i].base, ts[i].amp,
+                     (unsigned)i);
         cr_assert_eq(rc, 0, "%s", qd_errmsg());
     }
-    int rc = qd_gguf_writer_write(g, path);
+    if (!strcmp(o->arch, "qwen2")) {
+        cr_assert_eq(add_f32(g, "blk.0.attn_q.bias", G_E, 1, 0, 0.5f, 21), 0);
+        cr_assert_eq(add_f32(g, "blk.0.attn_k.bias", G_E, 1, 0, 0.5f, 22), 0);
+        cr_assert_eq(add_f32(g, "blk.0.attn_v.bias", G_E, 1, 0, 0.5f, 23), 0);
+    }
+    if (!strcmp(o->arch, "qwen3")) {
+        cr_assert_eq(add_f32(g, "blk.0.attn_q_norm.weight", G_HD, 1,
+                             o->qnorm_scale, 0.3f * o->qnorm_scale, 31), 0);
+        cr_assert_eq(add_f32(g, "blk.0.attn_k_norm.weight", G_HD, 1, 1, 0.3f,
+                             32), 0);
+    }
+    rc = qd_gguf_writer_write(g, path);
     qd_gguf_writer_destroy(g);
     return rc;
 }
 
-static void expect_load_error(int defect, const char *needle)
+static void tmp_path(char *buf, size_t cap, const char *name)
 {
     const char *tmp = getenv("QD_TMP");
-    char path[512];
-    snprintf(path, sizeof path, "%s/engine-bad-%d.gguf", tmp ? tmp : "/tmp",
-             defect);
-    cr_assert_eq(write_tiny(path, defect), 0, "%s", qd_errmsg());
+    snprintf(buf, cap, "%s/%s", tmp ? tmp : "/tmp", name);
+}
+
+/* Logits of tokens[0..n) of one sequence: one batch (every token flagged)
+ * or one token per decode. */
+static void gen_logits(const qd_model_t *m, int one_by_one, int n_threads,
+                       const int32_t *toks, int n, float *out)
+{
+    qd_ctx_t *c = make_ctx(m, QD_KV_F16, 1, 16, 0, n_threads);
+    if (one_by_one) {
+        for (int i = 0; i < n; i++) {
+            cr_assert_eq(decode_seq(c, 0, &toks[i], 1, i), 0);
+            memcpy(out + i * G_V, qd_ctx_logits(c, 0), G_V * sizeof(float));
+        }
+    } else {
+        int32_t t[16], pos[16], seq[16];
+        int8_t lg[16];
+        for (int i = 0; i < n; i++) {
+            t[i] = toks[i];
+            pos[i] = i;
+            seq[i] = 0;
+            lg[i] = 1;
+        }
+        qd_batch_t b = {.n_tokens = n, .toks = t, .pos = pos, .seq = seq,
+                        .logits = lg};
+        cr_assert_eq(qd_ctx_decode(c, &b), 0, "%s", qd_errmsg());
+        for (int i = 0; i < n; i++)
+            memcpy(out + i * G_V, qd_ctx_logits(c, i), G_V * sizeof(float));
+    }
+    qd_ctx_free(c);
+}
+
+Test(engine, generated_models_of_each_architecture)
+{
+    static const char *archs[] = {"llama", "qwen2", "qwen3"};
+    static const int32_t toks[6] = {1, 3, 5, 4, 7, 6};
+    for (size_t a = 0; a < QD_ARRAY_SIZE(archs); a++) {
+        char path[512];
+        tmp_path(path, sizeof path, "engine-gen.gguf");
+        gen_t o = {.arch = archs[a], .vocab = 1, .qnorm_scale = 1.0f};
+        cr_assert_eq(write_model(path, &o), 0, "%s", qd_errmsg());
+        qd_model_t *m = NULL;
+        int rc = qd_model_load(path, &m);
+        cr_assert_eq(rc, 0, "%s: %s", archs[a], qd_errmsg());
+        const qd_hparams_t *hp = qd_model_hparams(m);
+        cr_expect_str_eq(qd_model_arch_name(m), archs[a]);
+        cr_expect_eq(hp->n_vocab, G_V);
+        cr_expect_eq(hp->head_dim, G_HD);
+        cr_expect_eq(hp->rope_neox, a > 0);
+        cr_expect(hp->tied_output);
+        cr_expect_eq(hp->rope_base, 10000.0f);
+        float batch[6 * G_V], single[6 * G_V], two[6 * G_V];
+        gen_logits(m, 0, 1, toks, 6, batch);
+        gen_logits(m, 1, 1, toks, 6, single);
+        gen_logits(m, 0, 2, toks, 6, two);
+        int bitwise = 1;
+        double d = max_diff(batch, single, 6 * G_V, &bitwise);
+        cr_expect_leq(d, 1e-5, "%s: batch vs one by one %g", archs[a], d);
+        int bw2 = 1;
+        max_diff(batch, two, 6 * G_V, &bw2);
+        cr_expect(bw2, "%s: 1 and 2 threads differ", archs[a]);
+        int varies = 0;
+        for (int i = 0; i < 6 * G_V; i++) {
+            cr_expect(isfinite(batch[i]));
+            varies |= batch[i] != batch[i % G_V];
+        }
+        cr_expect(varies, "%s: logits do not depend on the input", archs[a]);
+        if (a == 2) {
+            /* qwen3: the q norm weights take part. */
+            qd_model_t *m2 = NULL;
+            o.qnorm_scale = 2.0f;
+            cr_assert_eq(write_model(path, &o), 0);
+            cr_assert_eq(qd_model_load(path, &m2), 0, "%s", qd_errmsg());
+            gen_logits(m2, 0, 1, toks, 6, two);
+            int same = 1;
+            cr_expect_gt(max_diff(batch + G_V, two + G_V, 5 * G_V, &same),
+                         1e-4);
+            qd_model_free(m2);
+        }
+        qd_model_free(m);
+        remove(path);
+    }
+}
+
+static void expect_load_error(int defect, const char *needle)
+{
+    char path[512], name[64];
+    snprintf(name, sizeof name, "engine-bad-%d.gguf", defect);
+    tmp_path(path, sizeof path, name);
+    gen_t o = {.arch = "llama", .defect = defect};
+    cr_assert_eq(write_model(path, &o), 0, "%s", qd_errmsg());
     qd_model_t *m = (qd_model_t *)1;
     int rc = qd_model_load(path, &m);
     cr_expect_lt(rc, 0);
@@ -559,10 +703,10 @@ Test(engine, tiny_valid_model_fails_only_for_want_of_a_vocabulary)
 {
     /* The same file without defect passes every model check and stops at
      * the tokenizer, which this file lacks: the error must say so. */
-    const char *tmp = getenv("QD_TMP");
     char path[512];
-    snprintf(path, sizeof path, "%s/engine-novocab.gguf", tmp ? tmp : "/tmp");
-    cr_assert_eq(write_tiny(path, MAL_NONE), 0);
+    tmp_path(path, sizeof path, "engine-novocab.gguf");
+    gen_t o = {.arch = "llama"};
+    cr_assert_eq(write_model(path, &o), 0);
     qd_model_t *m = NULL;
     int rc = qd_model_load(path, &m);
     cr_expect_lt(rc, 0);
