@@ -6,16 +6,16 @@
  * the end (so the output can be compared byte for byte); logs, timings and
  * errors go to stderr.
  */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-
 #include "cmd/cmd.h"
 #include "quantd/common.h"
 #include "quantd/engine.h"
 #include "quantd/sampler.h"
 #include "quantd/tokenizer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 static void run_usage(FILE *f)
 {
@@ -53,8 +53,10 @@ static int parse_long(const char *opt, const char *s, long lo, long hi,
     char *end;
     long v = strtol(s, &end, 10);
     if (!*s || *end || v < lo || v > hi) {
-        fprintf(stderr, "quantd run: %s: '%s' is not an integer in [%ld, "
-                "%ld]\n", opt, s, lo, hi);
+        fprintf(stderr,
+                "quantd run: %s: '%s' is not an integer in [%ld, "
+                "%ld]\n",
+                opt, s, lo, hi);
         return -1;
     }
     *out = v;
@@ -91,8 +93,10 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
             return 1;
         }
         if (i + 1 >= argc) {
-            fprintf(stderr, "quantd run: unknown option or missing value: "
-                    "%s\n", a);
+            fprintf(stderr,
+                    "quantd run: unknown option or missing value: "
+                    "%s\n",
+                    a);
             return -1;
         }
         const char *v = argv[++i];
@@ -117,8 +121,10 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
             char *end;
             unsigned long long s = strtoull(v, &end, 10);
             if (!*v || *end) {
-                fprintf(stderr, "quantd run: --seed: '%s' is not an "
-                        "integer\n", v);
+                fprintf(stderr,
+                        "quantd run: --seed: '%s' is not an "
+                        "integer\n",
+                        v);
                 return -1;
             }
             o->sp.seed = s;
@@ -212,12 +218,14 @@ int qd_cmd_run(int argc, char **argv)
     }
     if (n_prompt == 0) {
         fprintf(stderr, "quantd run: the prompt is empty and the model adds "
-                "no BOS\n");
+                        "no BOS\n");
         goto out;
     }
     if (n_prompt >= n_ctx) {
-        fprintf(stderr, "quantd run: the prompt (%d tokens) does not fit the "
-                "context of %d\n", n_prompt, n_ctx);
+        fprintf(stderr,
+                "quantd run: the prompt (%d tokens) does not fit the "
+                "context of %d\n",
+                n_prompt, n_ctx);
         goto out;
     }
     long n_gen = QD_MIN(o.n_predict, (long)n_ctx - n_prompt);
@@ -251,8 +259,11 @@ int qd_cmd_run(int argc, char **argv)
             pos[j] = i + j;
             keep[j] = i + j == n_prompt - 1;
         }
-        qd_batch_t b = {.n_tokens = n, .toks = toks + i, .pos = pos,
-                        .seq = seq, .logits = keep};
+        qd_batch_t b = {.n_tokens = n,
+                        .toks = toks + i,
+                        .pos = pos,
+                        .seq = seq,
+                        .logits = keep};
         if ((rc = qd_ctx_decode(ctx, &b)) < 0) {
             report("decode", rc);
             goto out;
@@ -285,8 +296,11 @@ int qd_cmd_run(int argc, char **argv)
             break;
         int32_t tok = s.tok;
         int8_t one = 1;
-        qd_batch_t b = {.n_tokens = 1, .toks = &tok, .pos = &cur_pos,
-                        .seq = seq, .logits = &one};
+        qd_batch_t b = {.n_tokens = 1,
+                        .toks = &tok,
+                        .pos = &cur_pos,
+                        .seq = seq,
+                        .logits = &one};
         if ((rc = qd_ctx_decode(ctx, &b)) < 0) {
             report("decode", rc);
             goto out;
@@ -298,10 +312,12 @@ int qd_cmd_run(int argc, char **argv)
         emit(buf, n);
     uint64_t t2 = qd_now_ns();
     double pp_s = (double)(t1 - t0) / 1e9, tg_s = (double)(t2 - t1) / 1e9;
-    fprintf(stderr, "\nquantd run: prompt %d tokens in %.3f s (%.1f tok/s), "
+    fprintf(stderr,
+            "\nquantd run: prompt %d tokens in %.3f s (%.1f tok/s), "
             "generated %ld tokens in %.3f s (%.1f tok/s), %d threads, "
-            "kernels %s\n", n_prompt, pp_s, pp_s > 0 ? n_prompt / pp_s : 0.0,
-            n_done, tg_s, tg_s > 0 ? n_done / tg_s : 0.0,
+            "kernels %s\n",
+            n_prompt, pp_s, pp_s > 0 ? n_prompt / pp_s : 0.0, n_done, tg_s,
+            tg_s > 0 ? n_done / tg_s : 0.0,
             cp.n_threads ? cp.n_threads : qd_physical_cores(),
             qd_kernels_name());
     status = 0;

@@ -25,13 +25,13 @@
  * softmax runs in float32 and the probabilities are rounded to fp16 before
  * the product with V; with an f32 cache everything is float32.
  */
-#include <math.h>
-#include <pthread.h>
-#include <string.h>
-
 #include "engine/kv_int.h"
 #include "engine/model_int.h"
 #include "quantd/common.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
 
 struct qd_ctx {
     const qd_model_t *m;
@@ -39,24 +39,24 @@ struct qd_ctx {
     qd_pool_t *pool;
     qd_kv_t *kv;
     int n_threads;
-    int32_t n_q;   /* n_head * head_dim */
-    int32_t n_kv;  /* n_head_kv * head_dim */
+    int32_t n_q;  /* n_head * head_dim */
+    int32_t n_kv; /* n_head_kv * head_dim */
     /* Buffers, allocated once; row t belongs to batch token t. */
-    float *x;         /* (n_batch, n_embd) residual stream */
-    float *xn;        /* (n_batch, n_embd) normalized x; final: flagged rows */
-    float *q;         /* (n_batch, n_q) */
-    float *k;         /* (n_batch, n_kv) */
-    float *v;         /* (n_batch, n_kv) */
-    float *att;       /* (n_batch, n_q) attention output */
-    float *tmp;       /* (n_batch, n_embd) output of Wo / Wd */
-    float *gate;      /* (n_batch, n_ff) */
-    float *up;        /* (n_batch, n_ff) */
-    float *rope;      /* (n_batch, n_rot) cos, sin per rotated pair */
-    float *scores;    /* (n_threads, n_ctx + head_dim) scores, then q */
-    float *logits;    /* (n_batch, n_vocab) */
+    float *x;          /* (n_batch, n_embd) residual stream */
+    float *xn;         /* (n_batch, n_embd) normalized x; final: flagged rows */
+    float *q;          /* (n_batch, n_q) */
+    float *k;          /* (n_batch, n_kv) */
+    float *v;          /* (n_batch, n_kv) */
+    float *att;        /* (n_batch, n_q) attention output */
+    float *tmp;        /* (n_batch, n_embd) output of Wo / Wd */
+    float *gate;       /* (n_batch, n_ff) */
+    float *up;         /* (n_batch, n_ff) */
+    float *rope;       /* (n_batch, n_rot) cos, sin per rotated pair */
+    float *scores;     /* (n_threads, n_ctx + head_dim) scores, then q */
+    float *logits;     /* (n_batch, n_vocab) */
     int32_t *out_rows; /* (n_batch) batch index of each flagged token */
     int32_t n_out;
-    void *scratch;    /* qd_matmul scratch */
+    void *scratch; /* qd_matmul scratch */
     size_t scratch_bytes;
     /* State of the pass in progress (read by the parallel phases). */
     const qd_batch_t *b;
@@ -75,7 +75,10 @@ static void f16_table_init(void)
         f16_table[i] = qd_fp16_to_fp32((qd_fp16_t)i);
 }
 
-static inline float f16(qd_fp16_t h) { return f16_table[h]; }
+static inline float f16(qd_fp16_t h)
+{
+    return f16_table[h];
+}
 
 void qd_ctx_params_default(qd_ctx_params_t *p)
 {
@@ -114,8 +117,7 @@ static int alloc_buf(void *p, size_t n, size_t size)
     return q ? 0 : QD_ENOMEM;
 }
 
-int qd_ctx_create(const qd_model_t *m, const qd_ctx_params_t *p,
-                  qd_ctx_t **out)
+int qd_ctx_create(const qd_model_t *m, const qd_ctx_params_t *p, qd_ctx_t **out)
 {
     *out = NULL;
     const qd_hparams_t *hp = &m->hp;
@@ -127,8 +129,8 @@ int qd_ctx_create(const qd_model_t *m, const qd_ctx_params_t *p,
     if (prm.n_batch <= 0 || prm.n_seq_max <= 0 || prm.n_ctx <= 0 ||
         prm.n_threads <= 0 || prm.n_threads > 1024) {
         qd_set_errmsg("ctx: invalid parameters (n_batch %d, n_seq_max %d, "
-                      "n_ctx %d, n_threads %d)", prm.n_batch, prm.n_seq_max,
-                      prm.n_ctx, prm.n_threads);
+                      "n_ctx %d, n_threads %d)",
+                      prm.n_batch, prm.n_seq_max, prm.n_ctx, prm.n_threads);
         return QD_EINVAL;
     }
     if (prm.kv_type != QD_KV_F32 && prm.kv_type != QD_KV_F16) {
@@ -167,8 +169,7 @@ int qd_ctx_create(const qd_model_t *m, const qd_ctx_params_t *p,
         alloc_buf(&c->gate, nb * hp->n_ff, sizeof(float)) ||
         alloc_buf(&c->up, nb * hp->n_ff, sizeof(float)) ||
         alloc_buf(&c->rope, nb * m->n_rot, sizeof(float)) ||
-        alloc_buf(&c->scores,
-                  (size_t)c->n_threads * (prm.n_ctx + hp->head_dim),
+        alloc_buf(&c->scores, (size_t)c->n_threads * (prm.n_ctx + hp->head_dim),
                   sizeof(float)) ||
         alloc_buf(&c->logits, nb * hp->n_vocab, sizeof(float)) ||
         alloc_buf(&c->out_rows, nb, sizeof(int32_t)) ||
@@ -190,9 +191,8 @@ void qd_ctx_free(qd_ctx_t *c)
         return;
     qd_pool_destroy(c->pool);
     qd__kv_destroy(c->kv);
-    float *fbufs[] = {c->x,   c->xn,   c->q,    c->k,      c->v,
-                      c->att, c->tmp,  c->gate, c->up,     c->rope,
-                      c->scores, c->logits};
+    float *fbufs[] = {c->x,   c->xn,   c->q,  c->k,    c->v,      c->att,
+                      c->tmp, c->gate, c->up, c->rope, c->scores, c->logits};
     for (size_t i = 0; i < QD_ARRAY_SIZE(fbufs); i++)
         qd_free_aligned(fbufs[i]);
     qd_free_aligned(c->out_rows);
@@ -200,8 +200,14 @@ void qd_ctx_free(qd_ctx_t *c)
     qd_free(c);
 }
 
-qd_kv_t *qd_ctx_kv(qd_ctx_t *c) { return c->kv; }
-const qd_model_t *qd_ctx_model(const qd_ctx_t *c) { return c->m; }
+qd_kv_t *qd_ctx_kv(qd_ctx_t *c)
+{
+    return c->kv;
+}
+const qd_model_t *qd_ctx_model(const qd_ctx_t *c)
+{
+    return c->m;
+}
 
 const float *qd_ctx_logits(const qd_ctx_t *c, int32_t j)
 {
@@ -211,7 +217,6 @@ const float *qd_ctx_logits(const qd_ctx_t *c, int32_t j)
 }
 
 /* ---- per-token kernels ------------------------------------------------ */
-
 
 /* out = x / sqrt(mean(x²) + eps) * w, as ggml: sum of squares in double,
  * normalize, then multiply by the weight. out may equal x. */
@@ -272,8 +277,8 @@ static void phase_embed(void *arg, int ith, int nth)
     int32_t t0, t1;
     split(c->b->n_tokens, ith, nth, &t0, &t1);
     for (int32_t t = t0; t < t1; t++) {
-        const uint8_t *row = (const uint8_t *)e->data +
-                             (size_t)c->b->toks[t] * e->row_bytes;
+        const uint8_t *row =
+            (const uint8_t *)e->data + (size_t)c->b->toks[t] * e->row_bytes;
         tr->to_float(row, c->x + (size_t)t * m->hp.n_embd, m->hp.n_embd);
         rope_cache(c->rope + (size_t)t * m->n_rot, c->b->pos[t], m->n_rot,
                    m->hp.rope_base, m->rope_freqs);
@@ -287,8 +292,8 @@ static void phase_attn_norm(void *arg, int ith, int nth)
     int32_t t0, t1;
     split(c->b->n_tokens, ith, nth, &t0, &t1);
     for (int32_t t = t0; t < t1; t++)
-        rms_norm(c->xn + (size_t)t * n, c->x + (size_t)t * n,
-                 c->L->attn_norm, n, c->m->hp.rms_eps);
+        rms_norm(c->xn + (size_t)t * n, c->x + (size_t)t * n, c->L->attn_norm,
+                 n, c->m->hp.rms_eps);
 }
 
 /* Biases, q/k norms, RoPE, then K and V into the cache. */
@@ -352,8 +357,8 @@ static void attend(qd_ctx_t *c, int32_t t, int h, float *sc)
     float *o = c->att + (size_t)t * c->n_q + (size_t)h * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     const int32_t *tab = qd__kv_table(kv, seq);
-    size_t koff = (size_t)c->il * kv->layer_bytes, voff =
-                  koff + QD_KV_BLOCK * kv->row_bytes;
+    size_t koff = (size_t)c->il * kv->layer_bytes,
+           voff = koff + QD_KV_BLOCK * kv->row_bytes;
     int half = kv->type == QD_KV_F16;
     float *qf = sc + c->p.n_ctx; /* q, rounded to fp16 with an f16 cache */
     if (half) {
@@ -413,8 +418,7 @@ static void phase_attention(void *arg, int ith, int nth)
 {
     qd_ctx_t *c = arg;
     int n_head = c->m->hp.n_head;
-    float *sc = c->scores +
-                (size_t)ith * (c->p.n_ctx + c->m->hp.head_dim);
+    float *sc = c->scores + (size_t)ith * (c->p.n_ctx + c->m->hp.head_dim);
     int32_t n = c->b->n_tokens * n_head;
     for (int32_t i = ith; i < n; i += nth)
         attend(c, i / n_head, i % n_head, sc);
@@ -432,8 +436,7 @@ static void phase_attn_residual(void *arg, int ith, int nth)
         const float *d = c->tmp + (size_t)t * n;
         for (int i = 0; i < n; i++)
             x[i] += d[i];
-        rms_norm(c->xn + (size_t)t * n, x, c->L->ffn_norm, n,
-                 c->m->hp.rms_eps);
+        rms_norm(c->xn + (size_t)t * n, x, c->L->ffn_norm, n, c->m->hp.rms_eps);
     }
 }
 
@@ -500,7 +503,8 @@ int qd_ctx_decode(qd_ctx_t *c, const qd_batch_t *b)
     for (int32_t t = 0; t < n; t++) {
         if (b->toks[t] < 0 || b->toks[t] >= hp->n_vocab) {
             qd_set_errmsg("decode: batch token %d: id %d outside the "
-                          "vocabulary [0, %d)", t, b->toks[t], hp->n_vocab);
+                          "vocabulary [0, %d)",
+                          t, b->toks[t], hp->n_vocab);
             return QD_EINVAL;
         }
     }

@@ -9,10 +9,10 @@
  * The pool is allocated once at creation; taking and returning blocks is a
  * push/pop on a free stack. Layout of a block: see engine/kv_int.h.
  */
-#include <string.h>
-
 #include "engine/kv_int.h"
 #include "quantd/common.h"
+
+#include <string.h>
 
 static size_t elem_bytes(qd_kv_type_t t)
 {
@@ -31,7 +31,8 @@ int qd__kv_create(int32_t n_layer, int32_t kv_dim, int32_t n_seq_max,
     }
     if (n_layer <= 0 || kv_dim <= 0 || n_seq_max <= 0 || n_ctx <= 0) {
         qd_set_errmsg("kv: invalid size (layers %d, kv_dim %d, seqs %d, "
-                      "ctx %d)", n_layer, kv_dim, n_seq_max, n_ctx);
+                      "ctx %d)",
+                      n_layer, kv_dim, n_seq_max, n_ctx);
         return QD_EINVAL;
     }
     qd_kv_t *kv = qd_calloc(1, sizeof *kv);
@@ -60,15 +61,14 @@ int qd__kv_create(int32_t n_layer, int32_t kv_dim, int32_t n_seq_max,
         qd_free(kv);
         return QD_EINVAL;
     }
-    if (n_blocks > INT32_MAX ||
-        qd_mul_size(n_blocks, kv->block_bytes, &total))
+    if (n_blocks > INT32_MAX || qd_mul_size(n_blocks, kv->block_bytes, &total))
         goto too_big;
     kv->n_blocks = (int32_t)n_blocks;
     kv->data = qd_malloc_aligned(total, 64);
     kv->refcnt = qd_calloc(n_blocks, sizeof *kv->refcnt);
     kv->free_list = qd_malloc(n_blocks * sizeof *kv->free_list);
-    kv->tables = qd_calloc((size_t)n_seq_max * kv->max_seq_blocks,
-                           sizeof *kv->tables);
+    kv->tables =
+        qd_calloc((size_t)n_seq_max * kv->max_seq_blocks, sizeof *kv->tables);
     kv->seq_blocks = qd_calloc((size_t)n_seq_max, sizeof(int32_t));
     kv->seq_len = qd_calloc((size_t)n_seq_max, sizeof(int32_t));
     kv->next_pos = qd_calloc((size_t)n_seq_max, sizeof(int32_t));
@@ -136,7 +136,10 @@ void qd_kv_seq_truncate(qd_kv_t *kv, int32_t seq, int32_t n_pos)
     kv->seq_len[seq] = n_pos;
 }
 
-void qd_kv_seq_clear(qd_kv_t *kv, int32_t seq) { qd_kv_seq_truncate(kv, seq, 0); }
+void qd_kv_seq_clear(qd_kv_t *kv, int32_t seq)
+{
+    qd_kv_seq_truncate(kv, seq, 0);
+}
 
 int qd_kv_seq_fork(qd_kv_t *kv, int32_t dst, int32_t src, int32_t n_pos)
 {
@@ -188,9 +191,18 @@ int32_t qd_kv_seq_len(const qd_kv_t *kv, int32_t seq)
     return seq_ok(kv, seq) ? kv->seq_len[seq] : 0;
 }
 
-int32_t qd_kv_blocks_total(const qd_kv_t *kv) { return kv->n_blocks; }
-int32_t qd_kv_blocks_free(const qd_kv_t *kv) { return kv->n_free; }
-size_t qd_kv_block_bytes(const qd_kv_t *kv) { return kv->block_bytes; }
+int32_t qd_kv_blocks_total(const qd_kv_t *kv)
+{
+    return kv->n_blocks;
+}
+int32_t qd_kv_blocks_free(const qd_kv_t *kv)
+{
+    return kv->n_free;
+}
+size_t qd_kv_block_bytes(const qd_kv_t *kv)
+{
+    return kv->block_bytes;
+}
 
 int qd__kv_prepare(qd_kv_t *kv, const qd_batch_t *b)
 {
@@ -201,17 +213,20 @@ int qd__kv_prepare(qd_kv_t *kv, const qd_batch_t *b)
         int32_t s = b->seq[i], p = b->pos[i];
         if (!seq_ok(kv, s)) {
             qd_set_errmsg("batch token %d: sequence id %d out of range "
-                          "[0, %d)", i, s, kv->n_seq_max);
+                          "[0, %d)",
+                          i, s, kv->n_seq_max);
             return QD_EINVAL;
         }
         if (p != kv->next_pos[s]) {
             qd_set_errmsg("batch token %d: position %d of sequence %d, "
-                          "expected %d", i, p, s, kv->next_pos[s]);
+                          "expected %d",
+                          i, p, s, kv->next_pos[s]);
             return QD_EINVAL;
         }
         if (p >= kv->n_ctx) {
             qd_set_errmsg("batch token %d: position %d of sequence %d is "
-                          "past the context size %d", i, p, s, kv->n_ctx);
+                          "past the context size %d",
+                          i, p, s, kv->n_ctx);
             return QD_ERANGE;
         }
         kv->next_pos[s] = p + 1;

@@ -14,14 +14,14 @@
 #ifndef QUANTD_ENGINE_KV_INT_H
 #define QUANTD_ENGINE_KV_INT_H
 
-#include <stdint.h>
-
 #include "quantd/engine.h"
+
+#include <stdint.h>
 
 struct qd_kv {
     qd_kv_type_t type;
     int32_t n_layer;
-    int32_t kv_dim;         /* n_head_kv * head_dim */
+    int32_t kv_dim; /* n_head_kv * head_dim */
     int32_t n_seq_max;
     int32_t n_ctx;          /* max positions per sequence */
     int32_t max_seq_blocks; /* ceil(n_ctx / QD_KV_BLOCK) */
@@ -29,14 +29,14 @@ struct qd_kv {
     size_t layer_bytes;     /* 2 * QD_KV_BLOCK * row_bytes */
     size_t block_bytes;     /* n_layer * layer_bytes */
     int32_t n_blocks;
-    uint8_t *data;          /* [n_blocks * block_bytes] */
-    int32_t *refcnt;        /* [n_blocks]; 0 = free */
-    int32_t *free_list;     /* [n_blocks] stack of free block ids */
+    uint8_t *data;      /* [n_blocks * block_bytes] */
+    int32_t *refcnt;    /* [n_blocks]; 0 = free */
+    int32_t *free_list; /* [n_blocks] stack of free block ids */
     int32_t n_free;
-    int32_t *tables;        /* [n_seq_max][max_seq_blocks] block ids */
-    int32_t *seq_blocks;    /* [n_seq_max] blocks in each table */
-    int32_t *seq_len;       /* [n_seq_max] positions held */
-    int32_t *next_pos;      /* [n_seq_max] scratch of qd__kv_prepare */
+    int32_t *tables;     /* [n_seq_max][max_seq_blocks] block ids */
+    int32_t *seq_blocks; /* [n_seq_max] blocks in each table */
+    int32_t *seq_len;    /* [n_seq_max] positions held */
+    int32_t *next_pos;   /* [n_seq_max] scratch of qd__kv_prepare */
 };
 
 int qd__kv_create(int32_t n_layer, int32_t kv_dim, int32_t n_seq_max,
@@ -57,8 +57,8 @@ int qd__kv_prepare(qd_kv_t *kv, const qd_batch_t *b);
 static inline uint8_t *qd__kv_k(const qd_kv_t *kv, int32_t seq, int32_t pos,
                                 int32_t layer)
 {
-    int32_t blk = kv->tables[(size_t)seq * kv->max_seq_blocks +
-                             pos / QD_KV_BLOCK];
+    int32_t blk =
+        kv->tables[(size_t)seq * kv->max_seq_blocks + pos / QD_KV_BLOCK];
     return kv->data + (size_t)blk * kv->block_bytes +
            (size_t)layer * kv->layer_bytes +
            (size_t)(pos % QD_KV_BLOCK) * kv->row_bytes;

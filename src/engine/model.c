@@ -14,12 +14,12 @@
  * is refused with QD_EFORMAT (or QD_EUNSUPPORTED) and a message naming the
  * tensor or key; the forward pass then never has to check again.
  */
+#include "engine/model_int.h"
+#include "quantd/common.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-#include "engine/model_int.h"
-#include "quantd/common.h"
 
 typedef struct {
     const char *name;
@@ -123,7 +123,8 @@ static int read_hparams(qd_model_t *m)
         return rc;
     if (v_len != hp->head_dim) {
         qd_set_errmsg("model: %s.attention.value_length %d differs from "
-                      "key_length %d (not supported)", a, v_len, hp->head_dim);
+                      "key_length %d (not supported)",
+                      a, v_len, hp->head_dim);
         return QD_EUNSUPPORTED;
     }
     if ((rc = get_i32_key(g, a, "rope.dimension_count", 0, hp->head_dim,
@@ -137,11 +138,11 @@ static int read_hparams(qd_model_t *m)
         return rc;
     if (!(hp->rms_eps > 0.0f && hp->rms_eps < 1.0f)) {
         qd_set_errmsg("model: %s.attention.layer_norm_rms_epsilon = %g is out "
-                      "of range", a, (double)hp->rms_eps);
+                      "of range",
+                      a, (double)hp->rms_eps);
         return QD_EFORMAT;
     }
-    if ((rc = get_f32_key(g, a, "rope.freq_base", 0, 10000.0f,
-                          &hp->rope_base)))
+    if ((rc = get_f32_key(g, a, "rope.freq_base", 0, 10000.0f, &hp->rope_base)))
         return rc;
     if (!(hp->rope_base > 0.0f)) {
         qd_set_errmsg("model: %s.rope.freq_base = %g is out of range", a,
@@ -180,13 +181,14 @@ static int get_mat(qd_model_t *m, const char *name, int64_t n_cols,
     if (!tr->vec_dot || !tr->to_float ||
         !qd_type_valid((int)tr->vec_dot_type)) {
         qd_set_errmsg("model: tensor '%s' has type %s, which this build cannot "
-                      "multiply", name, tr->name);
+                      "multiply",
+                      name, tr->name);
         return QD_EUNSUPPORTED;
     }
     if (n_cols % tr->blck_size != 0) {
         qd_set_errmsg("model: tensor '%s' of type %s has rows of %lld values, "
-                      "not a multiple of its block size %d", name, tr->name,
-                      (long long)n_cols, tr->blck_size);
+                      "not a multiple of its block size %d",
+                      name, tr->name, (long long)n_cols, tr->blck_size);
         return QD_EFORMAT;
     }
     mat->type = t->type;
@@ -204,9 +206,10 @@ static int get_mat(qd_model_t *m, const char *name, int64_t n_cols,
     return 0;
 bad_shape:
     qd_set_errmsg("model: tensor '%s' has shape [%lld, %lld, %lld, %lld], "
-                  "expected [%lld, %lld]", name, (long long)t->ne[0],
-                  (long long)t->ne[1], (long long)t->ne[2],
-                  (long long)t->ne[3], (long long)n_cols, (long long)n_rows);
+                  "expected [%lld, %lld]",
+                  name, (long long)t->ne[0], (long long)t->ne[1],
+                  (long long)t->ne[2], (long long)t->ne[3], (long long)n_cols,
+                  (long long)n_rows);
     return QD_EFORMAT;
 }
 
@@ -225,7 +228,8 @@ static int get_vec(qd_model_t *m, const char *name, int64_t n, int required,
     for (int d = 1; d < QD_GGUF_MAX_DIMS; d++) {
         if (t->ne[d] != 1) {
             qd_set_errmsg("model: tensor '%s' should be a vector of %lld "
-                          "values", name, (long long)n);
+                          "values",
+                          name, (long long)n);
             return QD_EFORMAT;
         }
     }
@@ -273,8 +277,7 @@ static int load_layer(qd_model_t *m, int il)
         (rc = get_vec(m, NM("attn_k_norm.weight"), hp->head_dim, qwen3,
                       &L->k_norm)) ||
         (rc = get_vec(m, NM("ffn_norm.weight"), n_embd, 1, &L->ffn_norm)) ||
-        (rc = get_mat(m, NM("ffn_gate.weight"), n_embd, n_ff, 1,
-                      &L->w_gate)) ||
+        (rc = get_mat(m, NM("ffn_gate.weight"), n_embd, n_ff, 1, &L->w_gate)) ||
         (rc = get_mat(m, NM("ffn_up.weight"), n_embd, n_ff, 1, &L->w_up)) ||
         (rc = get_mat(m, NM("ffn_down.weight"), n_ff, n_embd, 1, &L->w_down)))
         return rc;
@@ -282,7 +285,8 @@ static int load_layer(qd_model_t *m, int il)
     /* q_norm and k_norm go together. */
     if (!L->q_norm != !L->k_norm) {
         qd_set_errmsg("model: layer %d has only one of attn_q_norm / "
-                      "attn_k_norm", il);
+                      "attn_k_norm",
+                      il);
         return QD_EFORMAT;
     }
     return 0;
@@ -291,8 +295,8 @@ static int load_layer(qd_model_t *m, int il)
 static int load_weights(qd_model_t *m)
 {
     qd_hparams_t *hp = &m->hp;
-    const qd_gguf_tensor_t *te = qd_gguf_find_tensor(m->gguf,
-                                                     "token_embd.weight");
+    const qd_gguf_tensor_t *te =
+        qd_gguf_find_tensor(m->gguf, "token_embd.weight");
     if (!te) {
         qd_set_errmsg("model: tensor 'token_embd.weight' is missing");
         return QD_EFORMAT;
@@ -314,8 +318,7 @@ static int load_weights(qd_model_t *m)
     if (hp->tied_output)
         m->output = m->tok_embd;
     if (hp->arch == QD_ARCH_LLAMA &&
-        (rc = get_vec(m, "rope_freqs.weight", m->n_rot / 2, 0,
-                      &m->rope_freqs)))
+        (rc = get_vec(m, "rope_freqs.weight", m->n_rot / 2, 0, &m->rope_freqs)))
         return rc;
     m->layers = qd_calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) {
@@ -335,8 +338,7 @@ static int model_init(qd_model_t *m)
 {
     const char *arch;
     size_t arch_len;
-    int rc = qd_gguf_get_str(m->gguf, "general.architecture", &arch,
-                             &arch_len);
+    int rc = qd_gguf_get_str(m->gguf, "general.architecture", &arch, &arch_len);
     if (rc < 0) {
         qd_set_errmsg("model: metadata key 'general.architecture' is missing "
                       "or not a string");
@@ -349,7 +351,8 @@ static int model_init(qd_model_t *m)
             ai = &archs[i];
     if (!ai) {
         qd_set_errmsg("model: unknown architecture '%.*s' (supported: llama, "
-                      "qwen2, qwen3)", (int)QD_MIN(arch_len, 64), arch);
+                      "qwen2, qwen3)",
+                      (int)QD_MIN(arch_len, 64), arch);
         return QD_EUNSUPPORTED;
     }
     snprintf(m->arch_name, sizeof m->arch_name, "%s", ai->name);
@@ -381,8 +384,8 @@ int qd_model_load(const char *path, qd_model_t **out)
     }
     if (qd_tokenizer_n_vocab(m->tok) > m->hp.n_vocab) {
         qd_set_errmsg("model: the vocabulary has %d tokens but token_embd "
-                      "only %d rows", qd_tokenizer_n_vocab(m->tok),
-                      m->hp.n_vocab);
+                      "only %d rows",
+                      qd_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
         rc = QD_EFORMAT;
         goto fail;
     }
@@ -403,8 +406,23 @@ void qd_model_free(qd_model_t *m)
     qd_free(m);
 }
 
-const qd_hparams_t *qd_model_hparams(const qd_model_t *m) { return &m->hp; }
-const qd_tokenizer_t *qd_model_tokenizer(const qd_model_t *m) { return m->tok; }
-const qd_gguf_t *qd_model_gguf(const qd_model_t *m) { return m->gguf; }
-const char *qd_model_arch_name(const qd_model_t *m) { return m->arch_name; }
-size_t qd_model_weight_bytes(const qd_model_t *m) { return m->weight_bytes; }
+const qd_hparams_t *qd_model_hparams(const qd_model_t *m)
+{
+    return &m->hp;
+}
+const qd_tokenizer_t *qd_model_tokenizer(const qd_model_t *m)
+{
+    return m->tok;
+}
+const qd_gguf_t *qd_model_gguf(const qd_model_t *m)
+{
+    return m->gguf;
+}
+const char *qd_model_arch_name(const qd_model_t *m)
+{
+    return m->arch_name;
+}
+size_t qd_model_weight_bytes(const qd_model_t *m)
+{
+    return m->weight_bytes;
+}

@@ -28,8 +28,8 @@ typedef struct {
 
 struct qd_model {
     qd_hparams_t hp;
-    int32_t n_rot;           /* rotated dimensions per head (<= head_dim) */
-    qd_gguf_t *gguf;         /* owns the mapping */
+    int32_t n_rot;   /* rotated dimensions per head (<= head_dim) */
+    qd_gguf_t *gguf; /* owns the mapping */
     qd_tokenizer_t *tok;
     qd_qmat_t tok_embd;      /* (n_vocab, n_embd) */
     const float *out_norm;   /* (n_embd) */

@@ -16,11 +16,12 @@
  * Reported log-probabilities are those of the raw logits (plain softmax).
  * Buffers are allocated at create; sampling does not allocate.
  */
-#include <math.h>
-#include <string.h>
+#include "quantd/sampler.h"
 
 #include "quantd/common.h"
-#include "quantd/sampler.h"
+
+#include <math.h>
+#include <string.h>
 
 struct qd_sampler {
     qd_sampling_params_t p;
@@ -59,7 +60,10 @@ static uint64_t splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
 static uint64_t xoshiro_next(uint64_t s[4])
 {
@@ -117,7 +121,8 @@ int qd_sampler_create(const qd_sampling_params_t *p, int32_t n_vocab,
     for (int32_t i = 0; i < p->n_logit_bias; i++) {
         if (p->logit_bias[i].tok < 0 || p->logit_bias[i].tok >= n_vocab) {
             qd_set_errmsg("sampler: logit_bias token %d outside the "
-                          "vocabulary [0, %d)", p->logit_bias[i].tok, n_vocab);
+                          "vocabulary [0, %d)",
+                          p->logit_bias[i].tok, n_vocab);
             return QD_EINVAL;
         }
         if (isnan(p->logit_bias[i].bias) || p->logit_bias[i].bias == INFINITY)

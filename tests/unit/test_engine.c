@@ -9,16 +9,16 @@
  * argmax with the recorded token and our log-softmax of the recorded top-10
  * ids with theirs.
  */
+#include "quantd/common.h"
+#include "quantd/engine.h"
+#include "quantd/gguf.h"
+
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "quantd/common.h"
-#include "quantd/engine.h"
-#include "quantd/gguf.h"
 
 #define MAX_TOK 128
 
@@ -84,8 +84,8 @@ static int decode_seq(qd_ctx_t *c, int32_t seq, const int32_t *toks, int n,
         seqs[i] = seq;
         lg[i] = i == n - 1;
     }
-    qd_batch_t b = {.n_tokens = n, .toks = t, .pos = pos, .seq = seqs,
-                    .logits = lg};
+    qd_batch_t b = {
+        .n_tokens = n, .toks = t, .pos = pos, .seq = seqs, .logits = lg};
     return qd_ctx_decode(c, &b);
 }
 
@@ -116,8 +116,8 @@ static int32_t argmax(const float *l, int n)
     return b;
 }
 
-static void compare_step(const float *l, int n_vocab, json_t *step,
-                         conf_t *cf, int *all_ok)
+static void compare_step(const float *l, int n_vocab, json_t *step, conf_t *cf,
+                         int *all_ok)
 {
     double mx = -INFINITY;
     for (int i = 0; i < n_vocab; i++)
@@ -148,8 +148,8 @@ static void compare_step(const float *l, int n_vocab, json_t *step,
 static conf_t conform(const char *model, const char *run_kv, qd_kv_type_t kv)
 {
     char jpath[1024];
-    snprintf(jpath, sizeof jpath, "%s/reference/forward/%s.json",
-             shared_dir(), model);
+    snprintf(jpath, sizeof jpath, "%s/reference/forward/%s.json", shared_dir(),
+             model);
     json_error_t err;
     json_t *root = json_load_file(jpath, 0, &err);
     if (!root)
@@ -193,11 +193,12 @@ static conf_t conform(const char *model, const char *run_kv, qd_kv_type_t kv)
         cf.prompts_all_ok += all_ok;
         cf.n_prompts++;
     }
-    fprintf(stderr, "conformance %-22s kv %s (ours %s): top-1 %d/%d (%.1f%%), "
-            "max |dlogprob| %.3g, prompts all-equal %d/%d\n", model, run_kv,
-            kv == QD_KV_F16 ? "f16" : "f32", cf.n_top1, cf.n_steps,
-            100.0 * cf.n_top1 / cf.n_steps, cf.max_dlp, cf.prompts_all_ok,
-            cf.n_prompts);
+    fprintf(stderr,
+            "conformance %-22s kv %s (ours %s): top-1 %d/%d (%.1f%%), "
+            "max |dlogprob| %.3g, prompts all-equal %d/%d\n",
+            model, run_kv, kv == QD_KV_F16 ? "f16" : "f32", cf.n_top1,
+            cf.n_steps, 100.0 * cf.n_top1 / cf.n_steps, cf.max_dlp,
+            cf.prompts_all_ok, cf.n_prompts);
     qd_ctx_free(c);
     qd_model_free(m);
     json_decref(root);
@@ -208,9 +209,10 @@ static void expect_exact(const char *model, const char *kv_name,
                          qd_kv_type_t kv, double tol)
 {
     conf_t cf = conform(model, kv_name, kv);
-    cr_expect_eq(cf.n_top1, cf.n_steps, "%s kv %s: greedy tokens differ at "
-                 "%d of %d steps", model, kv_name, cf.n_steps - cf.n_top1,
-                 cf.n_steps);
+    cr_expect_eq(cf.n_top1, cf.n_steps,
+                 "%s kv %s: greedy tokens differ at "
+                 "%d of %d steps",
+                 model, kv_name, cf.n_steps - cf.n_top1, cf.n_steps);
     cr_expect_leq(cf.max_dlp, tol, "%s kv %s: max |dlogprob| %g > %g", model,
                   kv_name, cf.max_dlp, tol);
 }
@@ -256,8 +258,7 @@ Test(engine, conformance_synthetic_quantized)
                                 k ? QD_KV_F16 : QD_KV_F32);
             cr_expect_geq(cf.n_top1 * 10, cf.n_steps * 9,
                           "%s kv %s: top-1 agreement %d/%d below 90%%",
-                          models[i], k ? "f16" : "f32", cf.n_top1,
-                          cf.n_steps);
+                          models[i], k ? "f16" : "f32", cf.n_top1, cf.n_steps);
         }
     }
 }
@@ -265,9 +266,9 @@ Test(engine, conformance_synthetic_quantized)
 /* ---- batching and KV sharing ------------------------------------------ */
 
 static const int32_t prompt_a[] = {1, 403, 407, 261, 378};
-static const int32_t prompt_b[] = {1, 450, 349, 309, 272, 285, 302, 365, 267,
-                                   310, 283, 394, 268, 331, 259, 298, 300, 411,
-                                   275, 280};
+static const int32_t prompt_b[] = {1,   450, 349, 309, 272, 285, 302,
+                                   365, 267, 310, 283, 394, 268, 331,
+                                   259, 298, 300, 411, 275, 280};
 static const int32_t prompt_c[] = {1, 334};
 #define N_CONT 5
 static const int32_t cont[N_CONT] = {432, 383, 286, 261, 376};
@@ -323,8 +324,8 @@ Test(engine, batch_equivalence)
                 n++;
             }
         }
-        qd_batch_t b = {.n_tokens = n, .toks = toks, .pos = pos, .seq = seq,
-                        .logits = lg};
+        qd_batch_t b = {
+            .n_tokens = n, .toks = toks, .pos = pos, .seq = seq, .logits = lg};
         cr_assert_eq(qd_ctx_decode(c, &b), 0, "%s", qd_errmsg());
         /* Flagged order is batch order: c (shortest) ends first, then a,
          * then b. */
@@ -386,8 +387,8 @@ Test(engine, fork_shares_prefix_exactly)
     int32_t toks[3] = {cont[0], cont[0], cont[0]}, pos[3] = {nb, nb, cut[1]};
     int32_t seq[3] = {0, 1, 2};
     int8_t lg[3] = {1, 1, 1};
-    qd_batch_t b = {.n_tokens = 3, .toks = toks, .pos = pos, .seq = seq,
-                    .logits = lg};
+    qd_batch_t b = {
+        .n_tokens = 3, .toks = toks, .pos = pos, .seq = seq, .logits = lg};
     cr_assert_eq(qd_ctx_decode(c, &b), 0, "%s", qd_errmsg());
     int bitwise = 1;
     double d0 = max_diff(qd_ctx_logits(c, 0), ref[0], nv, &bitwise);
@@ -463,8 +464,8 @@ Test(engine, bad_batches_are_rejected)
     int32_t bad_tok = 100000;
     cr_expect_eq(decode_seq(c, 0, &bad_tok, 1, 0), QD_EINVAL);
     int32_t one = 1;
-    cr_expect_eq(decode_seq(c, 0, &one, 1, 3), QD_EINVAL); /* gap */
-    cr_expect_eq(decode_seq(c, 1, &one, 1, 0), QD_EINVAL); /* seq id */
+    cr_expect_eq(decode_seq(c, 0, &one, 1, 3), QD_EINVAL);     /* gap */
+    cr_expect_eq(decode_seq(c, 1, &one, 1, 0), QD_EINVAL);     /* seq id */
     cr_expect_eq(decode_seq(c, 0, prompt_b, 9, 0), QD_EINVAL); /* > n_batch */
     cr_expect_eq(qd_kv_seq_len(qd_ctx_kv(c), 0), 0);
     cr_expect_eq(decode_seq(c, 0, &one, 1, 0), 0);
@@ -483,9 +484,9 @@ typedef struct {
     float qnorm_scale; /* qwen3: scale of the attn_q_norm weights */
 } gen_t;
 
-#define G_E 32 /* n_embd */
-#define G_F 64 /* n_ff */
-#define G_V 8  /* n_vocab */
+#define G_E  32 /* n_embd */
+#define G_F  64 /* n_ff */
+#define G_V  8  /* n_vocab */
 #define G_HD 16
 
 static int add_f32(qd_gguf_writer_t *g, const char *name, int64_t ne0,
@@ -497,8 +498,8 @@ static int add_f32(qd_gguf_writer_t *g, const char *name, int64_t ne0,
     for (size_t i = 0; i < n; i++)
         w[i] = base + amp * sinf(0.7f * (float)i + 1.3f * (float)salt);
     int64_t ne[2] = {ne0, ne1};
-    return qd_gguf_writer_add_tensor(g, name, QD_TYPE_F32, ne1 == 1 ? 1 : 2,
-                                     ne, w, n * sizeof(float), 1);
+    return qd_gguf_writer_add_tensor(g, name, QD_TYPE_F32, ne1 == 1 ? 1 : 2, ne,
+                                     w, n * sizeof(float), 1);
 }
 
 /* A tiny model (n_embd 32, 2 heads of 16, 1 layer, n_ff 64, vocab 8) with
@@ -521,9 +522,15 @@ static int write_model(const char *path, const gen_t *o)
     qd_gguf_writer_set_f32(g, KEY("attention.layer_norm_rms_epsilon"), 1e-5f);
 #undef KEY
     if (o->vocab) {
-        static const char *const toks[G_V] = {"<unk>", "<s>", "</s>",
-                                              "\xe2\x96\x81" "a",
-                                              "\xe2\x96\x81" "b", "a", "b",
+        static const char *const toks[G_V] = {"<unk>",
+                                              "<s>",
+                                              "</s>",
+                                              "\xe2\x96\x81"
+                                              "a",
+                                              "\xe2\x96\x81"
+                                              "b",
+                                              "a",
+                                              "b",
                                               "c"};
         float scores[G_V];
         int32_t types[G_V];
@@ -577,9 +584,10 @@ static int write_model(const char *path, const gen_t *o)
     }
     if (!strcmp(o->arch, "qwen3")) {
         cr_assert_eq(add_f32(g, "blk.0.attn_q_norm.weight", G_HD, 1,
-                             o->qnorm_scale, 0.3f * o->qnorm_scale, 31), 0);
-        cr_assert_eq(add_f32(g, "blk.0.attn_k_norm.weight", G_HD, 1, 1, 0.3f,
-                             32), 0);
+                             o->qnorm_scale, 0.3f * o->qnorm_scale, 31),
+                     0);
+        cr_assert_eq(
+            add_f32(g, "blk.0.attn_k_norm.weight", G_HD, 1, 1, 0.3f, 32), 0);
     }
     rc = qd_gguf_writer_write(g, path);
     qd_gguf_writer_destroy(g);
@@ -612,8 +620,8 @@ static void gen_logits(const qd_model_t *m, int one_by_one, int n_threads,
             seq[i] = 0;
             lg[i] = 1;
         }
-        qd_batch_t b = {.n_tokens = n, .toks = t, .pos = pos, .seq = seq,
-                        .logits = lg};
+        qd_batch_t b = {
+            .n_tokens = n, .toks = t, .pos = pos, .seq = seq, .logits = lg};
         cr_assert_eq(qd_ctx_decode(c, &b), 0, "%s", qd_errmsg());
         for (int i = 0; i < n; i++)
             memcpy(out + i * G_V, qd_ctx_logits(c, i), G_V * sizeof(float));

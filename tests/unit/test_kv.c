@@ -1,19 +1,20 @@
 /* test_kv.c — the paged KV cache: block accounting, all-or-nothing
  * QD_EFULL, prefix sharing by fork and copy on write. */
-#include <criterion/criterion.h>
-#include <string.h>
-
 #include "engine/kv_int.h"
 #include "quantd/common.h"
 
+#include <criterion/criterion.h>
+#include <string.h>
+
 #define N_LAYER 2
-#define KV_DIM 8
+#define KV_DIM  8
 
 static qd_kv_t *mk(int32_t n_seq, int32_t n_ctx, size_t kv_bytes)
 {
     qd_kv_t *kv = NULL;
-    cr_assert_eq(qd__kv_create(N_LAYER, KV_DIM, n_seq, n_ctx, kv_bytes,
-                               QD_KV_F32, &kv), 0, "%s", qd_errmsg());
+    cr_assert_eq(
+        qd__kv_create(N_LAYER, KV_DIM, n_seq, n_ctx, kv_bytes, QD_KV_F32, &kv),
+        0, "%s", qd_errmsg());
     return kv;
 }
 

@@ -1,11 +1,11 @@
 /* test_sampler.c — greedy, seeded draws, top-k/top-p/min-p, penalties,
  * logit bias, log-probabilities and parameter validation. */
+#include "quantd/common.h"
+#include "quantd/sampler.h"
+
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
-
-#include "quantd/common.h"
-#include "quantd/sampler.h"
 
 #define NV 64
 
@@ -302,18 +302,36 @@ Test(sampler, invalid_parameters)
         qd_sampling_params_default(&p);
         qd_logit_bias_t bad = {NV, 1.0f};
         switch (i) {
-        case 0: p.top_p = 0.0f; break;
-        case 1: p.top_p = 1.5f; break;
-        case 2: p.min_p = -1.0f; break;
-        case 3: p.repeat_penalty = 0.0f; break;
-        case 4: p.top_k = -1; break;
-        case 5: p.temperature = NAN; break;
-        case 6: p.n_top_logprobs = 21; break;
-        case 7: p.logit_bias = &bad; p.n_logit_bias = 1; break;
-        case 8: p.repeat_last_n = -2; break;
+        case 0:
+            p.top_p = 0.0f;
+            break;
+        case 1:
+            p.top_p = 1.5f;
+            break;
+        case 2:
+            p.min_p = -1.0f;
+            break;
+        case 3:
+            p.repeat_penalty = 0.0f;
+            break;
+        case 4:
+            p.top_k = -1;
+            break;
+        case 5:
+            p.temperature = NAN;
+            break;
+        case 6:
+            p.n_top_logprobs = 21;
+            break;
+        case 7:
+            p.logit_bias = &bad;
+            p.n_logit_bias = 1;
+            break;
+        case 8:
+            p.repeat_last_n = -2;
+            break;
         }
-        cr_expect_eq(qd_sampler_create(&p, NV, &s), QD_EINVAL, "%s",
-                     cases[i]);
+        cr_expect_eq(qd_sampler_create(&p, NV, &s), QD_EINVAL, "%s", cases[i]);
         cr_expect_null(s);
         cr_expect_gt(strlen(qd_errmsg()), 0);
     }
