@@ -273,6 +273,10 @@ int qd_cmd_run(int argc, char **argv)
 
     qd_detok_t dt;
     qd_detok_init(&dt, tk);
+    /* The SentencePiece leading space is dropped only for text that starts
+     * right after BOS; a continuation of prompt text keeps it. */
+    if (toks[n_prompt - 1] != qd_tokenizer_bos(tk))
+        dt.strip_space = 0;
     char buf[256];
     long n_done = 0;
     int32_t cur_pos = n_prompt;

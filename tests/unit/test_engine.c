@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #define MAX_TOK 128
 
@@ -722,4 +723,49 @@ Test(engine, tiny_valid_model_fails_only_for_want_of_a_vocabulary)
     cr_expect_not_null(strstr(qd_errmsg(), "tokenizer"), "message: %s",
                        qd_errmsg());
     remove(path);
+}
+
+/* ---- quantd run, end to end ------------------------------------------- */
+
+/* Run a shell command, capture stdout (up to cap bytes), return the exit
+ * status. */
+static int capture(const char *cmd, char *out, size_t cap, size_t *n)
+{
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p, "popen %s", cmd);
+    *n = fread(out, 1, cap, p);
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(engine, run_command_reproduces_llama2c_greedy)
+{
+    const char *bin = getenv("QD_BIN"), *sh = shared_dir();
+    if (!bin)
+        cr_skip_test("QD_BIN not set");
+    char exp_path[1024], cmd[2048];
+    snprintf(exp_path, sizeof exp_path,
+             "%s/gguf/stories260K.greedy200.expected.txt", sh);
+    FILE *f = fopen(exp_path, "rb");
+    if (!f)
+        cr_skip_test("test data not found: %s", exp_path);
+    static char want[4096], got[4096];
+    size_t n_want = fread(want, 1, sizeof want, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "'%s' run -m '%s/gguf/stories260K.gguf' -p '' -n 200 --temp 0 "
+             "-t 1 2>/dev/null",
+             bin, sh);
+    size_t n_got;
+    cr_assert_eq(capture(cmd, got, sizeof got, &n_got), 0);
+    cr_expect_eq(n_got, n_want, "stdout has %zu bytes, expected %zu", n_got,
+                 n_want);
+    cr_expect_eq(memcmp(got, want, QD_MIN(n_got, n_want)), 0,
+                 "stdout differs from llama2.c's output");
+
+    /* A file that is not a model: exit 1, nothing on stdout. */
+    snprintf(cmd, sizeof cmd, "'%s' run -m '%s' -p 'x' -n 5 2>/dev/null", bin,
+             exp_path);
+    cr_expect_eq(capture(cmd, got, sizeof got, &n_got), 1);
+    cr_expect_eq(n_got, 0);
 }
