@@ -1,0 +1,548 @@
+/*
+ * forward.c — execution contexts and the batched forward pass.
+ *
+ * A qd_ctx_t runs a decoder-only transformer (Llama / Qwen2 / Qwen3) over a
+ * batch of tokens from any number of sequences. Every weight matrix is
+ * multiplied with all the batch's activation rows at once (qd_matmul reads
+ * each weight row once per step); the per-token work (norms, RoPE, KV
+ * writes) and attention over (token, head) pairs are split across the
+ * compute pool. All buffers are allocated in qd_ctx_create, sized for
+ * n_batch tokens: qd_ctx_decode never allocates.
+ *
+ * One layer, for the batch's activation rows x (n_tok × n_embd):
+ *   xn = rmsnorm(x) * attn_norm
+ *   q, k, v = xn·Wq, xn·Wk, xn·Wv  (+ biases: qwen2; per-head RMSNorm: qwen3)
+ *   RoPE on q and k at each token's position; k, v written to the KV cache
+ *   (all of the batch's writes happen before any attention reads, so a
+ *   token sees the earlier tokens of its sequence in the same batch)
+ *   att = softmax(q·Kᵀ / sqrt(head_dim)) · V over positions 0..pos
+ *   x += att·Wo
+ *   xn = rmsnorm(x) * ffn_norm;  x += (silu(xn·Wg) ⊙ xn·Wu)·Wd
+ * then logits = rmsnorm(x) * output_norm · Wout for the flagged tokens only.
+ *
+ * Numerics follow llama.cpp's CPU backend without flash attention: with an
+ * f16 cache, K and V are stored as fp16, q is rounded to fp16 for q·Kᵀ, the
+ * softmax runs in float32 and the probabilities are rounded to fp16 before
+ * the product with V; with an f32 cache everything is float32.
+ */
+#include "engine/kv_int.h"
+#include "engine/model_int.h"
+#include "quantd/common.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+struct qd_ctx {
+    const qd_model_t *m;
+    qd_ctx_params_t p;
+    qd_pool_t *pool;
+    qd_kv_t *kv;
+    int n_threads;
+    int32_t n_q;  /* n_head * head_dim */
+    int32_t n_kv; /* n_head_kv * head_dim */
+    /* Buffers, allocated once; row t belongs to batch token t. */
+    float *x;          /* (n_batch, n_embd) residual stream */
+    float *xn;         /* (n_batch, n_embd) normalized x; final: flagged rows */
+    float *q;          /* (n_batch, n_q) */
+    float *k;          /* (n_batch, n_kv) */
+    float *v;          /* (n_batch, n_kv) */
+    float *att;        /* (n_batch, n_q) attention output */
+    float *tmp;        /* (n_batch, n_embd) output of Wo / Wd */
+    float *gate;       /* (n_batch, n_ff) */
+    float *up;         /* (n_batch, n_ff) */
+    float *rope;       /* (n_batch, n_rot) cos, sin per rotated pair */
+    float *scores;     /* (n_threads, n_ctx + head_dim) scores, then q */
+    float *logits;     /* (n_batch, n_vocab) */
+    int32_t *out_rows; /* (n_batch) batch index of each flagged token */
+    int32_t n_out;
+    void *scratch; /* qd_matmul scratch */
+    size_t scratch_bytes;
+    /* State of the pass in progress (read by the parallel phases). */
+    const qd_batch_t *b;
+    const qd_layer_t *L;
+    int32_t il;
+};
+
+/* fp16 → fp32 by table (256 KiB, built once): the attention loops convert
+ * every cached K and V value they read. */
+static float f16_table[1 << 16];
+static pthread_once_t f16_once = PTHREAD_ONCE_INIT;
+
+static void f16_table_init(void)
+{
+    for (uint32_t i = 0; i < (1u << 16); i++)
+        f16_table[i] = qd_fp16_to_fp32((qd_fp16_t)i);
+}
+
+static inline float f16(qd_fp16_t h)
+{
+    return f16_table[h];
+}
+
+void qd_ctx_params_default(qd_ctx_params_t *p)
+{
+    memset(p, 0, sizeof *p);
+    p->n_batch = 512;
+    p->n_seq_max = 1;
+    p->n_ctx = 0;
+    p->kv_bytes = 0;
+    p->kv_type = QD_KV_F16;
+    p->n_threads = 0;
+}
+
+/* ---- creation --------------------------------------------------------- */
+
+static size_t max_scratch(const qd_model_t *m, int n_tok)
+{
+    size_t s = qd_matmul_scratch_bytes(&m->output, n_tok);
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const qd_layer_t *L = &m->layers[il];
+        const qd_qmat_t *ws[] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
+                                 &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < QD_ARRAY_SIZE(ws); i++)
+            s = QD_MAX(s, qd_matmul_scratch_bytes(ws[i], n_tok));
+    }
+    return s;
+}
+
+/* Allocate n * size bytes, 64-aligned, into *p; 0 or QD_ENOMEM. */
+static int alloc_buf(void *p, size_t n, size_t size)
+{
+    size_t bytes;
+    if (qd_mul_size(n, size, &bytes))
+        return QD_ENOMEM;
+    void *q = qd_malloc_aligned(bytes ? bytes : 64, 64);
+    *(void **)p = q;
+    return q ? 0 : QD_ENOMEM;
+}
+
+int qd_ctx_create(const qd_model_t *m, const qd_ctx_params_t *p, qd_ctx_t **out)
+{
+    *out = NULL;
+    const qd_hparams_t *hp = &m->hp;
+    qd_ctx_params_t prm = *p;
+    if (prm.n_ctx == 0)
+        prm.n_ctx = hp->n_ctx_train;
+    if (prm.n_threads == 0)
+        prm.n_threads = qd_physical_cores();
+    if (prm.n_batch <= 0 || prm.n_seq_max <= 0 || prm.n_ctx <= 0 ||
+        prm.n_threads <= 0 || prm.n_threads > 1024) {
+        qd_set_errmsg("ctx: invalid parameters (n_batch %d, n_seq_max %d, "
+                      "n_ctx %d, n_threads %d)",
+                      prm.n_batch, prm.n_seq_max, prm.n_ctx, prm.n_threads);
+        return QD_EINVAL;
+    }
+    if (prm.kv_type != QD_KV_F32 && prm.kv_type != QD_KV_F16) {
+        qd_set_errmsg("ctx: KV cache type %d not supported (f32 or f16)",
+                      (int)prm.kv_type);
+        return QD_EUNSUPPORTED;
+    }
+    pthread_once(&f16_once, f16_table_init);
+    qd_ctx_t *c = qd_calloc(1, sizeof *c);
+    if (!c) {
+        qd_set_errmsg("ctx: out of memory");
+        return QD_ENOMEM;
+    }
+    c->m = m;
+    c->p = prm;
+    c->n_threads = prm.n_threads;
+    c->n_q = hp->n_head * hp->head_dim;
+    c->n_kv = hp->n_head_kv * hp->head_dim;
+    int rc = qd_pool_create(prm.n_threads, &c->pool);
+    if (rc < 0)
+        goto fail;
+    rc = qd__kv_create(hp->n_layer, c->n_kv, prm.n_seq_max, prm.n_ctx,
+                       prm.kv_bytes, prm.kv_type, &c->kv);
+    if (rc < 0)
+        goto fail;
+    size_t nb = (size_t)prm.n_batch;
+    c->scratch_bytes = max_scratch(m, prm.n_batch);
+    rc = QD_ENOMEM;
+    if (alloc_buf(&c->x, nb * hp->n_embd, sizeof(float)) ||
+        alloc_buf(&c->xn, nb * hp->n_embd, sizeof(float)) ||
+        alloc_buf(&c->q, nb * c->n_q, sizeof(float)) ||
+        alloc_buf(&c->k, nb * c->n_kv, sizeof(float)) ||
+        alloc_buf(&c->v, nb * c->n_kv, sizeof(float)) ||
+        alloc_buf(&c->att, nb * c->n_q, sizeof(float)) ||
+        alloc_buf(&c->tmp, nb * hp->n_embd, sizeof(float)) ||
+        alloc_buf(&c->gate, nb * hp->n_ff, sizeof(float)) ||
+        alloc_buf(&c->up, nb * hp->n_ff, sizeof(float)) ||
+        alloc_buf(&c->rope, nb * m->n_rot, sizeof(float)) ||
+        alloc_buf(&c->scores, (size_t)c->n_threads * (prm.n_ctx + hp->head_dim),
+                  sizeof(float)) ||
+        alloc_buf(&c->logits, nb * hp->n_vocab, sizeof(float)) ||
+        alloc_buf(&c->out_rows, nb, sizeof(int32_t)) ||
+        alloc_buf(&c->scratch, c->scratch_bytes, 1)) {
+        qd_set_errmsg("ctx: out of memory for the buffers of %d tokens",
+                      prm.n_batch);
+        goto fail;
+    }
+    *out = c;
+    return 0;
+fail:
+    qd_ctx_free(c);
+    return rc;
+}
+
+void qd_ctx_free(qd_ctx_t *c)
+{
+    if (!c)
+        return;
+    qd_pool_destroy(c->pool);
+    qd__kv_destroy(c->kv);
+    float *fbufs[] = {c->x,   c->xn,   c->q,  c->k,    c->v,      c->att,
+                      c->tmp, c->gate, c->up, c->rope, c->scores, c->logits};
+    for (size_t i = 0; i < QD_ARRAY_SIZE(fbufs); i++)
+        qd_free_aligned(fbufs[i]);
+    qd_free_aligned(c->out_rows);
+    qd_free_aligned(c->scratch);
+    qd_free(c);
+}
+
+qd_kv_t *qd_ctx_kv(qd_ctx_t *c)
+{
+    return c->kv;
+}
+const qd_model_t *qd_ctx_model(const qd_ctx_t *c)
+{
+    return c->m;
+}
+
+const float *qd_ctx_logits(const qd_ctx_t *c, int32_t j)
+{
+    if (j < 0 || j >= c->n_out)
+        return NULL;
+    return c->logits + (size_t)j * c->m->hp.n_vocab;
+}
+
+/* ---- per-token kernels ------------------------------------------------ */
+
+/* out = x / sqrt(mean(x²) + eps) * w, as ggml: sum of squares in double,
+ * normalize, then multiply by the weight. out may equal x. */
+static void rms_norm(float *out, const float *x, const float *w, int n,
+                     float eps)
+{
+    double sum = 0.0;
+    for (int i = 0; i < n; i++)
+        sum += (double)(x[i] * x[i]);
+    float mean = (float)(sum / n);
+    float scale = 1.0f / sqrtf(mean + eps);
+    for (int i = 0; i < n; i++)
+        out[i] = (x[i] * scale) * w[i];
+}
+
+/* cos/sin of every rotated pair at position pos, as ggml's rope cache:
+ * θ_i = pos · base^(−2i/n_rot) / freqs[i], the power built by repeated
+ * multiplication in float. */
+static void rope_cache(float *cs, int32_t pos, int n_rot, float base,
+                       const float *freqs)
+{
+    float theta_scale = powf(base, -2.0f / (float)n_rot);
+    float theta = (float)pos;
+    for (int i0 = 0; i0 < n_rot; i0 += 2) {
+        float ff = freqs ? freqs[i0 / 2] : 1.0f;
+        float th = theta / ff;
+        cs[i0] = cosf(th);
+        cs[i0 + 1] = sinf(th);
+        theta *= theta_scale;
+    }
+}
+
+static void rope_apply(float *x, const float *cs, int n_rot, int neox)
+{
+    for (int i0 = 0; i0 < n_rot; i0 += 2) {
+        int a = neox ? i0 / 2 : i0, b = neox ? i0 / 2 + n_rot / 2 : i0 + 1;
+        float c = cs[i0], s = cs[i0 + 1];
+        float x0 = x[a], x1 = x[b];
+        x[a] = x0 * c - x1 * s;
+        x[b] = x0 * s + x1 * c;
+    }
+}
+
+/* Token range of thread ith among nth for n items (contiguous). */
+static void split(int32_t n, int ith, int nth, int32_t *i0, int32_t *i1)
+{
+    *i0 = (int32_t)((int64_t)n * ith / nth);
+    *i1 = (int32_t)((int64_t)n * (ith + 1) / nth);
+}
+
+/* Embedding rows (dequantized, no activation rounding) and RoPE tables. */
+static void phase_embed(void *arg, int ith, int nth)
+{
+    qd_ctx_t *c = arg;
+    const qd_model_t *m = c->m;
+    const qd_qmat_t *e = &m->tok_embd;
+    const qd_type_traits_t *tr = qd_type_traits(e->type);
+    int32_t t0, t1;
+    split(c->b->n_tokens, ith, nth, &t0, &t1);
+    for (int32_t t = t0; t < t1; t++) {
+        const uint8_t *row =
+            (const uint8_t *)e->data + (size_t)c->b->toks[t] * e->row_bytes;
+        tr->to_float(row, c->x + (size_t)t * m->hp.n_embd, m->hp.n_embd);
+        rope_cache(c->rope + (size_t)t * m->n_rot, c->b->pos[t], m->n_rot,
+                   m->hp.rope_base, m->rope_freqs);
+    }
+}
+
+static void phase_attn_norm(void *arg, int ith, int nth)
+{
+    qd_ctx_t *c = arg;
+    int n = c->m->hp.n_embd;
+    int32_t t0, t1;
+    split(c->b->n_tokens, ith, nth, &t0, &t1);
+    for (int32_t t = t0; t < t1; t++)
+        rms_norm(c->xn + (size_t)t * n, c->x + (size_t)t * n, c->L->attn_norm,
+                 n, c->m->hp.rms_eps);
+}
+
+/* Biases, q/k norms, RoPE, then K and V into the cache. */
+static void phase_qkv_post(void *arg, int ith, int nth)
+{
+    qd_ctx_t *c = arg;
+    const qd_model_t *m = c->m;
+    const qd_hparams_t *hp = &m->hp;
+    const qd_layer_t *L = c->L;
+    int hd = hp->head_dim;
+    int32_t t0, t1;
+    split(c->b->n_tokens, ith, nth, &t0, &t1);
+    for (int32_t t = t0; t < t1; t++) {
+        float *q = c->q + (size_t)t * c->n_q;
+        float *k = c->k + (size_t)t * c->n_kv;
+        float *v = c->v + (size_t)t * c->n_kv;
+        if (L->bq) {
+            for (int i = 0; i < c->n_q; i++)
+                q[i] += L->bq[i];
+            for (int i = 0; i < c->n_kv; i++) {
+                k[i] += L->bk[i];
+                v[i] += L->bv[i];
+            }
+        }
+        if (L->q_norm) {
+            for (int h = 0; h < hp->n_head; h++)
+                rms_norm(q + h * hd, q + h * hd, L->q_norm, hd, hp->rms_eps);
+            for (int h = 0; h < hp->n_head_kv; h++)
+                rms_norm(k + h * hd, k + h * hd, L->k_norm, hd, hp->rms_eps);
+        }
+        const float *cs = c->rope + (size_t)t * m->n_rot;
+        for (int h = 0; h < hp->n_head; h++)
+            rope_apply(q + h * hd, cs, m->n_rot, hp->rope_neox);
+        for (int h = 0; h < hp->n_head_kv; h++)
+            rope_apply(k + h * hd, cs, m->n_rot, hp->rope_neox);
+        uint8_t *kd = qd__kv_k(c->kv, c->b->seq[t], c->b->pos[t], c->il);
+        uint8_t *vd = qd__kv_v(c->kv, c->b->seq[t], c->b->pos[t], c->il);
+        if (c->kv->type == QD_KV_F32) {
+            memcpy(kd, k, (size_t)c->n_kv * sizeof(float));
+            memcpy(vd, v, (size_t)c->n_kv * sizeof(float));
+        } else {
+            qd_fp16_t *k16 = (qd_fp16_t *)kd, *v16 = (qd_fp16_t *)vd;
+            for (int i = 0; i < c->n_kv; i++) {
+                k16[i] = qd_fp32_to_fp16(k[i]);
+                v16[i] = qd_fp32_to_fp16(v[i]);
+            }
+        }
+    }
+}
+
+/* Attention of one (token, head): scores over positions 0..pos of the
+ * token's sequence, softmax, weighted sum of V. */
+static void attend(qd_ctx_t *c, int32_t t, int h, float *sc)
+{
+    const qd_hparams_t *hp = &c->m->hp;
+    const qd_kv_t *kv = c->kv;
+    int hd = hp->head_dim;
+    int g = h / (hp->n_head / hp->n_head_kv);
+    int32_t seq = c->b->seq[t], n_pos = c->b->pos[t] + 1;
+    const float *q = c->q + (size_t)t * c->n_q + (size_t)h * hd;
+    float *o = c->att + (size_t)t * c->n_q + (size_t)h * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int32_t *tab = qd__kv_table(kv, seq);
+    size_t koff = (size_t)c->il * kv->layer_bytes,
+           voff = koff + QD_KV_BLOCK * kv->row_bytes;
+    int half = kv->type == QD_KV_F16;
+    float *qf = sc + c->p.n_ctx; /* q, rounded to fp16 with an f16 cache */
+    if (half) {
+        for (int i = 0; i < hd; i++)
+            qf[i] = f16(qd_fp32_to_fp16(q[i]));
+    } else {
+        memcpy(qf, q, (size_t)hd * sizeof(float));
+    }
+    float max = -INFINITY;
+    for (int32_t p = 0; p < n_pos; p++) {
+        const uint8_t *row = kv->data +
+                             (size_t)tab[p / QD_KV_BLOCK] * kv->block_bytes +
+                             koff + (size_t)(p % QD_KV_BLOCK) * kv->row_bytes;
+        float s = 0.0f;
+        if (half) {
+            const qd_fp16_t *kr = (const qd_fp16_t *)row + (size_t)g * hd;
+            for (int i = 0; i < hd; i++)
+                s += qf[i] * f16(kr[i]);
+        } else {
+            const float *kr = (const float *)row + (size_t)g * hd;
+            for (int i = 0; i < hd; i++)
+                s += qf[i] * kr[i];
+        }
+        s *= scale;
+        sc[p] = s;
+        if (s > max)
+            max = s;
+    }
+    double sum = 0.0;
+    for (int32_t p = 0; p < n_pos; p++) {
+        float e = expf(sc[p] - max);
+        sc[p] = e;
+        sum += (double)e;
+    }
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < hd; i++)
+        o[i] = 0.0f;
+    for (int32_t p = 0; p < n_pos; p++) {
+        const uint8_t *row = kv->data +
+                             (size_t)tab[p / QD_KV_BLOCK] * kv->block_bytes +
+                             voff + (size_t)(p % QD_KV_BLOCK) * kv->row_bytes;
+        float w = sc[p] * inv;
+        if (half) {
+            w = f16(qd_fp32_to_fp16(w));
+            const qd_fp16_t *vr = (const qd_fp16_t *)row + (size_t)g * hd;
+            for (int i = 0; i < hd; i++)
+                o[i] += w * f16(vr[i]);
+        } else {
+            const float *vr = (const float *)row + (size_t)g * hd;
+            for (int i = 0; i < hd; i++)
+                o[i] += w * vr[i];
+        }
+    }
+}
+
+static void phase_attention(void *arg, int ith, int nth)
+{
+    qd_ctx_t *c = arg;
+    int n_head = c->m->hp.n_head;
+    float *sc = c->scores + (size_t)ith * (c->p.n_ctx + c->m->hp.head_dim);
+    int32_t n = c->b->n_tokens * n_head;
+    for (int32_t i = ith; i < n; i += nth)
+        attend(c, i / n_head, i % n_head, sc);
+}
+
+/* x += tmp, then xn = rmsnorm(x) * ffn_norm. */
+static void phase_attn_residual(void *arg, int ith, int nth)
+{
+    qd_ctx_t *c = arg;
+    int n = c->m->hp.n_embd;
+    int32_t t0, t1;
+    split(c->b->n_tokens, ith, nth, &t0, &t1);
+    for (int32_t t = t0; t < t1; t++) {
+        float *x = c->x + (size_t)t * n;
+        const float *d = c->tmp + (size_t)t * n;
+        for (int i = 0; i < n; i++)
+            x[i] += d[i];
+        rms_norm(c->xn + (size_t)t * n, x, c->L->ffn_norm, n, c->m->hp.rms_eps);
+    }
+}
+
+/* gate = silu(gate) * up */
+static void phase_swiglu(void *arg, int ith, int nth)
+{
+    qd_ctx_t *c = arg;
+    int n = c->m->hp.n_ff;
+    int32_t t0, t1;
+    split(c->b->n_tokens, ith, nth, &t0, &t1);
+    for (int32_t t = t0; t < t1; t++) {
+        float *g = c->gate + (size_t)t * n;
+        const float *u = c->up + (size_t)t * n;
+        for (int i = 0; i < n; i++)
+            g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    }
+}
+
+/* x += tmp (the FFN output). */
+static void phase_ffn_residual(void *arg, int ith, int nth)
+{
+    qd_ctx_t *c = arg;
+    int n = c->m->hp.n_embd;
+    int32_t t0, t1;
+    split(c->b->n_tokens, ith, nth, &t0, &t1);
+    for (int32_t t = t0; t < t1; t++) {
+        float *x = c->x + (size_t)t * n;
+        const float *d = c->tmp + (size_t)t * n;
+        for (int i = 0; i < n; i++)
+            x[i] += d[i];
+    }
+}
+
+/* xn row j = rmsnorm(x row out_rows[j]) * output_norm. */
+static void phase_out_norm(void *arg, int ith, int nth)
+{
+    qd_ctx_t *c = arg;
+    int n = c->m->hp.n_embd;
+    int32_t j0, j1;
+    split(c->n_out, ith, nth, &j0, &j1);
+    for (int32_t j = j0; j < j1; j++)
+        rms_norm(c->xn + (size_t)j * n, c->x + (size_t)c->out_rows[j] * n,
+                 c->m->out_norm, n, c->m->hp.rms_eps);
+}
+
+/* ---- the pass --------------------------------------------------------- */
+
+static void matmul(qd_ctx_t *c, float *out, int64_t ldo, const qd_qmat_t *w,
+                   const float *x, int64_t ldx, int n_tok)
+{
+    qd_matmul(c->pool, out, ldo, w, x, ldx, n_tok, c->scratch);
+}
+
+int qd_ctx_decode(qd_ctx_t *c, const qd_batch_t *b)
+{
+    const qd_model_t *m = c->m;
+    const qd_hparams_t *hp = &m->hp;
+    int32_t n = b->n_tokens;
+    if (n <= 0 || n > c->p.n_batch) {
+        qd_set_errmsg("decode: batch of %d tokens (1..%d allowed)", n,
+                      c->p.n_batch);
+        return QD_EINVAL;
+    }
+    for (int32_t t = 0; t < n; t++) {
+        if (b->toks[t] < 0 || b->toks[t] >= hp->n_vocab) {
+            qd_set_errmsg("decode: batch token %d: id %d outside the "
+                          "vocabulary [0, %d)",
+                          t, b->toks[t], hp->n_vocab);
+            return QD_EINVAL;
+        }
+    }
+    int rc = qd__kv_prepare(c->kv, b);
+    if (rc < 0)
+        return rc;
+    /* From here on nothing can fail. Without a logits array only the last
+     * token's logits are kept (llama.cpp's convention). */
+    c->n_out = 0;
+    for (int32_t t = 0; t < n; t++)
+        if (b->logits ? b->logits[t] != 0 : t == n - 1)
+            c->out_rows[c->n_out++] = t;
+    c->b = b;
+    qd_pool_run(c->pool, phase_embed, c);
+    for (int il = 0; il < hp->n_layer; il++) {
+        const qd_layer_t *L = &m->layers[il];
+        c->L = L;
+        c->il = il;
+        qd_pool_run(c->pool, phase_attn_norm, c);
+        matmul(c, c->q, c->n_q, &L->wq, c->xn, hp->n_embd, n);
+        matmul(c, c->k, c->n_kv, &L->wk, c->xn, hp->n_embd, n);
+        matmul(c, c->v, c->n_kv, &L->wv, c->xn, hp->n_embd, n);
+        qd_pool_run(c->pool, phase_qkv_post, c);
+        qd_pool_run(c->pool, phase_attention, c);
+        matmul(c, c->tmp, hp->n_embd, &L->wo, c->att, c->n_q, n);
+        qd_pool_run(c->pool, phase_attn_residual, c);
+        matmul(c, c->gate, hp->n_ff, &L->w_gate, c->xn, hp->n_embd, n);
+        matmul(c, c->up, hp->n_ff, &L->w_up, c->xn, hp->n_embd, n);
+        qd_pool_run(c->pool, phase_swiglu, c);
+        matmul(c, c->tmp, hp->n_embd, &L->w_down, c->gate, hp->n_ff, n);
+        qd_pool_run(c->pool, phase_ffn_residual, c);
+    }
+    if (c->n_out > 0) {
+        qd_pool_run(c->pool, phase_out_norm, c);
+        matmul(c, c->logits, hp->n_vocab, &m->output, c->xn, hp->n_embd,
+               c->n_out);
+    }
+    c->b = NULL;
+    c->L = NULL;
+    return 0;
+}

@@ -1,0 +1,275 @@
+/*
+ * kv.c — the paged KV cache: a pool of fixed-size blocks (QD_KV_BLOCK
+ * positions of K and V for every layer), one block table per sequence, and
+ * reference counts so that sequences can share the blocks of a common
+ * prefix (qd_kv_seq_fork). A block shared by several sequences is copied
+ * before one of them writes into it (copy on write), so sharing is never
+ * visible in the results.
+ *
+ * The pool is allocated once at creation; taking and returning blocks is a
+ * push/pop on a free stack. Layout of a block: see engine/kv_int.h.
+ */
+#include "engine/kv_int.h"
+#include "quantd/common.h"
+
+#include <string.h>
+
+static size_t elem_bytes(qd_kv_type_t t)
+{
+    return t == QD_KV_F32 ? sizeof(float) : sizeof(qd_fp16_t);
+}
+
+int qd__kv_create(int32_t n_layer, int32_t kv_dim, int32_t n_seq_max,
+                  int32_t n_ctx, size_t kv_bytes, qd_kv_type_t type,
+                  qd_kv_t **out)
+{
+    *out = NULL;
+    if (type != QD_KV_F32 && type != QD_KV_F16) {
+        qd_set_errmsg("kv: cache type %d is not supported (f32, f16)",
+                      (int)type);
+        return QD_EUNSUPPORTED;
+    }
+    if (n_layer <= 0 || kv_dim <= 0 || n_seq_max <= 0 || n_ctx <= 0) {
+        qd_set_errmsg("kv: invalid size (layers %d, kv_dim %d, seqs %d, "
+                      "ctx %d)",
+                      n_layer, kv_dim, n_seq_max, n_ctx);
+        return QD_EINVAL;
+    }
+    qd_kv_t *kv = qd_calloc(1, sizeof *kv);
+    if (!kv)
+        goto oom;
+    kv->type = type;
+    kv->n_layer = n_layer;
+    kv->kv_dim = kv_dim;
+    kv->n_seq_max = n_seq_max;
+    kv->n_ctx = n_ctx;
+    kv->max_seq_blocks = (n_ctx + QD_KV_BLOCK - 1) / QD_KV_BLOCK;
+    kv->row_bytes = QD_ALIGN_UP((size_t)kv_dim * elem_bytes(type), 16);
+    kv->layer_bytes = 2 * QD_KV_BLOCK * kv->row_bytes;
+    size_t n_blocks, total;
+    if (qd_mul_size(kv->layer_bytes, (size_t)n_layer, &kv->block_bytes))
+        goto too_big;
+    kv->block_bytes = QD_ALIGN_UP(kv->block_bytes, 64);
+    if (kv_bytes)
+        n_blocks = kv_bytes / kv->block_bytes;
+    else if (qd_mul_size((size_t)kv->max_seq_blocks, (size_t)n_seq_max,
+                         &n_blocks))
+        goto too_big;
+    if (n_blocks == 0) {
+        qd_set_errmsg("kv: budget of %zu bytes holds no block of %zu bytes",
+                      kv_bytes, kv->block_bytes);
+        qd_free(kv);
+        return QD_EINVAL;
+    }
+    if (n_blocks > INT32_MAX || qd_mul_size(n_blocks, kv->block_bytes, &total))
+        goto too_big;
+    kv->n_blocks = (int32_t)n_blocks;
+    kv->data = qd_malloc_aligned(total, 64);
+    kv->refcnt = qd_calloc(n_blocks, sizeof *kv->refcnt);
+    kv->free_list = qd_malloc(n_blocks * sizeof *kv->free_list);
+    kv->tables =
+        qd_calloc((size_t)n_seq_max * kv->max_seq_blocks, sizeof *kv->tables);
+    kv->seq_blocks = qd_calloc((size_t)n_seq_max, sizeof(int32_t));
+    kv->seq_len = qd_calloc((size_t)n_seq_max, sizeof(int32_t));
+    kv->next_pos = qd_calloc((size_t)n_seq_max, sizeof(int32_t));
+    if (!kv->data || !kv->refcnt || !kv->free_list || !kv->tables ||
+        !kv->seq_blocks || !kv->seq_len || !kv->next_pos) {
+        qd__kv_destroy(kv);
+        goto oom;
+    }
+    /* Free stack popped from the end: hand out low block ids first. */
+    for (int32_t i = 0; i < kv->n_blocks; i++)
+        kv->free_list[i] = kv->n_blocks - 1 - i;
+    kv->n_free = kv->n_blocks;
+    *out = kv;
+    return 0;
+too_big:
+    qd_set_errmsg("kv: cache size overflows");
+    qd_free(kv);
+    return QD_EOVERFLOW;
+oom:
+    qd_set_errmsg("kv: out of memory for the cache");
+    return QD_ENOMEM;
+}
+
+void qd__kv_destroy(qd_kv_t *kv)
+{
+    if (!kv)
+        return;
+    qd_free_aligned(kv->data);
+    qd_free(kv->refcnt);
+    qd_free(kv->free_list);
+    qd_free(kv->tables);
+    qd_free(kv->seq_blocks);
+    qd_free(kv->seq_len);
+    qd_free(kv->next_pos);
+    qd_free(kv);
+}
+
+static int32_t block_take(qd_kv_t *kv)
+{
+    int32_t b = kv->free_list[--kv->n_free];
+    kv->refcnt[b] = 1;
+    return b;
+}
+
+static void block_release(qd_kv_t *kv, int32_t b)
+{
+    if (--kv->refcnt[b] == 0)
+        kv->free_list[kv->n_free++] = b;
+}
+
+static int seq_ok(const qd_kv_t *kv, int32_t seq)
+{
+    return seq >= 0 && seq < kv->n_seq_max;
+}
+
+void qd_kv_seq_truncate(qd_kv_t *kv, int32_t seq, int32_t n_pos)
+{
+    if (!kv || !seq_ok(kv, seq) || n_pos < 0 || n_pos >= kv->seq_len[seq])
+        return;
+    int32_t keep = (n_pos + QD_KV_BLOCK - 1) / QD_KV_BLOCK;
+    int32_t *tab = kv->tables + (size_t)seq * kv->max_seq_blocks;
+    for (int32_t i = keep; i < kv->seq_blocks[seq]; i++)
+        block_release(kv, tab[i]);
+    kv->seq_blocks[seq] = keep;
+    kv->seq_len[seq] = n_pos;
+}
+
+void qd_kv_seq_clear(qd_kv_t *kv, int32_t seq)
+{
+    qd_kv_seq_truncate(kv, seq, 0);
+}
+
+int qd_kv_seq_fork(qd_kv_t *kv, int32_t dst, int32_t src, int32_t n_pos)
+{
+    if (!seq_ok(kv, dst) || !seq_ok(kv, src) || dst == src) {
+        qd_set_errmsg("kv: fork %d -> %d: bad sequence id", src, dst);
+        return QD_EINVAL;
+    }
+    if (kv->seq_len[dst] != 0) {
+        qd_set_errmsg("kv: fork into sequence %d, which is not empty", dst);
+        return QD_EINVAL;
+    }
+    if (n_pos < 0 || n_pos > kv->seq_len[src]) {
+        qd_set_errmsg("kv: fork of %d positions, sequence %d has %d", n_pos,
+                      src, kv->seq_len[src]);
+        return QD_EINVAL;
+    }
+    int32_t n_full = n_pos / QD_KV_BLOCK, part = n_pos % QD_KV_BLOCK;
+    if (part && kv->n_free == 0) {
+        qd_set_errmsg("kv: no free block to copy the partial block of a fork");
+        return QD_EFULL;
+    }
+    const int32_t *st = kv->tables + (size_t)src * kv->max_seq_blocks;
+    int32_t *dt = kv->tables + (size_t)dst * kv->max_seq_blocks;
+    for (int32_t i = 0; i < n_full; i++) {
+        dt[i] = st[i];
+        kv->refcnt[st[i]]++;
+    }
+    if (part) {
+        /* Copy only the first `part` positions of each layer's K and V. */
+        int32_t nb = block_take(kv);
+        const uint8_t *from = kv->data + (size_t)st[n_full] * kv->block_bytes;
+        uint8_t *to = kv->data + (size_t)nb * kv->block_bytes;
+        size_t half = QD_KV_BLOCK * kv->row_bytes;
+        for (int32_t l = 0; l < kv->n_layer; l++) {
+            size_t off = (size_t)l * kv->layer_bytes;
+            memcpy(to + off, from + off, (size_t)part * kv->row_bytes);
+            memcpy(to + off + half, from + off + half,
+                   (size_t)part * kv->row_bytes);
+        }
+        dt[n_full] = nb;
+    }
+    kv->seq_blocks[dst] = n_full + (part ? 1 : 0);
+    kv->seq_len[dst] = n_pos;
+    return 0;
+}
+
+int32_t qd_kv_seq_len(const qd_kv_t *kv, int32_t seq)
+{
+    return seq_ok(kv, seq) ? kv->seq_len[seq] : 0;
+}
+
+int32_t qd_kv_blocks_total(const qd_kv_t *kv)
+{
+    return kv->n_blocks;
+}
+int32_t qd_kv_blocks_free(const qd_kv_t *kv)
+{
+    return kv->n_free;
+}
+size_t qd_kv_block_bytes(const qd_kv_t *kv)
+{
+    return kv->block_bytes;
+}
+
+int qd__kv_prepare(qd_kv_t *kv, const qd_batch_t *b)
+{
+    /* Pass 1: validate positions, computed against a scratch copy of the
+     * lengths so that nothing changes on failure. */
+    memcpy(kv->next_pos, kv->seq_len, (size_t)kv->n_seq_max * sizeof(int32_t));
+    for (int32_t i = 0; i < b->n_tokens; i++) {
+        int32_t s = b->seq[i], p = b->pos[i];
+        if (!seq_ok(kv, s)) {
+            qd_set_errmsg("batch token %d: sequence id %d out of range "
+                          "[0, %d)",
+                          i, s, kv->n_seq_max);
+            return QD_EINVAL;
+        }
+        if (p != kv->next_pos[s]) {
+            qd_set_errmsg("batch token %d: position %d of sequence %d, "
+                          "expected %d",
+                          i, p, s, kv->next_pos[s]);
+            return QD_EINVAL;
+        }
+        if (p >= kv->n_ctx) {
+            qd_set_errmsg("batch token %d: position %d of sequence %d is "
+                          "past the context size %d",
+                          i, p, s, kv->n_ctx);
+            return QD_ERANGE;
+        }
+        kv->next_pos[s] = p + 1;
+    }
+    /* Pass 2: count the blocks needed: new ones past each table's end and
+     * copies of shared blocks that will be written. */
+    int32_t need = 0;
+    for (int32_t s = 0; s < kv->n_seq_max; s++) {
+        int32_t len0 = kv->seq_len[s], len1 = kv->next_pos[s];
+        if (len1 == len0)
+            continue;
+        const int32_t *tab = kv->tables + (size_t)s * kv->max_seq_blocks;
+        for (int32_t bi = len0 / QD_KV_BLOCK; bi <= (len1 - 1) / QD_KV_BLOCK;
+             bi++)
+            if (bi >= kv->seq_blocks[s] || kv->refcnt[tab[bi]] > 1)
+                need++;
+    }
+    if (need > kv->n_free) {
+        qd_set_errmsg("kv: the batch needs %d more blocks, %d free", need,
+                      kv->n_free);
+        return QD_EFULL;
+    }
+    /* Pass 3: commit. */
+    for (int32_t s = 0; s < kv->n_seq_max; s++) {
+        int32_t len0 = kv->seq_len[s], len1 = kv->next_pos[s];
+        if (len1 == len0)
+            continue;
+        int32_t *tab = kv->tables + (size_t)s * kv->max_seq_blocks;
+        for (int32_t bi = len0 / QD_KV_BLOCK; bi <= (len1 - 1) / QD_KV_BLOCK;
+             bi++) {
+            if (bi >= kv->seq_blocks[s]) {
+                tab[bi] = block_take(kv);
+                kv->seq_blocks[s] = bi + 1;
+            } else if (kv->refcnt[tab[bi]] > 1) {
+                int32_t nb = block_take(kv);
+                memcpy(kv->data + (size_t)nb * kv->block_bytes,
+                       kv->data + (size_t)tab[bi] * kv->block_bytes,
+                       kv->block_bytes);
+                block_release(kv, tab[bi]);
+                tab[bi] = nb;
+            }
+        }
+        kv->seq_len[s] = len1;
+    }
+    return 0;
+}
