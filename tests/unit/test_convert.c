@@ -2,7 +2,8 @@
  * test_convert.c — the quantizer: recipe tables (which tensor gets which
  * type for each file type, fallbacks, overrides), whole files compared with
  * llama-quantize's output ($QD_SHARED/reference), determinism across thread
- * counts, metadata, imatrix files, and bad input.
+ * counts, metadata, imatrix files, and bad input; then perplexity and KL
+ * divergence on stories260K over the start of tinyshakespeare.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -15,6 +16,7 @@
 #include "cmd/cmd.h"
 #include "quantd/common.h"
 #include "quantd/convert.h"
+#include "quantd/engine.h"
 #include "quantd/gguf.h"
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -813,4 +815,149 @@ Test(quantize_file, command_line)
     qd_gguf_close(g);
     unlink(in);
     unlink(out);
+}
+
+/* ---- perplexity and KL divergence ---------------------------------------- */
+
+/* The first bytes of tinyshakespeare, tokenized with m's vocabulary. */
+static int32_t *shakespeare_tokens(const qd_model_t *m, int *n_out)
+{
+    char path[4096];
+    size_t len;
+    snprintf(path, sizeof path, "%s/text/tinyshakespeare.txt", shared_dir());
+    char *text = slurp(path, &len);
+    len = len < 40000 ? len : 40000;
+    int32_t *toks = malloc((len + 16) * sizeof *toks);
+    int n = qd_tokenize(qd_model_tokenizer(m), text, len, 1, 0, toks,
+                        (int)len + 16);
+    cr_assert_gt(n, 0, "%s", qd_errmsg());
+    cr_assert_leq(n, (int)len + 16);
+    free(text);
+    *n_out = n;
+    return toks;
+}
+
+static qd_model_t *load(const char *path)
+{
+    qd_model_t *m;
+    cr_assert_eq(qd_model_load(path, &m), 0, "%s: %s", path, qd_errmsg());
+    return m;
+}
+
+static void ppl_params(qd_ppl_params_t *p)
+{
+    qd_ppl_params_default(p);
+    p->n_ctx = 128;
+    p->n_chunks = 3;
+    p->n_threads = 2;
+}
+
+Test(perplexity, stories260k_plausible, .timeout = 60)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/gguf/stories260K.gguf", shared_dir());
+    qd_model_t *m = load(path);
+    int n;
+    int32_t *toks = shakespeare_tokens(m, &n);
+    qd_ppl_params_t p;
+    qd_ppl_result_t r;
+    ppl_params(&p);
+    cr_assert_eq(qd_perplexity(m, NULL, toks, n, &p, &r), 0, "%s",
+                 qd_errmsg());
+    cr_expect_eq(r.n_chunks, 3);
+    cr_expect_eq(r.n_scored, 3 * (128 - 1 - 64));
+    /* a 512-token TinyStories model on Shakespeare: far from 1, far below
+     * the 512 of a uniform guess */
+    cr_expect(isfinite(r.ppl) && r.ppl > 5 && r.ppl < 300, "ppl %f", r.ppl);
+    cr_expect(r.ppl_err > 0 && r.ppl_err < r.ppl, "err %f", r.ppl_err);
+    cr_expect_not(r.has_base);
+
+    /* too few tokens for one window */
+    cr_expect_eq(qd_perplexity(m, NULL, toks, 100, &p, &r), QD_EINVAL);
+    /* out-of-vocabulary ids are refused, not read past the logits */
+    int32_t saved = toks[5];
+    toks[5] = 100000;
+    cr_expect_eq(qd_perplexity(m, NULL, toks, n, &p, &r), QD_EINVAL);
+    toks[5] = saved;
+    free(toks);
+    qd_model_free(m);
+}
+
+Test(perplexity, kld_self_is_zero, .timeout = 60)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/gguf/stories260K.gguf", shared_dir());
+    qd_model_t *m = load(path), *b = load(path);
+    int n;
+    int32_t *toks = shakespeare_tokens(m, &n);
+    qd_ppl_params_t p;
+    qd_ppl_result_t r;
+    ppl_params(&p);
+    p.n_chunks = 2;
+    cr_assert_eq(qd_perplexity(m, b, toks, n, &p, &r), 0, "%s", qd_errmsg());
+    cr_expect(r.has_base);
+    cr_expect_eq(r.kld_mean, 0.0, "%g", r.kld_mean);
+    cr_expect_eq(r.kld_max, 0.0, "%g", r.kld_max);
+    cr_expect_eq(r.top1_agree, 1.0);
+    cr_expect_eq(r.ppl, r.base_ppl);
+    cr_expect_eq(r.ln_ppl_ratio, 0.0);
+    /* a base with another vocabulary */
+    qd_model_free(b);
+    snprintf(path, sizeof path, "%s/gguf/llama-2-tiny-random.gguf",
+             shared_dir());
+    b = load(path);
+    cr_expect_eq(qd_perplexity(m, b, toks, n, &p, &r), QD_EINVAL);
+    cr_expect(strstr(qd_errmsg(), "vocabularies differ"), "%s", qd_errmsg());
+    free(toks);
+    qd_model_free(m);
+    qd_model_free(b);
+}
+
+/* Q8_0 stays close to F32; Q4_0 drifts further. */
+Test(perplexity, kld_q8_0_below_q4_0, .timeout = 120)
+{
+    char path[4096], q8[4096], q4[4096];
+    snprintf(path, sizeof path, "%s/gguf/stories260K.gguf", shared_dir());
+    tmp_path(q8, sizeof q8, "ppl-q8");
+    tmp_path(q4, sizeof q4, "ppl-q4");
+    cr_assert_eq(quantize(path, q8, "Q8_0", 0, 2), 0, "%s", qd_errmsg());
+    cr_assert_eq(quantize(path, q4, "Q4_0", 0, 2), 0, "%s", qd_errmsg());
+    qd_model_t *base = load(path), *m8 = load(q8), *m4 = load(q4);
+    int n;
+    int32_t *toks = shakespeare_tokens(base, &n);
+    qd_ppl_params_t p;
+    qd_ppl_result_t r8, r4;
+    ppl_params(&p);
+    cr_assert_eq(qd_perplexity(m8, base, toks, n, &p, &r8), 0, "%s",
+                 qd_errmsg());
+    cr_assert_eq(qd_perplexity(m4, base, toks, n, &p, &r4), 0, "%s",
+                 qd_errmsg());
+    cr_expect(r8.kld_mean > 0 && r8.kld_mean < 0.01, "Q8_0 KLD %g",
+              r8.kld_mean);
+    cr_expect_lt(r8.kld_mean, r4.kld_mean, "Q8_0 %g vs Q4_0 %g", r8.kld_mean,
+                 r4.kld_mean);
+    cr_expect_leq(r8.kld_p99, r4.kld_p99);
+    cr_expect_gt(r8.top1_agree, r4.top1_agree);
+    cr_expect_gt(r8.top1_agree, 0.9);
+    cr_expect_lt(fabs(r8.ppl - r8.base_ppl), 0.02 * r8.base_ppl);
+    cr_expect_leq(r8.kld_median, r8.kld_p99);
+    cr_expect_leq(r8.kld_p99, r8.kld_max);
+    free(toks);
+    qd_model_free(base);
+    qd_model_free(m8);
+    qd_model_free(m4);
+    unlink(q8);
+    unlink(q4);
+}
+
+Test(perplexity, command_arguments)
+{
+    char *a1[] = {"perplexity", "-m", NULL};
+    cr_expect_eq(qd_cmd_perplexity(2, a1), 2);
+    char *a2[] = {"perplexity", "-m", "x.gguf", "-f", "t.txt", "--ctx", "2",
+                  NULL};
+    cr_expect_eq(qd_cmd_perplexity(7, a2), 2);
+    char *a3[] = {"perplexity", "-m", "/nonexistent.gguf", "-f",
+                  "/nonexistent.txt", NULL};
+    cr_expect_eq(qd_cmd_perplexity(5, a3), 1);
 }
