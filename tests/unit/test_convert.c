@@ -439,7 +439,7 @@ Test(recipe, ftype_names_and_order)
 /* ---- whole files against llama-quantize ---------------------------------- */
 
 /* --pure qv-F32.gguf -> every type, compared with qv-<T>.gguf. */
-Test(quantize_file, pure_types_match_llama_cpp, .timeout = 120)
+Test(quantize_file, pure_types_match_llama_cpp)
 {
     static const struct { const char *tensor_type, *arg; } cases[] = {
         {"Q8_0", "Q8_0"},     {"Q4_0", "Q4_0"},     {"Q4_1", "Q4_1"},
@@ -463,7 +463,7 @@ Test(quantize_file, pure_types_match_llama_cpp, .timeout = 120)
 }
 
 /* The recipes on the forward-pass models: types and bytes identical. */
-Test(quantize_file, recipes_match_llama_cpp, .timeout = 120)
+Test(quantize_file, recipes_match_llama_cpp)
 {
     static const struct { const char *model, *type; int64_t n; } cases[] = {
         {"synth-llama31", "Q4_K_M", 22}, {"synth-llama31", "Q8_0", 22},
@@ -535,7 +535,7 @@ Test(quantize_file, metadata)
     unlink(out);
 }
 
-Test(quantize_file, deterministic_across_threads, .timeout = 60)
+Test(quantize_file, deterministic_across_threads)
 {
     const char *sh = shared_dir();
     char in[4096], o1[4096], o3[4096], o3b[4096];
@@ -852,7 +852,7 @@ static void ppl_params(qd_ppl_params_t *p)
     p->n_threads = 2;
 }
 
-Test(perplexity, stories260k_plausible, .timeout = 60)
+Test(perplexity, stories260k_plausible)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/gguf/stories260K.gguf", shared_dir());
@@ -883,7 +883,7 @@ Test(perplexity, stories260k_plausible, .timeout = 60)
     qd_model_free(m);
 }
 
-Test(perplexity, kld_self_is_zero, .timeout = 60)
+Test(perplexity, kld_self_is_zero)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/gguf/stories260K.gguf", shared_dir());
@@ -914,7 +914,7 @@ Test(perplexity, kld_self_is_zero, .timeout = 60)
 }
 
 /* Q8_0 stays close to F32; Q4_0 drifts further. */
-Test(perplexity, kld_q8_0_below_q4_0, .timeout = 120)
+Test(perplexity, kld_q8_0_below_q4_0)
 {
     char path[4096], q8[4096], q4[4096];
     snprintf(path, sizeof path, "%s/gguf/stories260K.gguf", shared_dir());
