@@ -411,6 +411,18 @@ int qd_config_load_string(qd_config_t *c, const char *text, const char *origin)
         }
         *eq = '\0';
         char *key = trim(s), *value = trim(eq + 1);
+        /* An unquoted value ends at " #" (inline comment). */
+        if (*value == '#') {
+            *value = '\0';
+        } else if (*value != '"') {
+            for (char *h = value + 1; *h; h++) {
+                if (*h == '#' && isspace((unsigned char)h[-1])) {
+                    *h = '\0';
+                    value = trim(value);
+                    break;
+                }
+            }
+        }
         size_t vl = strlen(value);
         if (vl >= 2 && value[0] == '"' && value[vl - 1] == '"') {
             value[vl - 1] = '\0';
