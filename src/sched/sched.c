@@ -632,6 +632,8 @@ static void batch_add(qd_sched_t *s, req_t *r, int32_t choice, int32_t tok,
     s->b_choice[j] = choice;
 }
 
+static void update_stats(qd_sched_t *s);
+
 /* One scheduling step. Returns 1 if a forward pass ran. */
 static int step(qd_sched_t *s)
 {
@@ -663,8 +665,10 @@ static int step(qd_sched_t *s)
         budget -= chunk;
         n_prefill += chunk;
     }
-    if (b->n_tokens == 0)
+    if (b->n_tokens == 0) {
+        update_stats(s);
         return 0;
+    }
 
     int err = qd_ctx_decode(s->ctx, b);
     if (err) {
@@ -742,13 +746,20 @@ static int step(qd_sched_t *s)
     s->stats.steps++;
     s->stats.tokens_in += (uint64_t)n_prefill;
     s->stats.tokens_out += n_out;
+    pthread_mutex_unlock(&s->mu);
+    update_stats(s);
+    return 1;
+}
+
+static void update_stats(qd_sched_t *s)
+{
+    pthread_mutex_lock(&s->mu);
     s->stats.running = s->n_running;
     s->stats.seqs_used = s->n_slots_used;
     s->stats.kv_blocks_total = qd_kv_blocks_total(s->kv);
     s->stats.kv_blocks_used =
         s->stats.kv_blocks_total - qd_kv_blocks_free(s->kv);
     pthread_mutex_unlock(&s->mu);
-    return 1;
 }
 
 static void *engine_main(void *arg)

@@ -486,6 +486,7 @@ static int count_fds(pid_t pid)
 Test(server, keepalive_no_fd_leak, .fini = stop_daemon)
 {
     need_daemon(NULL);
+    msleep(300); /* let the readiness probe's connection close */
     int before = count_fds(D.pid);
     cr_assert(before > 0);
     int fd = tc_connect(D.port);
@@ -501,5 +502,5 @@ Test(server, keepalive_no_fd_leak, .fini = stop_daemon)
     close(fd);
     msleep(300);
     int after = count_fds(D.pid);
-    cr_assert_eq(after, before, "fds before %d, after %d", before, after);
+    cr_assert(after <= before, "fds before %d, after %d", before, after);
 }
