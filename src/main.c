@@ -19,8 +19,8 @@ typedef struct {
 static const command_t commands[] = {
     {"serve", qd_cmd_serve, "run the OpenAI-compatible HTTP server"},
     /* {"run", qd_cmd_run, "generate text from a prompt"}, */
-    /* {"tokenize", qd_cmd_tokenize, "print the token ids of stdin"}, */
-    /* {"inspect", qd_cmd_inspect, "show a model's metadata and tensors"}, */
+    {"tokenize", qd_cmd_tokenize, "print the token ids of stdin"},
+    {"inspect", qd_cmd_inspect, "show a model's metadata and tensors"},
     /* {"bench", qd_cmd_bench, "measure prompt and generation speed"}, */
     /* {"quantize", qd_cmd_quantize, "convert a model to a quantized type"}, */
     /* {"perplexity", qd_cmd_perplexity, "measure perplexity / KL divergence"}, */
