@@ -17,7 +17,7 @@ typedef struct {
 } command_t;
 
 static const command_t commands[] = {
-    /* {"serve", qd_cmd_serve, "run the OpenAI-compatible HTTP server"}, */
+    {"serve", qd_cmd_serve, "run the OpenAI-compatible HTTP server"},
     {"run", qd_cmd_run, "generate text from a prompt"},
     {"tokenize", qd_cmd_tokenize, "print the token ids of stdin"},
     {"inspect", qd_cmd_inspect, "show a model's metadata and tensors"},
