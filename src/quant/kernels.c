@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "quant/kernels.h"
+#include "config.h"
 #include "quantd/common.h"
 
 static void scalar_from_float(qd_type_t t, const float *restrict x,
@@ -56,11 +57,46 @@ const qd_kernels_t *qd_kernels_scalar(void) { return &scalar_kernels; }
 static const qd_kernels_t *chosen;
 static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
 
+/* The best set this CPU runs, by __builtin_cpu_supports. */
+static const qd_kernels_t *best_supported(int max_level)
+{
+#if defined(QD_ARCH_X86)
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
+    int avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+                 __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl") &&
+                 __builtin_cpu_supports("avx512dq") &&
+                 __builtin_cpu_supports("avx512vnni");
+    if (avx512 && max_level >= 2)
+        return qd__kernels_avx512();
+    if (avx2 && max_level >= 1)
+        return qd__kernels_avx2();
+#else
+    (void)max_level;
+#endif
+    return &scalar_kernels;
+}
+
 static void choose(void)
 {
-    chosen = &scalar_kernels;
     const char *force = getenv("QD_KERNELS");
-    (void)force;
+    int level = 2;
+    if (force && *force) {
+        if (!strcmp(force, "scalar"))
+            level = 0;
+        else if (!strcmp(force, "avx2"))
+            level = 1;
+        else if (!strcmp(force, "avx512"))
+            level = 2;
+        else
+            QD_WARN("quant", "QD_KERNELS=%s unknown (scalar|avx2|avx512); "
+                             "using the best supported", force);
+    }
+    chosen = best_supported(level);
+    if (force && *force && strcmp(force, chosen->name))
+        QD_WARN("quant", "QD_KERNELS=%s not supported by this CPU", force);
     QD_INFO("quant", "compute kernels: %s", chosen->name);
 }
 

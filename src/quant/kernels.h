@@ -24,7 +24,48 @@ typedef struct {
     /* Single dot product with the set's vec_dot for weight type wt. */
     void (*vec_dot)(qd_type_t wt, int n, float *restrict s,
                     const void *restrict x, const void *restrict y);
+    /* Tiled path (NULL if the set has none), used when n_tok >=
+     * tile_min_tok and qd__tile_sub(w->type) != 0: activations prepared
+     * by qd__tile_act, token t at qs + t*n_cols, ta/tb + t*(n_cols/S). */
+    void (*gemm_tiled)(const qd_qmat_t *w, int64_t r0, int64_t r1,
+                       const int8_t *qs, const float *ta, const float *tb,
+                       int n_tok, float *out, int64_t ldo);
+    int tile_min_tok;
 } qd_kernels_t;
+
+/* ---- tiled path (quant/tile.c) ----------------------------------------
+ * Weights decoded QD_TILE_ROWS rows and at most QD_TILE_K values at a time
+ * to u8 values interleaved in groups of 4 (u[(k/4)*64 + r*4 + k%4]) plus a
+ * float scale and correction per subblock of S values (S = 16 or 32):
+ *   dot(w_s, x_s) = dsc*ta*sum(u*a) + corr*tb
+ * where a are the activation's int8 values, ta its scale and tb its scale
+ * times sum(a) (the stored s for Q8_1). */
+#define QD_TILE_ROWS 16
+#define QD_TILE_K 1024
+
+/* Subblock length S of the tiled path for weight type t; 0: no tiled path. */
+int qd__tile_sub(qd_type_t t);
+/* Decode values [k0, k0+nk) of n_rows (<= 16) rows starting at row0 into
+ * u (16*nk bytes), dsc and corr ([nk/S][16] floats); missing rows are 0. */
+void qd__tile_decode(qd_type_t t, const uint8_t *row0, size_t row_bytes,
+                     int n_rows, int64_t k0, int nk, uint8_t *restrict u,
+                     float *restrict dsc, float *restrict corr);
+/* From one activation row (vec_dot_type of weight type wt, n values):
+ * qs[n] int8 values, ta[n/S], tb[n/S]. */
+void qd__tile_act(qd_type_t wt, const void *act, int64_t n,
+                  int8_t *restrict qs, float *restrict ta,
+                  float *restrict tb);
+
+/* qd_matmul with a given kernel set (for tests and benchmarks). */
+void qd__matmul_with(const qd_kernels_t *k, qd_pool_t *pool,
+                     float *restrict out, int64_t ldo, const qd_qmat_t *w,
+                     const float *restrict x, int64_t ldx, int n_tok,
+                     void *scratch);
+
+/* SIMD sets (kernels_avx2.c, kernels_avx512.c); call only when the CPU
+ * supports them (x86 builds only). */
+const qd_kernels_t *qd__kernels_avx2(void);
+const qd_kernels_t *qd__kernels_avx512(void);
 
 /* The table in use (chosen on first call; QD_KERNELS=scalar|avx2|avx512
  * forces one). Thread-safe. */

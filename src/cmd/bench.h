@@ -1,0 +1,12 @@
+/*
+ * bench.h — pieces of `quantd bench` (src/cmd/bench*.c).
+ */
+#ifndef QUANTD_CMD_BENCH_H
+#define QUANTD_CMD_BENCH_H
+
+/* Streaming-read bandwidth with n_threads; prints GB/s. Exit status. */
+int qd__bench_membw(int n_threads, int reps);
+/* qd_matmul throughput per type (comma-separated names). Exit status. */
+int qd__bench_kernels(int n_threads, int reps, const char *types);
+
+#endif

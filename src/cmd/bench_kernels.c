@@ -1,0 +1,145 @@
+/*
+ * bench_kernels.c — `quantd bench --membw` and `quantd bench --kernels`:
+ * machine-level figures that put the model numbers in context.
+ *
+ *  --membw    streaming-read bandwidth with T threads (each sums its share
+ *             of a 1 GiB buffer), GB/s;
+ *  --kernels  qd_matmul throughput on random weights of 4096 x 4096 per
+ *             type: matrix x vector (GB/s of weights streamed) and
+ *             matrix x 512 tokens (GOP/s, 2 ops per multiply-add).
+ */
+#include <immintrin.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/bench.h"
+#include "quant/kernels.h"
+#include "quantd/common.h"
+#include "quantd/compute.h"
+
+typedef struct {
+    const uint8_t *buf;
+    size_t n_bytes;
+    double sums[64];
+} membw_job_t;
+
+__attribute__((target("avx2"))) static double sum_range(const uint8_t *p,
+                                                        size_t n)
+{
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i + 128 <= n; i += 128) {
+        a0 = _mm256_add_epi64(a0, _mm256_load_si256((const __m256i *)(p + i)));
+        a1 = _mm256_add_epi64(a1, _mm256_load_si256((const __m256i *)(p + i + 32)));
+        a2 = _mm256_add_epi64(a2, _mm256_load_si256((const __m256i *)(p + i + 64)));
+        a3 = _mm256_add_epi64(a3, _mm256_load_si256((const __m256i *)(p + i + 96)));
+    }
+    a0 = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+    int64_t v[4];
+    memcpy(v, &a0, sizeof v);
+    return (double)(v[0] + v[1] + v[2] + v[3]);
+}
+
+static void membw_fn(void *arg, int ith, int nth)
+{
+    membw_job_t *j = arg;
+    size_t per = j->n_bytes / (size_t)nth / 128 * 128;
+    j->sums[ith & 63] = sum_range(j->buf + per * (size_t)ith, per);
+}
+
+int qd__bench_membw(int n_threads, int reps)
+{
+    size_t n = (size_t)1 << 30;
+    uint8_t *buf = qd_malloc_aligned(n, 64);
+    qd_pool_t *pool = NULL;
+    if (!buf || qd_pool_create(n_threads, &pool) != 0) {
+        fprintf(stderr, "bench: out of memory\n");
+        qd_free_aligned(buf);
+        return 1;
+    }
+    for (size_t i = 0; i < n; i += 4096)
+        memset(buf + i, (int)(i >> 12), 4096);
+    membw_job_t j = {.buf = buf, .n_bytes = n};
+    qd_pool_run(pool, membw_fn, &j); /* warm */
+    double best = 0;
+    for (int r = 0; r < reps; r++) {
+        uint64_t t0 = qd_now_ns();
+        qd_pool_run(pool, membw_fn, &j);
+        double gbs = (double)n / (double)(qd_now_ns() - t0);
+        if (gbs > best)
+            best = gbs;
+        printf("membw threads=%d rep %d: %.2f GB/s\n", n_threads, r, gbs);
+    }
+    printf("membw threads=%d best: %.2f GB/s\n", n_threads, best);
+    qd_pool_destroy(pool);
+    qd_free_aligned(buf);
+    return 0;
+}
+
+static uint64_t bench_rng = 88172645463325252ull;
+static float frand(void)
+{
+    bench_rng ^= bench_rng << 13;
+    bench_rng ^= bench_rng >> 7;
+    bench_rng ^= bench_rng << 17;
+    return (float)(bench_rng >> 40) / 8388608.0f - 1.0f;
+}
+
+int qd__bench_kernels(int n_threads, int reps, const char *types)
+{
+    const int64_t R = 4096, K = 4096;
+    const int NT = 512;
+    qd_pool_t *pool;
+    if (qd_pool_create(n_threads, &pool) != 0)
+        return 1;
+    float *wf = qd_malloc((size_t)(R * K) * sizeof(float));
+    float *x = qd_malloc((size_t)(NT * K) * sizeof(float));
+    float *out = qd_malloc((size_t)(NT * R) * sizeof(float));
+    for (int64_t i = 0; i < R * K; i++)
+        wf[i] = frand() * 0.02f;
+    for (int64_t i = 0; i < NT * K; i++)
+        x[i] = frand();
+    printf("kernels: %s, %d threads, W %ldx%ld\n", qd_kernels_name(), n_threads,
+           (long)R, (long)K);
+    char list[256];
+    snprintf(list, sizeof list, "%s", types);
+    for (char *save, *tn = strtok_r(list, ",", &save); tn;
+         tn = strtok_r(NULL, ",", &save)) {
+        qd_type_t t;
+        if (qd_type_from_name(tn, &t) != 0 || !qd_type_traits(t)->quantize) {
+            fprintf(stderr, "bench: type %s not available\n", tn);
+            continue;
+        }
+        size_t rb = qd_row_size(t, K);
+        void *wq = qd_malloc(rb * (size_t)R);
+        qd_type_traits(t)->quantize(wf, wq, R, K, NULL);
+        qd_qmat_t w = {.type = t, .n_rows = R, .n_cols = K, .row_bytes = rb, .data = wq};
+        void *scratch = qd_malloc_aligned(qd_matmul_scratch_bytes(&w, NT), 64);
+        /* matrix x vector: weights bigger than the caches (64 MiB at F32);
+         * for small types the 4096x4096 matrix still exceeds L2 */
+        qd_matmul(pool, out, R, &w, x, K, 1, scratch);
+        double best_v = 1e30, best_m = 1e30;
+        for (int r = 0; r < reps * 10; r++) {
+            uint64_t t0 = qd_now_ns();
+            qd_matmul(pool, out, R, &w, x, K, 1, scratch);
+            double s = (double)(qd_now_ns() - t0) * 1e-9;
+            best_v = s < best_v ? s : best_v;
+        }
+        for (int r = 0; r < reps; r++) {
+            uint64_t t0 = qd_now_ns();
+            qd_matmul(pool, out, R, &w, x, K, NT, scratch);
+            double s = (double)(qd_now_ns() - t0) * 1e-9;
+            best_m = s < best_m ? s : best_m;
+        }
+        printf("%-6s mat-vec %7.3f ms  %6.2f GB/s | mat x %d tok %8.2f ms  %7.1f GOP/s\n",
+               qd_type_name(t), best_v * 1e3, (double)(rb * (size_t)R) / best_v * 1e-9,
+               NT, best_m * 1e3, 2.0 * (double)R * (double)K * NT / best_m * 1e-9);
+        qd_free(wq);
+        qd_free_aligned(scratch);
+    }
+    qd_free(wf);
+    qd_free(x);
+    qd_free(out);
+    qd_pool_destroy(pool);
+    return 0;
+}

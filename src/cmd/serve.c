@@ -1,0 +1,340 @@
+/*
+ * serve.c — `quantd serve`: the daemon.
+ *
+ * Start-up: configuration (defaults < file < environment < flags), then the
+ * HTTP server starts listening at once — /health answers and /ready says
+ * 503 while the models load on a libuv worker thread. Each loaded model
+ * gets a scheduler (its engine thread); when all are up the server is
+ * ready and tells systemd READY=1.
+ *
+ * Signals (on the loop thread, via uv_signal): SIGTERM/SIGINT drain — /ready
+ * turns 503, new generations get 503 + Retry-After, running requests finish
+ * until drain_timeout_s, then the process exits 0; a second SIGTERM exits at
+ * once. SIGHUP re-reads the configuration and applies keys and limits
+ * without touching open connections.
+ *
+ * The systemd watchdog is fed from the engine threads' heartbeat, so a
+ * wedged forward pass (not just a live loop) stops the pings.
+ */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <uv.h>
+
+#include "api/api.h"
+#include "cmd/cmd.h"
+#include "core/sdnotify.h"
+#include "http/http.h"
+#include "quantd/common.h"
+#include "quantd/config.h"
+#include "quantd/engine.h"
+#include "quantd/sched.h"
+
+extern char **environ;
+
+typedef struct {
+    uv_loop_t loop;
+    qd_config_t cfg;
+    int argc;
+    char **argv;
+    qd_api_t *api;
+    qd_http_t *http;
+    qd_model_t *models[QD_CONFIG_MAX_MODELS];
+    qd_sched_t *scheds[QD_CONFIG_MAX_MODELS];
+    int load_err;
+    char load_msg[512];
+    uv_work_t load_work;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t drain_timer;
+    uint64_t drain_deadline;
+    int draining;
+    int stopping;
+    int exit_code;
+    uint64_t watchdog_ns;
+    _Atomic uint64_t last_ping;
+} server_t;
+
+static void heartbeat(void *ud)
+{
+    server_t *s = ud;
+    if (!s->watchdog_ns)
+        return;
+    uint64_t now = qd_now_ns(), last = atomic_load(&s->last_ping);
+    if (now - last >= s->watchdog_ns / 2 &&
+        atomic_compare_exchange_strong(&s->last_ping, &last, now))
+        qd_sd_notify("WATCHDOG=1");
+}
+
+/* ---- model loading (worker thread) --------------------------------------- */
+
+static void load_models(uv_work_t *w)
+{
+    server_t *s = w->data;
+    for (int i = 0; i < s->cfg.n_models; i++) {
+        const qd_model_conf_t *mc = &s->cfg.models[i];
+        uint64_t t0 = qd_now_ns();
+        int err = qd_model_load(mc->path, &s->models[i]);
+        if (err) {
+            s->load_err = err;
+            snprintf(s->load_msg, sizeof s->load_msg, "model '%s' (%s): %s: %s",
+                     mc->name, mc->path, qd_strerror(err), qd_errmsg());
+            return;
+        }
+        QD_INFO("serve", "loaded model '%s' from %s in %.0f ms (%s)",
+                mc->name, mc->path, (double)(qd_now_ns() - t0) / 1e6,
+                qd_model_arch_name(s->models[i]));
+    }
+}
+
+static void stop_everything(server_t *s);
+
+static void models_loaded(uv_work_t *w, int status)
+{
+    server_t *s = w->data;
+    (void)status;
+    if (s->stopping)
+        return;
+    if (s->load_err) {
+        QD_ERROR("serve", "%s", s->load_msg);
+        s->exit_code = 1;
+        stop_everything(s);
+        return;
+    }
+    for (int i = 0; i < s->cfg.n_models; i++) {
+        const qd_model_conf_t *mc = &s->cfg.models[i];
+        qd_sched_params_t p;
+        qd_sched_params_default(&p);
+        p.n_batch = (int32_t)s->cfg.n_batch;
+        p.n_seq_max = (int32_t)s->cfg.n_seq_max;
+        p.queue_max = (int32_t)s->cfg.queue_max;
+        p.n_ctx = (int32_t)(mc->ctx ? mc->ctx : s->cfg.ctx);
+        int64_t kv_mib = mc->kv_mib ? mc->kv_mib : s->cfg.kv_mib;
+        p.kv_bytes = (size_t)kv_mib << 20;
+        p.kv_type = !strcmp(s->cfg.kv_type, "f32")    ? QD_KV_F32
+                    : !strcmp(s->cfg.kv_type, "q8_0") ? QD_KV_Q8_0
+                                                      : QD_KV_F16;
+        p.n_threads = (int32_t)s->cfg.threads;
+        p.heartbeat = heartbeat;
+        p.heartbeat_ud = s;
+        p.heartbeat_ms = 1000;
+        int err = qd_sched_create(s->models[i], &p, &s->scheds[i]);
+        if (!err)
+            err = qd_api_add_model(s->api, mc->name, s->models[i],
+                                   s->scheds[i]);
+        if (err) {
+            QD_ERROR("serve", "model '%s': cannot start: %s: %s", mc->name,
+                     qd_strerror(err), qd_errmsg());
+            s->exit_code = 1;
+            stop_everything(s);
+            return;
+        }
+        QD_INFO("serve", "model '%s' ready: ctx %d, %d sequences, batch %d",
+                mc->name, qd_sched_n_ctx(s->scheds[i]), p.n_seq_max,
+                p.n_batch);
+    }
+    qd_api_set_state(s->api, QD_API_READY);
+    qd_sd_notify("READY=1\nSTATUS=serving");
+    QD_INFO("serve", "ready on %s:%d", s->cfg.host, qd_http_port(s->http));
+}
+
+/* ---- shutdown ------------------------------------------------------------- */
+
+static void on_closed(uv_handle_t *h) { (void)h; }
+
+static void stop_everything(server_t *s)
+{
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    uv_timer_stop(&s->drain_timer);
+    uv_close((uv_handle_t *)&s->drain_timer, on_closed);
+    uv_close((uv_handle_t *)&s->sig_term, on_closed);
+    uv_close((uv_handle_t *)&s->sig_int, on_closed);
+    uv_close((uv_handle_t *)&s->sig_hup, on_closed);
+    qd_http_stop(s->http);
+    s->http = NULL;
+    uv_stop(&s->loop);
+}
+
+static void on_drain_tick(uv_timer_t *t)
+{
+    server_t *s = t->data;
+    int active = qd_api_n_active(s->api);
+    if (active == 0) {
+        QD_INFO("serve", "drained, exiting");
+        stop_everything(s);
+    } else if (qd_now_ns() >= s->drain_deadline) {
+        QD_WARN("serve", "drain deadline reached with %d requests running",
+                active);
+        stop_everything(s);
+    }
+}
+
+static void on_term(uv_signal_t *h, int signum)
+{
+    server_t *s = h->data;
+    if (s->draining) {
+        QD_WARN("serve", "second signal %d: exiting now", signum);
+        stop_everything(s);
+        return;
+    }
+    s->draining = 1;
+    qd_sd_notify("STOPPING=1");
+    qd_api_set_state(s->api, QD_API_DRAINING);
+    s->drain_deadline =
+        qd_now_ns() + (uint64_t)s->cfg.drain_timeout_s * 1000000000ull;
+    QD_INFO("serve", "signal %d: draining (%d requests, up to %llds)",
+            signum, qd_api_n_active(s->api),
+            (long long)s->cfg.drain_timeout_s);
+    uv_timer_start(&s->drain_timer, on_drain_tick, 0, 50);
+}
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    server_t *s = h->data;
+    qd_config_t nc;
+    int help;
+    int err = qd_config_init(&nc);
+    if (!err)
+        err = qd_config_from_args(&nc, s->argc, s->argv, environ, &help);
+    if (!err)
+        err = qd_api_reload(s->api, &nc);
+    if (err) {
+        QD_ERROR("serve", "SIGHUP: reload failed, keeping the old settings: "
+                          "%s",
+                 qd_errmsg());
+    } else {
+        qd_http_reload(s->http, &nc);
+        QD_INFO("serve", "SIGHUP: keys and limits reloaded");
+    }
+    qd_config_close(&nc);
+}
+
+/* ---- default model ------------------------------------------------------- */
+
+static int find_default_model(qd_config_t *c)
+{
+    char path[4096];
+    if (c->default_model_dir && *c->default_model_dir) {
+        snprintf(path, sizeof path, "%s/default.gguf", c->default_model_dir);
+    } else {
+        const char *home = getenv("HOME");
+        const char *xdg = getenv("XDG_CACHE_HOME");
+        if (xdg && *xdg)
+            snprintf(path, sizeof path, "%s/quantd/default.gguf", xdg);
+        else if (home && *home)
+            snprintf(path, sizeof path, "%s/.cache/quantd/default.gguf",
+                     home);
+        else
+            path[0] = '\0';
+    }
+    struct stat st;
+    if (path[0] && stat(path, &st) == 0) {
+        QD_INFO("serve", "no model given: serving the default model %s",
+                path);
+        int err = qd_config_add_model_path(c, path);
+        if (!err) {
+            qd_free(c->models[c->n_models - 1].name);
+            c->models[c->n_models - 1].name = qd_strdup("default");
+            if (!c->models[c->n_models - 1].name)
+                return QD_ENOMEM;
+        }
+        return err;
+    }
+    qd_set_errmsg("no model given (-m PATH or [model.NAME] in the config) "
+                  "and no default model at %s",
+                  path[0] ? path : "~/.cache/quantd/default.gguf");
+    return QD_ENOENT;
+}
+
+int qd_cmd_serve(int argc, char **argv)
+{
+    server_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return 1;
+    int help = 0, rc = 1;
+    s->argc = argc;
+    s->argv = argv;
+    if (qd_config_init(&s->cfg)) {
+        fprintf(stderr, "quantd serve: out of memory\n");
+        free(s);
+        return 1;
+    }
+    int err = qd_config_from_args(&s->cfg, argc, argv, environ, &help);
+    if (help) {
+        qd_config_print_help(stdout);
+        qd_config_close(&s->cfg);
+        free(s);
+        return 0;
+    }
+    if (err) {
+        fprintf(stderr, "quantd serve: %s\n", qd_errmsg());
+        qd_config_close(&s->cfg);
+        free(s);
+        return 2;
+    }
+    qd_log_set_json(!strcmp(s->cfg.log_format, "json"));
+    qd_log_set_level(!strcmp(s->cfg.log_level, "debug")  ? QD_LOG_DEBUG
+                     : !strcmp(s->cfg.log_level, "warn")  ? QD_LOG_WARN
+                     : !strcmp(s->cfg.log_level, "error") ? QD_LOG_ERROR
+                                                          : QD_LOG_INFO);
+    if (s->cfg.n_models == 0 && (err = find_default_model(&s->cfg))) {
+        fprintf(stderr, "quantd serve: %s\n", qd_errmsg());
+        qd_config_close(&s->cfg);
+        free(s);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    uint64_t wd = qd_sd_watchdog_usec();
+    s->watchdog_ns = wd * 1000;
+
+    uv_loop_init(&s->loop);
+    if ((err = qd_api_create(&s->loop, &s->cfg, &s->api))) {
+        fprintf(stderr, "quantd serve: %s\n", qd_errmsg());
+        goto out;
+    }
+    if ((err = qd_http_start(&s->loop, &s->cfg, s->api, &s->http))) {
+        QD_ERROR("serve", "%s", qd_errmsg());
+        goto out;
+    }
+    QD_INFO("serve", "listening on %s:%d", s->cfg.host,
+            qd_http_port(s->http));
+    uv_signal_init(&s->loop, &s->sig_term);
+    uv_signal_init(&s->loop, &s->sig_int);
+    uv_signal_init(&s->loop, &s->sig_hup);
+    s->sig_term.data = s->sig_int.data = s->sig_hup.data = s;
+    uv_signal_start(&s->sig_term, on_term, SIGTERM);
+    uv_signal_start(&s->sig_int, on_term, SIGINT);
+    uv_signal_start(&s->sig_hup, on_hup, SIGHUP);
+    uv_timer_init(&s->loop, &s->drain_timer);
+    s->drain_timer.data = s;
+
+    s->load_work.data = s;
+    uv_queue_work(&s->loop, &s->load_work, load_models, models_loaded);
+    s->exit_code = 0;
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    rc = s->exit_code;
+out:
+    if (s->http) {
+        qd_http_stop(s->http);
+        s->http = NULL;
+    }
+    /* Schedulers end their requests (final events go to the API queue),
+     * then the API drains that queue and frees the calls. */
+    for (int i = 0; i < QD_CONFIG_MAX_MODELS; i++)
+        qd_sched_destroy(s->scheds[i]);
+    qd_api_destroy(s->api);
+    /* Finish closing handles; a model load still running is waited for. */
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < QD_CONFIG_MAX_MODELS; i++)
+        qd_model_free(s->models[i]);
+    if (uv_loop_close(&s->loop))
+        QD_DEBUG("serve", "loop closed with handles open");
+    qd_config_close(&s->cfg);
+    free(s);
+    return err && !rc ? 1 : rc;
+}

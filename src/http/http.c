@@ -1,0 +1,534 @@
+/*
+ * http.c — libmicrohttpd in external-event mode, driven by the libuv loop.
+ *
+ * Why external mode rather than MHD's own poll thread: the API state
+ * (calls, streams, the engine event queue) lives on the loop thread, and
+ * with MHD's thread every request would have to be handed across threads
+ * and back. In external mode MHD's callbacks run inside MHD_run(), which we
+ * call on the loop thread, so there is exactly one thread touching HTTP and
+ * API state and no lock between them. MHD runs with MHD_USE_EPOLL, so all
+ * of its sockets sit behind one epoll fd that a single uv_poll watches; a
+ * uv_timer follows MHD_get_timeout() for its idle timeouts and for
+ * connections MHD still has buffered work on.
+ *
+ * A request that waits for generation is suspended (MHD_suspend_connection)
+ * and resumed by the API's wake callback when its answer or more stream
+ * bytes are ready. SSE responses are callback responses: the reader copies
+ * what the API buffered and, when nothing is there, suspends the
+ * connection and returns 0. Only a suspended connection is ever resumed.
+ *
+ * Limits: body size (413, checked on Content-Length and while reading),
+ * request line + header size (431), connections total and per IP (MHD),
+ * idle timeout (MHD), and an absolute deadline for receiving a complete
+ * request (headers + body) enforced by a 1 s sweep that shuts the socket
+ * down — a slow-loris client trickling a byte at a time never resets it.
+ * The sweep also notices clients that disconnected while their connection
+ * was suspended (MHD does not poll suspended sockets) and cancels them.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http/http.h"
+#include "quantd/common.h"
+
+typedef struct conn conn_t;
+
+typedef struct {
+    qd_http_t *h;
+    conn_t *conn;
+    struct MHD_Connection *mc;
+    char *url;
+    char *method;
+    char *body;
+    size_t body_len, body_cap;
+    int rejected;    /* an error answer was queued by http itself */
+    int suspended;
+    int queued;      /* a response was queued */
+    int peer_gone;
+    qd_api_call_t *call;
+} hreq_t;
+
+struct conn {
+    conn_t *prev, *next;
+    int fd;
+    uint64_t deadline; /* ns; 0 while a received request is processed */
+    hreq_t *req;
+    char peer[64];
+};
+
+struct qd_http {
+    uv_loop_t *loop;
+    struct MHD_Daemon *d;
+    qd_api_t *api;
+    uv_poll_t poll;
+    uv_timer_t run_timer;
+    uv_timer_t sweep;
+    int port;
+    int64_t max_body;
+    int64_t max_header;
+    int64_t request_timeout_s;
+    conn_t *conns;
+    int n_conns;
+    int in_run;
+};
+
+static void run_mhd(qd_http_t *h);
+
+static void on_run_timer(uv_timer_t *t) { run_mhd(t->data); }
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    run_mhd(p->data);
+}
+
+static void run_mhd(qd_http_t *h)
+{
+    h->in_run = 1;
+    MHD_run(h->d);
+    h->in_run = 0;
+    MHD_UNSIGNED_LONG_LONG ms;
+    if (MHD_get_timeout(h->d, &ms) == MHD_YES)
+        uv_timer_start(&h->run_timer, on_run_timer, ms > 1000 ? 1000 : ms, 0);
+    else
+        uv_timer_start(&h->run_timer, on_run_timer, 1000, 0);
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+static enum MHD_Result queue_simple(hreq_t *r, unsigned status,
+                                    const char *json)
+{
+    size_t n = strlen(json);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        n, (void *)json, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    enum MHD_Result ret = MHD_queue_response(r->mc, status, resp);
+    MHD_destroy_response(resp);
+    r->queued = 1;
+    r->rejected = 1;
+    QD_INFO("http", "- %s %s %s %u (rejected by http)", r->conn->peer,
+            r->method, r->url, status);
+    return ret;
+}
+
+static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    hreq_t *r = cls;
+    if (r->peer_gone)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    qd_api_resp_t *resp = qd_api_call_resp(r->call);
+    size_t avail = resp->s_len - resp->s_off;
+    if (avail) {
+        size_t n = avail < max ? avail : max;
+        memcpy(buf, resp->sbuf + resp->s_off, n);
+        qd_api_call_consumed(r->call, n);
+        return (ssize_t)n;
+    }
+    if (resp->stream_ended)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    /* Nothing to send yet: park the connection until the API wakes it. */
+    MHD_suspend_connection(r->mc);
+    r->suspended = 1;
+    return 0;
+}
+
+static enum MHD_Result queue_call(hreq_t *r)
+{
+    qd_api_resp_t *a = qd_api_call_resp(r->call);
+    struct MHD_Response *resp;
+    if (a->streaming) {
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384,
+                                                 sse_reader, r, NULL);
+    } else {
+        resp = MHD_create_response_from_buffer(a->body_len,
+                                               a->body ? a->body : (char *)"",
+                                               MHD_RESPMEM_PERSISTENT);
+    }
+    if (!resp)
+        return MHD_NO;
+    if (a->content_type)
+        MHD_add_response_header(resp, "Content-Type", a->content_type);
+    for (int i = 0; i < a->n_headers; i++)
+        MHD_add_response_header(resp, a->headers[i].name, a->headers[i].value);
+    enum MHD_Result ret =
+        MHD_queue_response(r->mc, (unsigned)a->status, resp);
+    MHD_destroy_response(resp);
+    r->queued = 1;
+    return ret;
+}
+
+/* API → http: the call has something new (loop thread). */
+static void wake_req(void *ctx)
+{
+    hreq_t *r = ctx;
+    if (r->suspended) {
+        r->suspended = 0;
+        MHD_resume_connection(r->mc);
+        if (!r->h->in_run)
+            uv_timer_start(&r->h->run_timer, on_run_timer, 0, 0);
+    }
+}
+
+static const char *get_header(void *ctx, const char *name)
+{
+    hreq_t *r = ctx;
+    return MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, name);
+}
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind,
+                                    const char *key, const char *value)
+{
+    (void)kind;
+    size_t *n = cls;
+    *n += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc,
+                                  const char *url, const char *method,
+                                  const char *version,
+                                  const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    qd_http_t *h = cls;
+    hreq_t *r = *con_cls;
+    if (!r) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        r = qd_calloc(1, sizeof *r);
+        if (!r)
+            return MHD_NO;
+        r->h = h;
+        r->mc = mc;
+        r->conn = ci ? ci->socket_context : NULL;
+        r->url = qd_strdup(url);
+        r->method = qd_strdup(method);
+        *con_cls = r;
+        if (!r->conn || !r->url || !r->method)
+            return MHD_NO;
+        r->conn->req = r;
+        size_t hb = strlen(url) + strlen(method) + 12;
+        MHD_get_connection_values(mc, MHD_HEADER_KIND, count_header, &hb);
+        if ((int64_t)hb > h->max_header)
+            return queue_simple(
+                r, 431,
+                "{\"error\":{\"message\":\"Request header fields too "
+                "large.\",\"type\":\"invalid_request_error\",\"param\":null,"
+                "\"code\":\"request_header_too_large\"}}");
+        const char *cl =
+            MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Content-Length");
+        if (cl) {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(cl, &end, 10);
+            if (errno || *end || (long long)v > h->max_body)
+                return queue_simple(
+                    r, 413,
+                    "{\"error\":{\"message\":\"Request body too large.\","
+                    "\"type\":\"invalid_request_error\",\"param\":null,"
+                    "\"code\":\"request_too_large\"}}");
+        }
+        return MHD_YES;
+    }
+    if (r->rejected) {
+        *upload_size = 0; /* discard the rest of the body */
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t need;
+        if (qd_add_size(r->body_len, *upload_size, &need) ||
+            (int64_t)need > h->max_body) {
+            *upload_size = 0;
+            return queue_simple(
+                r, 413,
+                "{\"error\":{\"message\":\"Request body too large.\","
+                "\"type\":\"invalid_request_error\",\"param\":null,"
+                "\"code\":\"request_too_large\"}}");
+        }
+        if (need + 1 > r->body_cap) {
+            size_t nc = r->body_cap ? r->body_cap : 4096;
+            while (nc < need + 1)
+                nc *= 2;
+            char *nb = qd_realloc(r->body, nc);
+            if (!nb)
+                return MHD_NO;
+            r->body = nb;
+            r->body_cap = nc;
+        }
+        memcpy(r->body + r->body_len, upload_data, *upload_size);
+        r->body_len = need;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (r->peer_gone)
+        return MHD_NO;
+    if (!r->call) {
+        r->conn->deadline = 0; /* the whole request has arrived */
+        qd_api_req_t req = {
+            .method = r->method,
+            .path = r->url,
+            .header = get_header,
+            .hctx = r,
+            .body = r->body,
+            .body_len = r->body_len,
+            .peer = r->conn->peer,
+        };
+        r->call = qd_api_call_start(h->api, &req, wake_req, r);
+        if (!r->call)
+            return MHD_NO;
+    }
+    if (r->queued)
+        return MHD_YES;
+    if (!qd_api_call_resp(r->call)->status) {
+        MHD_suspend_connection(mc);
+        r->suspended = 1;
+        return MHD_YES;
+    }
+    return queue_call(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)mc;
+    qd_http_t *h = cls;
+    hreq_t *r = *con_cls;
+    if (!r)
+        return;
+    if (r->call)
+        qd_api_call_release(r->call,
+                            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    if (r->conn) {
+        r->conn->req = NULL;
+        r->conn->deadline =
+            qd_now_ns() + (uint64_t)h->request_timeout_s * 1000000000ull;
+    }
+    qd_free(r->body);
+    qd_free(r->url);
+    qd_free(r->method);
+    qd_free(r);
+    *con_cls = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *mc,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    qd_http_t *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        conn_t *c = qd_calloc(1, sizeof *c);
+        if (!c)
+            return; /* on_request answers MHD_NO: the connection closes */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c->fd = ci ? ci->connect_fd : -1;
+        ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        snprintf(c->peer, sizeof c->peer, "-");
+        if (ci && ci->client_addr) {
+            const struct sockaddr *sa = ci->client_addr;
+            if (sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+                          c->peer, sizeof c->peer);
+            else if (sa->sa_family == AF_INET6)
+                inet_ntop(AF_INET6,
+                          &((const struct sockaddr_in6 *)sa)->sin6_addr,
+                          c->peer, sizeof c->peer);
+        }
+        c->deadline =
+            qd_now_ns() + (uint64_t)h->request_timeout_s * 1000000000ull;
+        c->next = h->conns;
+        if (h->conns)
+            h->conns->prev = c;
+        h->conns = c;
+        h->n_conns++;
+        *socket_context = c;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        conn_t *c = *socket_context;
+        if (!c)
+            return;
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            h->conns = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        h->n_conns--;
+        if (c->req)
+            c->req->conn = NULL;
+        qd_free(c);
+        *socket_context = NULL;
+    }
+}
+
+/* Every second: drop clients that take too long to send a request, and
+ * notice clients gone while their connection is suspended. */
+static void on_sweep(uv_timer_t *t)
+{
+    qd_http_t *h = t->data;
+    uint64_t now = qd_now_ns();
+    int resumed = 0;
+    for (conn_t *c = h->conns; c; c = c->next) {
+        if (c->fd < 0)
+            continue;
+        if (c->deadline && now > c->deadline) {
+            QD_INFO("http", "%s: request not received within %llds, closing",
+                    c->peer, (long long)h->request_timeout_s);
+            shutdown(c->fd, SHUT_RDWR);
+            c->deadline = 0;
+            continue;
+        }
+        hreq_t *r = c->req;
+        if (r && r->suspended) {
+            char b;
+            ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+                           errno != EINTR)) {
+                r->peer_gone = 1;
+                r->suspended = 0;
+                MHD_resume_connection(r->mc);
+                resumed = 1;
+            }
+        }
+    }
+    if (resumed)
+        uv_timer_start(&h->run_timer, on_run_timer, 0, 0);
+}
+
+/* Paths are decoded once, by the API's normalizer: keep MHD's copy raw. */
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    QD_DEBUG("mhd", "%s", msg);
+}
+
+int qd_http_start(uv_loop_t *loop, const qd_config_t *cfg, qd_api_t *api,
+                  qd_http_t **out)
+{
+    *out = NULL;
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE | AI_NUMERICSERV;
+    hints.ai_socktype = SOCK_STREAM;
+    char port[16];
+    snprintf(port, sizeof port, "%lld", (long long)cfg->port);
+    int gai = getaddrinfo(cfg->host, port, &hints, &ai);
+    if (gai) {
+        qd_set_errmsg("host '%s': not a numeric address (%s)", cfg->host,
+                      gai_strerror(gai));
+        return QD_EINVAL;
+    }
+    qd_http_t *h = qd_calloc(1, sizeof *h);
+    if (!h) {
+        freeaddrinfo(ai);
+        return QD_ENOMEM;
+    }
+    h->loop = loop;
+    h->api = api;
+    qd_http_reload(h, cfg);
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    size_t mem = (size_t)QD_MAX(cfg->max_header_bytes * 2, 65536);
+    h->d = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, h,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        mem, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!h->d) {
+        qd_set_errmsg("cannot listen on %s:%lld (address in use or not "
+                      "permitted?)",
+                      cfg->host, (long long)cfg->port);
+        qd_free(h);
+        return QD_EIO;
+    }
+    const union MHD_DaemonInfo *di =
+        MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = di ? di->port : (int)cfg->port;
+    di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!di) {
+        MHD_stop_daemon(h->d);
+        qd_free(h);
+        qd_set_errmsg("libmicrohttpd has no epoll fd");
+        return QD_EINTERNAL;
+    }
+    uv_poll_init(loop, &h->poll, di->listen_fd);
+    h->poll.data = h;
+    uv_poll_start(&h->poll, UV_READABLE, on_poll);
+    uv_timer_init(loop, &h->run_timer);
+    h->run_timer.data = h;
+    uv_timer_init(loop, &h->sweep);
+    h->sweep.data = h;
+    uv_timer_start(&h->sweep, on_sweep, 1000, 1000);
+    run_mhd(h);
+    *out = h;
+    return 0;
+}
+
+int qd_http_port(const qd_http_t *h) { return h->port; }
+int qd_http_n_connections(const qd_http_t *h) { return h->n_conns; }
+
+void qd_http_reload(qd_http_t *h, const qd_config_t *cfg)
+{
+    h->max_body = cfg->max_body_bytes;
+    h->max_header = cfg->max_header_bytes;
+    h->request_timeout_s = cfg->request_timeout_s;
+}
+
+static void on_closed(uv_handle_t *hd)
+{
+    qd_http_t *h = hd->data;
+    if (--h->in_run == -3)
+        qd_free(h);
+}
+
+void qd_http_stop(qd_http_t *h)
+{
+    if (!h)
+        return;
+    /* Suspended connections must be resumed before MHD can stop. */
+    for (conn_t *c = h->conns; c; c = c->next) {
+        if (c->req && c->req->suspended) {
+            c->req->suspended = 0;
+            c->req->peer_gone = 1;
+            MHD_resume_connection(c->req->mc);
+        }
+    }
+    MHD_run(h->d);
+    MHD_stop_daemon(h->d);
+    h->in_run = 0;
+    uv_close((uv_handle_t *)&h->poll, on_closed);
+    uv_close((uv_handle_t *)&h->run_timer, on_closed);
+    uv_close((uv_handle_t *)&h->sweep, on_closed);
+}

@@ -1,0 +1,545 @@
+/*
+ * kernels_x86.h — x86 SIMD pieces shared by the AVX2 and AVX-512 kernel
+ * sets: activation quantizers (bit-identical with the reference
+ * from_float_ref) and direct row·row dot products for the decode path.
+ *
+ * Included by kernels_avx2.c and kernels_avx512.c only, each compiled with
+ * its own ISA flags; before including it the file defines
+ *   static inline __m256i mul_sum_us8(__m256i u, __m256i s)
+ * which returns the 8 int32 sums of 4 adjacent u8*s8 products (maddubs +
+ * madd on AVX2, vpdpbusd on AVX-512 VNNI).
+ */
+#ifndef QUANTD_QUANT_KERNELS_X86_H
+#define QUANTD_QUANT_KERNELS_X86_H
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "quant/kernels.h"
+#include "quantd/quant.h"
+
+static inline float hsum_ps256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float hmax_ps256(__m256 v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* roundf() (half away from zero) of 8 floats, exactly: trunc, then step
+ * away from zero when the dropped fraction is >= 0.5 (exact for |t| < 2^23). */
+static inline __m256i roundf_epi32(__m256 t)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 r = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(t, r));
+    __m256 big = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    __m256 one = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(sign, t));
+    r = _mm256_add_ps(r, _mm256_and_ps(big, one));
+    return _mm256_cvttps_epi32(r);
+}
+
+/* Pack 4 x 8 int32 (each in -128..127) into 32 int8 in order. */
+static inline __m256i pack_epi32_epi8(__m256i a, __m256i b, __m256i c,
+                                      __m256i d)
+{
+    __m256i ab = _mm256_packs_epi32(a, b);
+    __m256i cd = _mm256_packs_epi32(c, d);
+    __m256i v = _mm256_packs_epi16(ab, cd);
+    return _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* Q8_0 / Q8_1 block quantization as quantize_row_q8_{0,1}_ref. */
+static void x86_quantize_q8_01(const float *restrict x, void *restrict vy,
+                               int64_t n, int with_sum)
+{
+    const __m256 signm = _mm256_set1_ps(-0.0f);
+    int64_t nb = n / 32;
+    uint8_t *y = vy;
+    size_t bb = with_sum ? sizeof(qd_block_q8_1) : sizeof(qd_block_q8_0);
+    for (int64_t i = 0; i < nb; i++, x += 32, y += bb) {
+        __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+        __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(signm, v0),
+                                               _mm256_andnot_ps(signm, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(signm, v2),
+                                               _mm256_andnot_ps(signm, v3)));
+        float amax = hmax_ps256(m);
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i i0 = roundf_epi32(_mm256_mul_ps(v0, vid));
+        __m256i i1 = roundf_epi32(_mm256_mul_ps(v1, vid));
+        __m256i i2 = roundf_epi32(_mm256_mul_ps(v2, vid));
+        __m256i i3 = roundf_epi32(_mm256_mul_ps(v3, vid));
+        qd_fp16_t hd = qd_fp32_to_fp16(d);
+        memcpy(y, &hd, 2);
+        if (with_sum) {
+            __m256i s = _mm256_add_epi32(_mm256_add_epi32(i0, i1),
+                                         _mm256_add_epi32(i2, i3));
+            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s),
+                                       _mm256_extracti128_si256(s, 1));
+            s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+            s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+            int sum = _mm_cvtsi128_si32(s4);
+            qd_fp16_t hs = qd_fp32_to_fp16((float)sum * d);
+            memcpy(y + 2, &hs, 2);
+        }
+        _mm256_storeu_si256((__m256i *)(y + (with_sum ? 4 : 2)),
+                            pack_epi32_epi8(i0, i1, i2, i3));
+    }
+}
+
+/* Q8_K quantization as quantize_row_q8_K_ref: the scale comes from the
+ * first element of largest magnitude, iscale = -127/max, round to nearest
+ * even, clamp at 127; bsums over groups of 16. */
+static void x86_quantize_q8_K(const float *restrict x, void *restrict vy,
+                              int64_t n)
+{
+    const __m256 signm = _mm256_set1_ps(-0.0f);
+    qd_block_q8_K *y = vy;
+    for (int64_t i = 0; i < n / QD_QK_K; i++, x += QD_QK_K) {
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < QD_QK_K; j += 8)
+            m = _mm256_max_ps(m, _mm256_andnot_ps(signm, _mm256_loadu_ps(x + j)));
+        float amax = hmax_ps256(m);
+        if (!(amax > 0.0f)) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        float max = 0.0f;
+        __m256 vam = _mm256_set1_ps(amax);
+        for (int j = 0; j < QD_QK_K; j += 8) {
+            __m256 a = _mm256_andnot_ps(signm, _mm256_loadu_ps(x + j));
+            int mk = _mm256_movemask_ps(_mm256_cmp_ps(a, vam, _CMP_EQ_OQ));
+            if (mk) {
+                max = x[j + __builtin_ctz((unsigned)mk)];
+                break;
+            }
+        }
+        const float iscale = -127.0f / max;
+        __m256 vis = _mm256_set1_ps(iscale);
+        const __m256i c127 = _mm256_set1_epi32(127);
+        for (int j = 0; j < QD_QK_K; j += 32) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++) {
+                __m256 t = _mm256_mul_ps(vis, _mm256_loadu_ps(x + j + 8 * k));
+                q[k] = _mm256_min_epi32(_mm256_cvtps_epi32(t), c127);
+            }
+            __m256i p = pack_epi32_epi8(q[0], q[1], q[2], q[3]);
+            _mm256_storeu_si256((__m256i *)(y[i].qs + j), p);
+            /* bsums of the two groups of 16 */
+            __m256i w = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(_mm256_set1_epi8(1), p),
+                _mm256_set1_epi16(1));
+            /* w: 8 int32 sums of 4; group 0 = lanes 0..3, group 1 = 4..7 */
+            __m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
+            lo = _mm_add_epi32(lo, _mm_shuffle_epi32(lo, 0x4e));
+            lo = _mm_add_epi32(lo, _mm_shuffle_epi32(lo, 0xb1));
+            hi = _mm_add_epi32(hi, _mm_shuffle_epi32(hi, 0x4e));
+            hi = _mm_add_epi32(hi, _mm_shuffle_epi32(hi, 0xb1));
+            y[i].bsums[j / 16] = (int16_t)_mm_cvtsi128_si32(lo);
+            y[i].bsums[j / 16 + 1] = (int16_t)_mm_cvtsi128_si32(hi);
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+static void x86_from_float(qd_type_t t, const float *restrict x,
+                           void *restrict y, int64_t n)
+{
+    switch (t) {
+    case QD_TYPE_F32:
+        memcpy(y, x, (size_t)n * sizeof(float));
+        return;
+    case QD_TYPE_Q8_0:
+        x86_quantize_q8_01(x, y, n, 0);
+        return;
+    case QD_TYPE_Q8_1:
+        x86_quantize_q8_01(x, y, n, 1);
+        return;
+    case QD_TYPE_Q8_K:
+        x86_quantize_q8_K(x, y, n);
+        return;
+    case QD_TYPE_F16: {
+        qd_fp16_t *h = y;
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            _mm_storeu_si128((__m128i *)(h + i),
+                             _mm256_cvtps_ph(_mm256_loadu_ps(x + i),
+                                             _MM_FROUND_TO_NEAREST_INT));
+        for (; i < n; i++)
+            h[i] = qd_fp32_to_fp16(x[i]);
+        return;
+    }
+    default:
+        qd_type_traits(t)->from_float_ref(x, y, n);
+    }
+}
+
+/* ---- dot products (weight row · activation row) ----------------------- */
+
+static inline __m256 fp16x8(const qd_fp16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline float h2f(qd_fp16_t h) { return _cvtsh_ss(h); }
+
+static void dot_f32(int n, float *restrict s, const void *restrict vx,
+                    const void *restrict vy)
+{
+    const float *x = vx, *y = vy;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+    float r = hsum_ps256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++)
+        r += x[i] * y[i];
+    *s = r;
+}
+
+static void dot_f16(int n, float *restrict s, const void *restrict vx,
+                    const void *restrict vy)
+{
+    const qd_fp16_t *x = vx, *y = vy;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(fp16x8(x + i), fp16x8(y + i), a0);
+        a1 = _mm256_fmadd_ps(fp16x8(x + i + 8), fp16x8(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(fp16x8(x + i + 16), fp16x8(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(fp16x8(x + i + 24), fp16x8(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(fp16x8(x + i), fp16x8(y + i), a0);
+    float r = hsum_ps256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++)
+        r += h2f(x[i]) * h2f(y[i]);
+    *s = r;
+}
+
+/* sum(w * a) for signed w, a (a in -127..127): |w| * sign(a, w). */
+static inline __m256i dot_s8(__m256i w, __m256i a)
+{
+    return mul_sum_us8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+}
+
+static inline __m256i load_nibbles32(const uint8_t *qs)
+{
+    __m128i b = _mm_loadu_si128((const __m128i *)qs);
+    __m256i v = _mm256_set_m128i(_mm_srli_epi16(b, 4), b);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
+}
+
+static void dot_q8_0(int n, float *restrict s, const void *restrict vx,
+                     const void *restrict vy)
+{
+    const qd_block_q8_0 *x = vx, *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / 32; i++) {
+        __m256i w = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i a = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        __m256 p = _mm256_cvtepi32_ps(dot_s8(w, a));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), p, acc);
+    }
+    *s = hsum_ps256(acc);
+}
+
+static void dot_q4_0(int n, float *restrict s, const void *restrict vx,
+                     const void *restrict vy)
+{
+    const qd_block_q4_0 *x = vx;
+    const qd_block_q8_0 *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i off = _mm256_set1_epi8(8);
+    for (int i = 0; i < n / 32; i++) {
+        __m256i w = _mm256_sub_epi8(load_nibbles32(x[i].qs), off);
+        __m256i a = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        __m256 p = _mm256_cvtepi32_ps(dot_s8(w, a));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), p, acc);
+    }
+    *s = hsum_ps256(acc);
+}
+
+/* 32 bits -> 32 bytes 0xff where the bit is set. */
+static inline __m256i bits_to_bytes(uint32_t bits)
+{
+    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                          2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), shuf);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+static void dot_q5_0(int n, float *restrict s, const void *restrict vx,
+                     const void *restrict vy)
+{
+    const qd_block_q5_0 *x = vx;
+    const qd_block_q8_0 *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i off = _mm256_set1_epi8(16);
+    for (int i = 0; i < n / 32; i++) {
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, 4);
+        __m256i hb = _mm256_and_si256(bits_to_bytes(qh), off);
+        __m256i w = _mm256_sub_epi8(_mm256_or_si256(load_nibbles32(x[i].qs), hb), off);
+        __m256i a = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        __m256 p = _mm256_cvtepi32_ps(dot_s8(w, a));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), p, acc);
+    }
+    *s = hsum_ps256(acc);
+}
+
+static void dot_q4_1(int n, float *restrict s, const void *restrict vx,
+                     const void *restrict vy)
+{
+    const qd_block_q4_1 *x = vx;
+    const qd_block_q8_1 *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    float summ = 0.0f;
+    for (int i = 0; i < n / 32; i++) {
+        __m256i w = load_nibbles32(x[i].qs);
+        __m256i a = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        __m256 p = _mm256_cvtepi32_ps(mul_sum_us8(w, a));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), p, acc);
+        summ += h2f(x[i].m) * h2f(y[i].s);
+    }
+    *s = hsum_ps256(acc) + summ;
+}
+
+static void dot_q5_1(int n, float *restrict s, const void *restrict vx,
+                     const void *restrict vy)
+{
+    const qd_block_q5_1 *x = vx;
+    const qd_block_q8_1 *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    float summ = 0.0f;
+    for (int i = 0; i < n / 32; i++) {
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, 4);
+        __m256i hb = _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(16));
+        __m256i w = _mm256_or_si256(load_nibbles32(x[i].qs), hb);
+        __m256i a = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        __m256 p = _mm256_cvtepi32_ps(mul_sum_us8(w, a));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), p, acc);
+        summ += h2f(x[i].m) * h2f(y[i].s);
+    }
+    *s = hsum_ps256(acc) + summ;
+}
+
+static const int8_t iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                        1,    13,   25,  38,  53,  69,  89,  113};
+
+static inline __m256i iq4_lookup(const uint8_t *qs)
+{
+    const __m256i tab = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128((const __m128i *)iq4nl_values));
+    return _mm256_shuffle_epi8(tab, load_nibbles32(qs));
+}
+
+static void dot_iq4_nl(int n, float *restrict s, const void *restrict vx,
+                       const void *restrict vy)
+{
+    const qd_block_iq4_nl *x = vx;
+    const qd_block_q8_0 *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / 32; i++) {
+        __m256i w = iq4_lookup(x[i].qs);
+        __m256i a = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        __m256 p = _mm256_cvtepi32_ps(dot_s8(w, a));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), p, acc);
+    }
+    *s = hsum_ps256(acc);
+}
+
+/* 8 scales and 8 mins (6 bits each) of a Q4_K / Q5_K block. */
+static inline void k4_scales(const uint8_t *q, uint8_t sc[8], uint8_t mn[8])
+{
+    for (int j = 0; j < 4; j++) {
+        sc[j] = q[j] & 63;
+        mn[j] = q[j + 4] & 63;
+        sc[j + 4] = (uint8_t)((q[j + 8] & 0xf) | ((q[j] >> 6) << 4));
+        mn[j + 4] = (uint8_t)((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
+    }
+}
+
+/* sum over 8 subblocks of mn[j] * (bsums[2j] + bsums[2j+1]) as 8 int32. */
+static inline __m256i k4_minsum(const uint8_t mn[8], const int16_t *bsums)
+{
+    __m128i m = _mm_loadl_epi64((const __m128i *)mn);
+    __m256i m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m));
+    return _mm256_madd_epi16(m16, _mm256_loadu_si256((const __m256i *)bsums));
+}
+
+static void dot_q4_K(int n, float *restrict s, const void *restrict vx,
+                     const void *restrict vy)
+{
+    const qd_block_q4_K *x = vx;
+    const qd_block_q8_K *y = vy;
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int i = 0; i < n / QD_QK_K; i++) {
+        uint8_t sc[8], mn[8];
+        k4_scales(x[i].scales, sc, mn);
+        const uint8_t *q = x[i].qs;
+        const int8_t *a = y[i].qs;
+        __m256i isum = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            __m256i b = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
+            __m256i lo = _mm256_and_si256(b, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+            __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a + 64 * j)));
+            __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 64 * j + 32)));
+            p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * j]));
+            p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * j + 1]));
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+        }
+        float d = h2f(x[i].d) * y[i].d, dm = h2f(x[i].dmin) * y[i].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dm),
+                               _mm256_cvtepi32_ps(k4_minsum(mn, y[i].bsums)), accm);
+    }
+    *s = hsum_ps256(acc) - hsum_ps256(accm);
+}
+
+static void dot_q5_K(int n, float *restrict s, const void *restrict vx,
+                     const void *restrict vy)
+{
+    const qd_block_q5_K *x = vx;
+    const qd_block_q8_K *y = vy;
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(16);
+    for (int i = 0; i < n / QD_QK_K; i++) {
+        uint8_t sc[8], mn[8];
+        k4_scales(x[i].scales, sc, mn);
+        const uint8_t *q = x[i].qs;
+        const int8_t *a = y[i].qs;
+        __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        __m256i isum = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            __m256i b = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
+            __m256i bit0 = _mm256_set1_epi8((char)(1 << (2 * j)));
+            __m256i bit1 = _mm256_set1_epi8((char)(2 << (2 * j)));
+            __m256i h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, bit0), bit0), b16);
+            __m256i h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, bit1), bit1), b16);
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(b, m4), h0);
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4), h1);
+            __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a + 64 * j)));
+            __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 64 * j + 32)));
+            p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * j]));
+            p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * j + 1]));
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+        }
+        float d = h2f(x[i].d) * y[i].d, dm = h2f(x[i].dmin) * y[i].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dm),
+                               _mm256_cvtepi32_ps(k4_minsum(mn, y[i].bsums)), accm);
+    }
+    *s = hsum_ps256(acc) - hsum_ps256(accm);
+}
+
+static void dot_q6_K(int n, float *restrict s, const void *restrict vx,
+                     const void *restrict vy)
+{
+    const qd_block_q6_K *x = vx;
+    const qd_block_q8_K *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+    for (int i = 0; i < n / QD_QK_K; i++) {
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *a = y[i].qs, *sc = x[i].scales;
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        /* offset 32: 32 * sum_g sc[g] * bsums[g] */
+        __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        __m256i isum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
+        for (int h = 0; h < 2; h++, ql += 64, qh += 32, a += 128, sc += 8) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+            for (int k = 0; k < 4; k++) {
+                __m256i av = _mm256_loadu_si256((const __m256i *)(a + 32 * k));
+                __m256i p = _mm256_maddubs_epi16(q[k], av); /* 16 int16: 2 groups */
+                __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]),
+                                               _mm_set1_epi16(sc[2 * k]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scv));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d),
+                              _mm256_cvtepi32_ps(isum), acc);
+    }
+    *s = hsum_ps256(acc);
+}
+
+/* Direct dot for a weight type, or NULL (use the scalar reference). */
+static qd_vec_dot_fn x86_dot_for(qd_type_t t)
+{
+    switch (t) {
+    case QD_TYPE_F32: return dot_f32;
+    case QD_TYPE_F16: return dot_f16;
+    case QD_TYPE_Q8_0: return dot_q8_0;
+    case QD_TYPE_Q4_0: return dot_q4_0;
+    case QD_TYPE_Q5_0: return dot_q5_0;
+    case QD_TYPE_Q4_1: return dot_q4_1;
+    case QD_TYPE_Q5_1: return dot_q5_1;
+    case QD_TYPE_IQ4_NL: return dot_iq4_nl;
+    case QD_TYPE_Q4_K: return dot_q4_K;
+    case QD_TYPE_Q5_K: return dot_q5_K;
+    case QD_TYPE_Q6_K: return dot_q6_K;
+    default: return NULL;
+    }
+}
+
+static void x86_vec_dot(qd_type_t wt, int n, float *restrict s,
+                        const void *restrict x, const void *restrict y)
+{
+    qd_vec_dot_fn f = x86_dot_for(wt);
+    if (!f)
+        f = qd_type_traits(wt)->vec_dot;
+    f(n, s, x, y);
+}
+
+/* Row-by-row gemm over direct dots; rows in blocks of 4 so a weight block
+ * stays in L1 while it meets every activation row. */
+static void x86_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
+                          const void *act, size_t act_stride, int n_tok,
+                          float *out, int64_t ldo)
+{
+    qd_vec_dot_fn dot = x86_dot_for(w->type);
+    if (!dot)
+        dot = qd_type_traits(w->type)->vec_dot;
+    const uint8_t *base = w->data;
+    for (int64_t r = r0; r < r1; r++) {
+        const void *row = base + (size_t)r * w->row_bytes;
+        for (int t = 0; t < n_tok; t++)
+            dot((int)w->n_cols, &out[(int64_t)t * ldo + r], row,
+                (const uint8_t *)act + (size_t)t * act_stride);
+    }
+}
+
+#endif /* QUANTD_QUANT_KERNELS_X86_H */

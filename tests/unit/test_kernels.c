@@ -1,0 +1,291 @@
+/*
+ * test_kernels.c — SIMD kernel sets against the scalar reference set.
+ *
+ * For every kernel set this CPU runs (avx2, avx512) and every weight type:
+ *  - activation quantization (Q8_0, Q8_1, Q8_K, F16) bit-identical with the
+ *    reference from_float_ref, ties and zero blocks included;
+ *  - vec_dot and the whole qd_matmul path (direct and tiled) on random
+ *    data with odd shapes, within a tolerance of TOL times the sum of the
+ *    absolute products (the integer parts are exact; only the float scale
+ *    arithmetic is ordered differently);
+ *  - qd_matmul output bit-identical for 1, 2 and 3 threads.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/kernels.h"
+#include "quantd/common.h"
+#include "quantd/compute.h"
+
+#define TOL 2e-5
+
+static const qd_type_t all_types[] = {
+    QD_TYPE_F32,  QD_TYPE_F16,  QD_TYPE_BF16, QD_TYPE_Q4_0,   QD_TYPE_Q4_1,
+    QD_TYPE_Q5_0, QD_TYPE_Q5_1, QD_TYPE_Q8_0, QD_TYPE_Q2_K,   QD_TYPE_Q3_K,
+    QD_TYPE_Q4_K, QD_TYPE_Q5_K, QD_TYPE_Q6_K, QD_TYPE_IQ4_NL, QD_TYPE_IQ4_XS,
+};
+
+static uint64_t rng_state;
+static float frand(void) /* uniform in [-1, 1) */
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng_state >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+}
+
+static void fill(float *x, int64_t n, float scale)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = scale * frand();
+}
+
+/* Types whose reference functions are present in this build. */
+static int have_type(qd_type_t t)
+{
+    const qd_type_traits_t *tr = qd_type_traits(t);
+    const qd_type_traits_t *at = qd_type_traits(tr->vec_dot_type);
+    return tr->vec_dot && tr->to_float && (tr->quantize || tr->from_float_ref) &&
+           (tr->vec_dot_type == QD_TYPE_F32 || at->from_float_ref);
+}
+
+static int n_sets;
+static const qd_kernels_t *sets[2];
+
+static void find_sets(void)
+{
+    n_sets = 0;
+#if defined(QD_ARCH_X86) || defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2"))
+        sets[n_sets++] = qd__kernels_avx2();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vnni"))
+        sets[n_sets++] = qd__kernels_avx512();
+#endif
+}
+
+static void quantize_rows(qd_type_t t, const float *x, void *dst,
+                          int64_t nrows, int64_t ncols)
+{
+    const qd_type_traits_t *tr = qd_type_traits(t);
+    if (tr->quantize)
+        tr->quantize(x, dst, nrows, ncols, NULL);
+    else
+        tr->from_float_ref(x, dst, nrows * ncols);
+}
+
+Test(kernels, dispatch_names_a_set)
+{
+    const char *n = qd_kernels_name();
+    cr_assert(!strcmp(n, "scalar") || !strcmp(n, "avx2") || !strcmp(n, "avx512"));
+}
+
+Test(kernels, activation_quantization_bit_identical)
+{
+    find_sets();
+    if (!n_sets)
+        cr_skip_test("no SIMD kernel set on this CPU");
+    const qd_type_t acts[] = {QD_TYPE_Q8_0, QD_TYPE_Q8_1, QD_TYPE_Q8_K, QD_TYPE_F16};
+    const int64_t n = 4 * QD_QK_K;
+    float *x = qd_malloc(n * sizeof(float));
+    uint8_t *a = qd_malloc(n * 4), *b = qd_malloc(n * 4);
+    for (int trial = 0; trial < 24; trial++) {
+        rng_state = 1000 + (uint64_t)trial;
+        fill(x, n, trial % 3 == 0 ? 1.0f : 37.5f);
+        if (trial % 4 == 1) {
+            /* exact ties: amax 127 gives d = 1, so k + 0.5 is a tie */
+            for (int64_t i = 0; i < n; i++)
+                x[i] = (float)((int)(frand() * 120.0f)) + 0.5f;
+            for (int64_t i = 0; i < n; i += 32)
+                x[i + 7] = (i / 32) % 2 ? 127.0f : -127.0f;
+        }
+        if (trial % 4 == 2) {
+            memset(x, 0, QD_QK_K * sizeof(float)); /* zero blocks */
+            x[300] = -2.0f; /* magnitude ties of both signs */
+            x[301] = 2.0f;
+        }
+        for (size_t k = 0; k < QD_ARRAY_SIZE(acts); k++) {
+            qd_type_t t = acts[k];
+            if (!qd_type_traits(t)->from_float_ref)
+                continue;
+            size_t rb = qd_row_size(t, n);
+            for (int s = 0; s < n_sets; s++) {
+                memset(a, 0x55, rb);
+                memset(b, 0x55, rb);
+                qd_kernels_scalar()->from_float(t, x, a, n);
+                sets[s]->from_float(t, x, b, n);
+                cr_assert(memcmp(a, b, rb) == 0, "%s %s trial %d",
+                          sets[s]->name, qd_type_name(t), trial);
+            }
+        }
+    }
+    qd_free(x);
+    qd_free(a);
+    qd_free(b);
+}
+
+/* Sum of |w_k * x_k| of a weight row (dequantized) with float x. */
+static double abs_products(qd_type_t t, const void *row, const float *x,
+                           int64_t n, float *tmp)
+{
+    qd_type_traits(t)->to_float(row, tmp, n);
+    double s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += fabs((double)tmp[i] * x[i]);
+    return s;
+}
+
+static void check_matmul(const qd_kernels_t *k, qd_type_t t, int64_t n_rows,
+                         int64_t n_cols, int n_tok, qd_pool_t *pool)
+{
+    rng_state = (uint64_t)(t * 7919 + n_rows * 31 + n_cols * 17 + n_tok);
+    float *wf = qd_malloc((size_t)(n_rows * n_cols) * sizeof(float));
+    float *x = qd_malloc((size_t)(n_tok * n_cols) * sizeof(float));
+    fill(wf, n_rows * n_cols, 0.5f);
+    fill(x, n_tok * n_cols, 2.0f);
+    size_t rb = qd_row_size(t, n_cols);
+    void *wq = qd_malloc(rb * (size_t)n_rows);
+    quantize_rows(t, wf, wq, n_rows, n_cols);
+    qd_qmat_t w = {.type = t, .n_rows = n_rows, .n_cols = n_cols,
+                   .row_bytes = rb, .data = wq};
+    size_t sb = qd_matmul_scratch_bytes(&w, n_tok);
+    void *scratch = qd_malloc_aligned(sb, 64);
+    int64_t ldo = n_rows + 3;
+    float *ref = qd_calloc((size_t)(n_tok * ldo), sizeof(float));
+    float *got = qd_calloc((size_t)(n_tok * ldo), sizeof(float));
+    for (int64_t i = 0; i < n_tok * ldo; i++)
+        got[i] = ref[i] = 12345.0f; /* padding must stay untouched */
+    qd__matmul_with(qd_kernels_scalar(), pool, ref, ldo, &w, x, n_cols, n_tok, scratch);
+    qd__matmul_with(k, pool, got, ldo, &w, x, n_cols, n_tok, scratch);
+    for (int tk = 0; tk < n_tok; tk++) {
+        for (int64_t r = 0; r < ldo; r++) {
+            float e = ref[tk * ldo + r], g = got[tk * ldo + r];
+            if (r >= n_rows) {
+                cr_assert_eq(g, 12345.0f, "%s %s wrote padding", k->name,
+                             qd_type_name(t));
+                continue;
+            }
+            double bound = TOL * abs_products(t, (uint8_t *)wq + r * rb,
+                                              x + tk * n_cols, n_cols, wf) + 1e-6;
+            cr_assert(fabs((double)e - g) <= bound,
+                      "%s %s rows %ld cols %ld tok %d/%d row %ld: ref %.9g got "
+                      "%.9g (bound %.3g)",
+                      k->name, qd_type_name(t), (long)n_rows, (long)n_cols, tk,
+                      n_tok, (long)r, e, g, bound);
+        }
+    }
+    qd_free(wf);
+    qd_free(x);
+    qd_free(wq);
+    qd_free_aligned(scratch);
+    qd_free(ref);
+    qd_free(got);
+}
+
+Test(kernels, vec_dot_matches_reference)
+{
+    find_sets();
+    if (!n_sets)
+        cr_skip_test("no SIMD kernel set on this CPU");
+    for (size_t i = 0; i < QD_ARRAY_SIZE(all_types); i++) {
+        qd_type_t t = all_types[i];
+        if (!have_type(t))
+            continue;
+        const qd_type_traits_t *tr = qd_type_traits(t);
+        int64_t n = 3 * QD_QK_K;
+        rng_state = 77 + i;
+        float *wf = qd_malloc(n * sizeof(float)), *x = qd_malloc(n * sizeof(float));
+        fill(wf, n, 1.0f);
+        fill(x, n, 3.0f);
+        void *wq = qd_malloc(qd_row_size(t, n));
+        void *aq = qd_malloc(qd_row_size(tr->vec_dot_type, n) + 64);
+        quantize_rows(t, wf, wq, 1, n);
+        qd_kernels_scalar()->from_float(tr->vec_dot_type, x, aq, n);
+        float ref;
+        tr->vec_dot((int)n, &ref, wq, aq);
+        for (int s = 0; s < n_sets; s++) {
+            float got;
+            sets[s]->vec_dot(t, (int)n, &got, wq, aq);
+            double bound = TOL * abs_products(t, wq, x, n, wf) + 1e-6;
+            cr_assert(fabs((double)ref - got) <= bound, "%s %s: ref %.9g got %.9g",
+                      sets[s]->name, qd_type_name(t), ref, got);
+        }
+        qd_free(wf);
+        qd_free(x);
+        qd_free(wq);
+        qd_free(aq);
+    }
+}
+
+Test(kernels, matmul_matches_reference)
+{
+    find_sets();
+    if (!n_sets)
+        cr_skip_test("no SIMD kernel set on this CPU");
+    qd_pool_t *pool;
+    cr_assert_eq(qd_pool_create(2, &pool), 0);
+    const int toks[] = {1, 2, 3, 7, 17};
+    const int64_t rows[] = {1, 17, 35};
+    for (size_t i = 0; i < QD_ARRAY_SIZE(all_types); i++) {
+        qd_type_t t = all_types[i];
+        if (!have_type(t))
+            continue;
+        int bs = qd_type_traits(t)->blck_size;
+        int64_t unit = bs > 1 ? bs : 32;
+        /* one block, several blocks, and past one QD_TILE_K chunk */
+        int64_t cols[3] = {unit, 3 * unit, QD_TILE_K + unit};
+        for (int s = 0; s < n_sets; s++)
+            for (int c = 0; c < 3; c++)
+                for (size_t r = 0; r < QD_ARRAY_SIZE(rows); r++)
+                    for (size_t k = 0; k < QD_ARRAY_SIZE(toks); k++)
+                        check_matmul(sets[s], t, rows[r], cols[c], toks[k], pool);
+    }
+    qd_pool_destroy(pool);
+}
+
+Test(kernels, matmul_independent_of_thread_count)
+{
+    const qd_type_t types[] = {QD_TYPE_Q4_0, QD_TYPE_Q8_0, QD_TYPE_Q4_K,
+                               QD_TYPE_Q6_K, QD_TYPE_F16};
+    const int toks[] = {1, 9};
+    for (size_t i = 0; i < QD_ARRAY_SIZE(types); i++) {
+        qd_type_t t = types[i];
+        if (!have_type(t))
+            continue;
+        for (size_t k = 0; k < QD_ARRAY_SIZE(toks); k++) {
+            int n_tok = toks[k];
+            int64_t n_rows = 83, n_cols = 2 * QD_QK_K;
+            rng_state = 4242 + i;
+            float *wf = qd_malloc((size_t)(n_rows * n_cols) * sizeof(float));
+            float *x = qd_malloc((size_t)(n_tok * n_cols) * sizeof(float));
+            fill(wf, n_rows * n_cols, 1.0f);
+            fill(x, n_tok * n_cols, 1.0f);
+            size_t rb = qd_row_size(t, n_cols);
+            void *wq = qd_malloc(rb * (size_t)n_rows);
+            quantize_rows(t, wf, wq, n_rows, n_cols);
+            qd_qmat_t w = {.type = t, .n_rows = n_rows, .n_cols = n_cols,
+                           .row_bytes = rb, .data = wq};
+            void *scratch = qd_malloc_aligned(qd_matmul_scratch_bytes(&w, n_tok), 64);
+            float *out[3];
+            for (int nt = 1; nt <= 3; nt++) {
+                qd_pool_t *pool;
+                cr_assert_eq(qd_pool_create(nt, &pool), 0);
+                out[nt - 1] = qd_calloc((size_t)(n_tok * n_rows), sizeof(float));
+                qd_matmul(pool, out[nt - 1], n_rows, &w, x, n_cols, n_tok, scratch);
+                qd_pool_destroy(pool);
+            }
+            size_t ob = (size_t)(n_tok * n_rows) * sizeof(float);
+            cr_assert(memcmp(out[0], out[1], ob) == 0, "%s 1 vs 2 threads", qd_type_name(t));
+            cr_assert(memcmp(out[0], out[2], ob) == 0, "%s 1 vs 3 threads", qd_type_name(t));
+            for (int j = 0; j < 3; j++)
+                qd_free(out[j]);
+            qd_free(wf);
+            qd_free(x);
+            qd_free(wq);
+            qd_free_aligned(scratch);
+        }
+    }
+}
