@@ -24,6 +24,7 @@ static const command_t commands[] = {
     {"bench", qd_cmd_bench, "measure prompt and generation speed"},
     {"quantize", qd_cmd_quantize, "convert a model to a quantized type"},
     {"perplexity", qd_cmd_perplexity, "measure perplexity / KL divergence"},
+    {"imatrix", qd_cmd_imatrix, "compute an importance matrix from a text"},
     {"gen-model", qd_cmd_gen_model, "write a random-weight test model"},
     {NULL, NULL, NULL},
 };

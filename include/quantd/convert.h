@@ -214,4 +214,58 @@ int qd_perplexity(const qd_model_t *m, const qd_model_t *base,
                   const int32_t *toks, int64_t n_toks,
                   const qd_ppl_params_t *p, qd_ppl_result_t *out);
 
+/* ---- calibration: imatrix, AWQ, GPTQ ----------------------------------- */
+/*
+ * Calibration runs the model (F32/F16 recommended) over a text in windows
+ * of n_ctx tokens, each from an empty cache with its first token replaced
+ * by BOS, and watches the input of every weight matmul (qd_ctx_set_observer).
+ */
+typedef struct {
+    int32_t n_ctx;     /* window length (default 512) */
+    int32_t n_chunks;  /* windows to run (0: all that fit) */
+    int32_t n_threads; /* 0: physical cores */
+} qd_calib_params_t;
+
+void qd_calib_params_default(qd_calib_params_t *p);
+
+/*
+ * `quantd imatrix`: per weight matrix (output.weight excluded, as
+ * llama-imatrix without --process-output) the sums of squared input
+ * activations per column over text_path, written to out_path in
+ * llama-imatrix's GGUF format (NAME.in_sum2 [n_cols, 1], NAME.counts [1, 1],
+ * general.type "imatrix", imatrix.datasets / chunk_count / chunk_size).
+ * *n_chunks_out (may be NULL) gets the windows run. 0 or a QD_E* code.
+ */
+int qd_imatrix_compute(const char *model_path, const char *text_path,
+                       const qd_calib_params_t *p, const char *out_path,
+                       int32_t *n_chunks_out);
+
+typedef enum {
+    QD_QUANT_RTN = 0, /* plain rounding (qd_quantize_model) */
+    QD_QUANT_AWQ,     /* activation-aware scales folded into the norms */
+    QD_QUANT_GPTQ,    /* Hessian-based error compensation */
+} qd_quant_method_t;
+
+/*
+ * Quantize in_path to out_path with the recipe of qp (types exactly as
+ * qd_quantize_model chooses them; qp->imatrix_path must be NULL) using a
+ * calibration text:
+ *  AWQ: per group of weights sharing an input (attn_q/k/v after attn_norm,
+ *    ffn_gate/up after ffn_norm, ffn_down after ffn_up's rows), scales
+ *    s = mean|x|^alpha with alpha grid-searched on sampled input rows; 1/s
+ *    folded into the norm weight (ffn_up's rows for ffn_down), s into the
+ *    weights' columns; attn_output is left alone (no foldable op in front
+ *    of it without changing V's layout).
+ *  GPTQ: every quantized layer matrix by qd__gptq_quantize with H from its
+ *    own input; output.weight and token_embd by plain rounding.
+ * The output is a plain GGUF (quantize.method "awq" / "gptq"). Single
+ * threaded apart from the calibration forward passes; holds the whole
+ * output in memory. 0 or a QD_E* code with qd_errmsg() set.
+ */
+int qd_quantize_calibrated(const char *in_path, const char *out_path,
+                           const qd_quantize_params_t *qp,
+                           qd_quant_method_t method, const char *calib_path,
+                           const qd_calib_params_t *cp,
+                           qd_quantize_stats_t *stats);
+
 #endif /* QUANTD_CONVERT_H */

@@ -100,6 +100,31 @@ const qd_model_t *qd_ctx_model(const qd_ctx_t *c);
 int qd_ctx_decode(qd_ctx_t *c, const qd_batch_t *b);
 const float *qd_ctx_logits(const qd_ctx_t *c, int32_t j);
 
+/* ---- matmul observer (calibration) ------------------------------------ */
+/* The weight a matmul multiplies: layer il's attn_q … ffn_down, or the
+ * output matrix (il = -1). */
+typedef enum {
+    QD_MM_ATTN_Q = 0,
+    QD_MM_ATTN_K,
+    QD_MM_ATTN_V,
+    QD_MM_ATTN_OUTPUT,
+    QD_MM_FFN_GATE,
+    QD_MM_FFN_UP,
+    QD_MM_FFN_DOWN,
+    QD_MM_OUTPUT,
+    QD_MM_COUNT
+} qd_mm_weight_t;
+
+/* Called by qd_ctx_decode right before each weight matmul with its input:
+ * n_tok rows of n_cols floats, row t at x + t * ldx (read-only, valid only
+ * during the call). attn_q/k/v (and ffn_gate/up) share one input and get
+ * one call each. Runs on the decoding thread, between parallel phases. */
+typedef void (*qd_matmul_observer_fn)(void *ud, int il, qd_mm_weight_t w,
+                                      const float *x, int64_t ldx, int n_tok,
+                                      int64_t n_cols);
+/* Set (fn != NULL) or clear the observer of c. */
+void qd_ctx_set_observer(qd_ctx_t *c, qd_matmul_observer_fn fn, void *ud);
+
 /* ---- paged KV cache (engine/kv.c) ------------------------------------- */
 /*
  * The cache is a pool of fixed-size blocks (QD_KV_BLOCK tokens, all layers)

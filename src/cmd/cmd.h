@@ -13,6 +13,7 @@ int qd_cmd_bench(int argc, char **argv);
 int qd_cmd_serve(int argc, char **argv);
 int qd_cmd_quantize(int argc, char **argv);
 int qd_cmd_perplexity(int argc, char **argv);
+int qd_cmd_imatrix(int argc, char **argv);
 int qd_cmd_gen_model(int argc, char **argv);
 
 #endif

@@ -27,6 +27,11 @@ static void usage(FILE *f)
             "options:\n"
             "  --pure                 one type for every matrix (no mixture)\n"
             "  --imatrix FILE         importance matrix (llama-imatrix GGUF or .dat)\n"
+            "  --method M             rtn (default), awq or gptq; awq and gptq\n"
+            "                         need --calib\n"
+            "  --calib TEXT           calibration text for awq / gptq\n"
+            "  --calib-chunks N       windows of the text to use (default 64)\n"
+            "  --calib-ctx N          window length (default 512)\n"
             "  --tensor-type PAT=TYPE give tensors whose name matches PAT (POSIX\n"
             "                         extended regex, anywhere in the name) the\n"
             "                         ggml type TYPE; repeatable, first match wins\n"
@@ -88,6 +93,11 @@ int qd_cmd_quantize(int argc, char **argv)
     int n_ov = 0, n_pos = 0, status = 2;
     const char *pos[4] = {0};
     progress_state_t ps = {0};
+    qd_quant_method_t method = QD_QUANT_RTN;
+    const char *calib = NULL;
+    qd_calib_params_t cp;
+    qd_calib_params_default(&cp);
+    cp.n_chunks = 64;
 
     qd_quantize_params_default(&qp);
     for (int i = 1; i < argc; i++) {
@@ -102,6 +112,32 @@ int qd_cmd_quantize(int argc, char **argv)
             ps.quiet = 1;
         } else if (!strcmp(a, "--imatrix") && i + 1 < argc) {
             qp.imatrix_path = argv[++i];
+        } else if (!strcmp(a, "--calib") && i + 1 < argc) {
+            calib = argv[++i];
+        } else if (!strcmp(a, "--method") && i + 1 < argc) {
+            const char *mth = argv[++i];
+            if (!strcmp(mth, "rtn")) {
+                method = QD_QUANT_RTN;
+            } else if (!strcmp(mth, "awq")) {
+                method = QD_QUANT_AWQ;
+            } else if (!strcmp(mth, "gptq")) {
+                method = QD_QUANT_GPTQ;
+            } else {
+                fprintf(stderr, "quantd quantize: unknown method '%s' (rtn, "
+                                "awq, gptq)\n", mth);
+                goto out;
+            }
+        } else if ((!strcmp(a, "--calib-chunks") ||
+                    !strcmp(a, "--calib-ctx")) && i + 1 < argc) {
+            int v, is_ctx = !strcmp(a, "--calib-ctx");
+            if (parse_int(argv[++i], &v) || (is_ctx && v < 4)) {
+                fprintf(stderr, "quantd quantize: bad %s '%s'\n", a, argv[i]);
+                goto out;
+            }
+            if (is_ctx)
+                cp.n_ctx = v;
+            else
+                cp.n_chunks = v;
         } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) &&
                    i + 1 < argc) {
             if (parse_int(argv[++i], &qp.n_threads)) {
@@ -190,9 +226,17 @@ int qd_cmd_quantize(int argc, char **argv)
     qp.progress = on_progress;
     qp.progress_ud = &ps;
 
+    if (method != QD_QUANT_RTN && !calib) {
+        fprintf(stderr, "quantd quantize: --method awq/gptq needs --calib "
+                        "TEXT\n");
+        goto out;
+    }
+    cp.n_threads = qp.n_threads;
+
     qd_quantize_stats_t st;
     uint64_t t0 = qd_now_ns();
-    int rc = qd_quantize_model(pos[0], pos[1], &qp, &st);
+    int rc = qd_quantize_calibrated(pos[0], pos[1], &qp, method, calib, &cp,
+                                    &st);
     if (rc) {
         fprintf(stderr, "quantd quantize: %s: %s\n", qd_strerror(rc),
                 qd_errmsg());

@@ -62,6 +62,8 @@ struct qd_ctx {
     const qd_batch_t *b;
     const qd_layer_t *L;
     int32_t il;
+    qd_matmul_observer_fn obs; /* calibration hook, or NULL */
+    void *obs_ud;
 };
 
 /* fp16 → fp32 by table (256 KiB, built once): the attention loops convert
@@ -484,9 +486,35 @@ static void phase_out_norm(void *arg, int ith, int nth)
 
 /* ---- the pass --------------------------------------------------------- */
 
+void qd_ctx_set_observer(qd_ctx_t *c, qd_matmul_observer_fn fn, void *ud)
+{
+    c->obs = fn;
+    c->obs_ud = ud;
+}
+
+/* Which weight w is (for the observer): the output matrix or a field of
+ * the current layer. */
+static void observe(qd_ctx_t *c, const qd_qmat_t *w, const float *x,
+                    int64_t ldx, int n_tok)
+{
+    int id = QD_MM_OUTPUT, il = -1;
+    if (w != &c->m->output) {
+        const qd_layer_t *L = c->L;
+        const qd_qmat_t *ws[] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
+                                 &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < (int)QD_ARRAY_SIZE(ws); i++)
+            if (w == ws[i])
+                id = i;
+        il = c->il;
+    }
+    c->obs(c->obs_ud, il, (qd_mm_weight_t)id, x, ldx, n_tok, w->n_cols);
+}
+
 static void matmul(qd_ctx_t *c, float *out, int64_t ldo, const qd_qmat_t *w,
                    const float *x, int64_t ldx, int n_tok)
 {
+    if (c->obs)
+        observe(c, w, x, ldx, n_tok);
     qd_matmul(c->pool, out, ldo, w, x, ldx, n_tok, c->scratch);
 }
 

@@ -1,0 +1,117 @@
+/*
+ * awq_gguf.c — the AWQ scale search for GGUF quantization (after Lin et
+ * al., "AWQ: Activation-aware Weight Quantization").
+ *
+ * Input channels that carry large activations matter more; scaling such a
+ * column of W up by s_j (and its input down by 1/s_j, folded into the
+ * preceding RMSNorm weight) leaves the float function unchanged but gives
+ * the column relatively finer quantization steps. The scale is
+ * s = mean|x|^alpha, and alpha is chosen on a grid by the error it leaves
+ * in the layer's output on sampled calibration rows, measured with the
+ * target block type's own quantizer and dequantizer.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "convert/calib_int.h"
+#include "quantd/common.h"
+
+#define N_GRID 20
+
+void qd__awq_scales(const double *act_mean, int64_t n, float alpha, float *s)
+{
+    double lo = INFINITY, hi = 0;
+    for (int64_t j = 0; j < n; j++) {
+        double v = pow(QD_MAX(act_mean[j], 1e-8), (double)alpha);
+        s[j] = (float)v;
+        lo = QD_MIN(lo, v);
+        hi = QD_MAX(hi, v);
+    }
+    double norm = sqrt(lo * hi);
+    for (int64_t j = 0; j < n; j++)
+        s[j] = (float)(s[j] / norm);
+}
+
+/* Σ over sample rows of ‖(W − Wq) x‖², Wq the rounding of W diag(s)
+ * brought back by diag(1/s). ws, qb, dq: scratch of rows × n floats /
+ * row bytes. */
+static double group_error(const float *sample, int64_t n_sample, int64_t n,
+                          const float *w, int64_t rows, qd_type_t type,
+                          const float *s, float *ws, void *qb, float *dq)
+{
+    const qd_type_traits_t *tr = qd_type_traits(type);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < n; j++)
+            ws[r * n + j] = w[r * n + j] * s[j];
+    if (tr->is_quantized) {
+        tr->quantize(ws, qb, rows, n, NULL);
+        tr->to_float(qb, dq, rows * n);
+    } else {
+        memcpy(dq, ws, (size_t)(rows * n) * sizeof *dq);
+    }
+    /* dq becomes the weight error D = W − deq · diag(1/s) */
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < n; j++)
+            dq[r * n + j] = w[r * n + j] - dq[r * n + j] / s[j];
+    double err = 0;
+    for (int64_t t = 0; t < n_sample; t++) {
+        const float *x = sample + t * n;
+        for (int64_t r = 0; r < rows; r++) {
+            const float *d = dq + r * n;
+            double acc = 0;
+            for (int64_t j = 0; j < n; j++)
+                acc += (double)d[j] * x[j];
+            err += acc * acc;
+        }
+    }
+    return err;
+}
+
+int qd__awq_search(const float *sample, int64_t n_sample, int64_t n,
+                   const double *act_mean, const float *const *w,
+                   const int64_t *rows, const qd_type_t *types, int nw,
+                   float *s, float *alpha, double *err, double *err0)
+{
+    int64_t max_rows = 0;
+    size_t max_qb = 0;
+    for (int k = 0; k < nw; k++) {
+        max_rows = QD_MAX(max_rows, rows[k]);
+        max_qb = QD_MAX(max_qb, qd_row_size(types[k], n) * (size_t)rows[k]);
+    }
+    size_t nf = (size_t)(max_rows * n);
+    float *ws = qd_malloc(QD_MAX(nf, 1) * sizeof *ws);
+    float *dq = qd_malloc(QD_MAX(nf, 1) * sizeof *dq);
+    float *cur = qd_malloc((size_t)n * sizeof *cur);
+    void *qb = qd_malloc(QD_MAX(max_qb, 1));
+    if (!ws || !dq || !cur || !qb) {
+        qd_free(ws);
+        qd_free(dq);
+        qd_free(cur);
+        qd_free(qb);
+        qd_set_errmsg("awq: out of memory");
+        return QD_ENOMEM;
+    }
+    double best = INFINITY;
+    *alpha = 0;
+    for (int gi = 0; gi < N_GRID; gi++) {
+        float a = (float)gi / N_GRID;
+        qd__awq_scales(act_mean, n, a, cur);
+        double e = 0;
+        for (int k = 0; k < nw; k++)
+            e += group_error(sample, n_sample, n, w[k], rows[k], types[k], cur,
+                             ws, qb, dq);
+        if (gi == 0)
+            *err0 = e;
+        if (e < best) {
+            best = e;
+            *alpha = a;
+            memcpy(s, cur, (size_t)n * sizeof *s);
+        }
+    }
+    *err = best;
+    qd_free(ws);
+    qd_free(dq);
+    qd_free(cur);
+    qd_free(qb);
+    return 0;
+}
