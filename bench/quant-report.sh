@@ -13,7 +13,9 @@
 # gnuplot is installed, OUTDIR/kld-vs-bpw.png (KLD against bits per weight).
 #
 # Environment: QUANTD (default build/quantd), THREADS (2), CHUNKS (windows
-# evaluated, 16), CALIB_CHUNKS (calibration windows, 64), TYPES, CALIB_TYPES.
+# evaluated, 16), CALIB_CHUNKS (calibration windows, 64), TYPES, CALIB_TYPES,
+# EVAL (evaluate on this text instead of TEXT's second half), BENCH (0: skip
+# the speed column). The speed is the best of 3 runs (shared machines).
 set -eu
 
 model=${1:?usage: quant-report.sh MODEL.gguf TEXT [OUTDIR]}
@@ -30,7 +32,11 @@ mkdir -p "$out"
 size=$(wc -c < "$text")
 half=$((size / 2))
 head -c "$half" "$text" > "$out/calib.txt"
-tail -c "+$((half + 1))" "$text" > "$out/eval.txt"
+if [ -n "${EVAL:-}" ]; then
+    cp "$EVAL" "$out/eval.txt"
+else
+    tail -c "+$((half + 1))" "$text" > "$out/eval.txt"
+fi
 
 "$qd" imatrix -m "$model" -f "$out/calib.txt" -o "$out/model.imatrix" \
     --chunks "$cchunks" -t "$th" 2>>"$out/log"
@@ -48,8 +54,13 @@ row() {
     kld=$(printf '%s\n' "$st" | awk '/^KLD mean:/ {print $3}')
     klde=$(printf '%s\n' "$st" | awk '/^KLD mean:/ {print $5}')
     top1=$(printf '%s\n' "$st" | awk '/^same top-1:/ {sub("%", "", $3); print $3}')
-    tg=$("$qd" bench -m "$f" -p 0 -n 32 -t "$th" 2>>"$out/log" |
-        awk -F'|' '/tg32/ {split($6, a, " "); print a[1]}')
+    tg=-
+    if [ "${BENCH:-1}" != 0 ]; then
+        tg=$(for k in 1 2 3; do
+            "$qd" bench -m "$f" -p 0 -n 32 -t "$th" 2>>"$out/log" |
+                awk -F'|' '/tg32/ {split($6, a, " "); print a[1]}'
+        done | sort -g | tail -1)
+    fi
     # bits per weight over the whole tensor data, from quantd inspect
     bpw=$("$qd" inspect "$f" 2>/dev/null | awk '
         /^tensors:/ {t = 1; next}
@@ -90,12 +101,16 @@ awk -F'\t' 'NR == 1 {
 cat "$out/report.md"
 
 if command -v gnuplot > /dev/null; then
+    # one point per (bpw, KLD): types that give the same file share a label
     for m in rtn imatrix awq gptq; do
-        awk -F'\t' -v m="$m" 'NR > 1 && $2 == m {print $3, $7, $1}' "$tsv" \
-            > "$out/$m.dat"
+        awk -F'\t' -v m="$m" 'NR > 1 && $2 == m {
+                k = $3 " " $7; lab[k] = (k in lab) ? lab[k] "=" $1 : $1 }
+            END { for (k in lab) print k, lab[k] }' "$tsv" |
+            sort -g > "$out/$m.dat"
     done
     gnuplot <<EOF
 set terminal png size 640,400 font ",9"
+set termoption noenhanced
 set output "$out/kld-vs-bpw.png"
 set title "$(basename "$model"): KLD vs F32 against bits per weight"
 set xlabel "bits per weight (all tensor data)"
@@ -103,11 +118,7 @@ set ylabel "mean KLD (log scale)"
 set logscale y
 set key top right
 set grid
-plot "$out/rtn.dat" using 1:2 with linespoints pt 7 title "RTN", \
-     "$out/rtn.dat" using 1:2:3 with labels offset 0,1 notitle, \
-     "$out/imatrix.dat" using 1:2 with points pt 5 title "imatrix", \
-     "$out/awq.dat" using 1:2 with points pt 9 title "AWQ", \
-     "$out/gptq.dat" using 1:2 with points pt 13 title "GPTQ"
+plot "$out/rtn.dat" using 1:2 with linespoints pt 7 title "RTN", "$out/rtn.dat" using 1:2:3 with labels offset 0,1 notitle, "$out/imatrix.dat" using 1:2 with points pt 5 title "imatrix", "$out/awq.dat" using 1:2 with points pt 9 title "AWQ", "$out/gptq.dat" using 1:2 with points pt 13 title "GPTQ"
 EOF
     echo "plot: $out/kld-vs-bpw.png" >&2
 fi
