@@ -15,7 +15,8 @@
 # Environment: QUANTD (default build/quantd), THREADS (2), CHUNKS (windows
 # evaluated, 16), CALIB_CHUNKS (calibration windows, 64), TYPES, CALIB_TYPES,
 # EVAL (evaluate on this text instead of TEXT's second half), BENCH (0: skip
-# the speed column). The speed is the best of 3 runs (shared machines).
+# the speed column), PLOT_ONLY (1: redo the table and plot from an existing
+# OUTDIR/report.tsv). The speed is the best of 3 runs (shared machines).
 set -eu
 
 model=${1:?usage: quant-report.sh MODEL.gguf TEXT [OUTDIR]}
@@ -29,6 +30,8 @@ types=${TYPES:-"Q8_0 Q6_K Q5_K_M Q4_K_M Q4_0 Q3_K_M Q2_K"}
 ctypes=${CALIB_TYPES:-"Q4_K_M Q3_K_M Q2_K Q4_0"}
 
 mkdir -p "$out"
+tsv="$out/report.tsv"
+if [ "${PLOT_ONLY:-0}" = 0 ]; then
 size=$(wc -c < "$text")
 half=$((size / 2))
 head -c "$half" "$text" > "$out/calib.txt"
@@ -41,7 +44,6 @@ fi
 "$qd" imatrix -m "$model" -f "$out/calib.txt" -o "$out/model.imatrix" \
     --chunks "$cchunks" -t "$th" 2>>"$out/log"
 
-tsv="$out/report.tsv"
 printf 'type\tmethod\tbpw\tMiB\tppl\tdppl\tkld\tkld_err\ttop1\ttg\n' > "$tsv"
 
 # row TYPE METHOD FILE
@@ -93,6 +95,8 @@ for t in $ctypes; do
     done
 done
 
+fi
+
 awk -F'\t' 'NR == 1 {
         print "| type | method | bits/weight | file MiB | PPL | dPPL | KLD mean | same top-1 | tg t/s |"
         print "|---|---|---|---|---|---|---|---|---|"; next }
@@ -104,7 +108,8 @@ if command -v gnuplot > /dev/null; then
     # one point per (bpw, KLD): types that give the same file share a label
     for m in rtn imatrix awq gptq; do
         awk -F'\t' -v m="$m" 'NR > 1 && $2 == m {
-                k = $3 " " $7; lab[k] = (k in lab) ? lab[k] "=" $1 : $1 }
+                k = $3 " " $7
+                if (k in lab) lab[k] = lab[k] "=" $1; else lab[k] = $1 }
             END { for (k in lab) print k, lab[k] }' "$tsv" |
             sort -g > "$out/$m.dat"
     done
@@ -116,6 +121,7 @@ set title "$(basename "$model"): KLD vs F32 against bits per weight"
 set xlabel "bits per weight (all tensor data)"
 set ylabel "mean KLD (log scale)"
 set logscale y
+set offsets graph 0.08, graph 0.12, 0, 0
 set key top right
 set grid
 plot "$out/rtn.dat" using 1:2 with linespoints pt 7 title "RTN", "$out/rtn.dat" using 1:2:3 with labels offset 0,1 notitle, "$out/imatrix.dat" using 1:2 with points pt 5 title "imatrix", "$out/awq.dat" using 1:2 with points pt 9 title "AWQ", "$out/gptq.dat" using 1:2 with points pt 13 title "GPTQ"

@@ -345,13 +345,15 @@ int qd_imatrix_compute(const char *model_path, const char *text_path,
             for (size_t j = 0; j < n; j++)
                 buf[j] = (float)s->sum2[j];
             float cnt = (float)s->count;
-            int64_t ne_s[2] = {s->n_cols, 1}, ne_c[2] = {1, 1};
+            /* [n_cols, 1] and [1, 1], stored as llama-imatrix's ggml does:
+             * trailing 1s dropped */
+            int64_t ne_s[1] = {s->n_cols}, ne_c[1] = {1};
             snprintf(tn, sizeof tn, "%.*s.in_sum2", (int)sizeof name, name);
-            if ((rc = qd_gguf_writer_add_tensor(w, tn, QD_TYPE_F32, 2, ne_s,
+            if ((rc = qd_gguf_writer_add_tensor(w, tn, QD_TYPE_F32, 1, ne_s,
                                                 buf, n * sizeof *buf, 1)))
                 goto oom;
             snprintf(tn, sizeof tn, "%.*s.counts", (int)sizeof name, name);
-            if ((rc = qd_gguf_writer_add_tensor(w, tn, QD_TYPE_F32, 2, ne_c,
+            if ((rc = qd_gguf_writer_add_tensor(w, tn, QD_TYPE_F32, 1, ne_c,
                                                 &cnt, sizeof cnt, 1)))
                 goto oom;
         }
