@@ -42,6 +42,7 @@ typedef struct {
     int64_t created;
     char quant[24];
     double bpw;
+    qd_jinja_t *tmpl; /* compiled chat template, NULL: fallback format */
 } api_model_t;
 
 typedef struct ev_node {
@@ -343,6 +344,22 @@ int qd_api_add_model(qd_api_t *api, const char *name, const qd_model_t *m,
     am->sched = s;
     am->created = wall_now();
     model_quant(am);
+    const qd_tokenizer_t *tok = qd_model_tokenizer(m);
+    int rc = qd_chat_template_compile(tok, &am->tmpl);
+    if (rc == QD_ENOMEM) {
+        qd_free(am->name);
+        return rc;
+    }
+    if (rc)
+        QD_WARN("api",
+                "model %s: chat template does not compile (%s); chat "
+                "requests use the plain fallback format",
+                name, qd_errmsg());
+    else if (!am->tmpl)
+        QD_INFO("api",
+                "model %s has no chat template; chat requests use the plain "
+                "fallback format",
+                name);
     api->n_models++;
     return 0;
 }
@@ -865,7 +882,8 @@ static void start_generation(qd_api_t *api, qd_api_call_t *c,
     if (chat) {
         size_t len;
         int has_bos;
-        if (qd_chat_render(tok, g.messages, &text, &len, &has_bos, &e)) {
+        if (qd_chat_render(tok, am->tmpl, g.messages, &text, &len, &has_bos,
+                           &e)) {
             respond_err(c, &e);
             goto out;
         }
@@ -1394,8 +1412,10 @@ void qd_api_destroy(qd_api_t *api)
         /* Let the loop finish the closes before the memory goes. */
         uv_run(api->loop, UV_RUN_NOWAIT);
     }
-    for (int i = 0; i < api->n_models; i++)
+    for (int i = 0; i < api->n_models; i++) {
         qd_free(api->models[i].name);
+        qd_jinja_free(api->models[i].tmpl);
+    }
     qd_free(api->keys);
     qd_config_free_keys(api->cors);
     pthread_mutex_destroy(&api->evmu);

@@ -16,12 +16,14 @@
  * The systemd watchdog is fed from the engine threads' heartbeat, so a
  * wedged forward pass (not just a live loop) stops the pings.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "api/api.h"
@@ -31,6 +33,8 @@
 #include "quantd/common.h"
 #include "quantd/config.h"
 #include "quantd/engine.h"
+#include "quantd/genmodel.h"
+#include "quantd/gguf.h"
 #include "quantd/sched.h"
 
 extern char **environ;
@@ -216,39 +220,130 @@ static void on_hup(uv_signal_t *h, int signum)
 
 /* ---- default model ------------------------------------------------------- */
 
+/* ChatML: what the generated default model formats chat with. */
+static const char default_chat_template[] =
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/* mkdir -p for the cache directory (mode 0755). */
+static int make_dirs(const char *dir)
+{
+    char buf[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof buf)
+        return QD_EINVAL;
+    memcpy(buf, dir, n + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) && errno != EEXIST)
+            return QD_EIO;
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) && errno != EEXIST)
+        return QD_EIO;
+    return 0;
+}
+
+/*
+ * Generate the tiny random-weight model at `path`: gen-model's "tiny"
+ * preset, rewritten with a ChatML tokenizer.chat_template so that
+ * /v1/chat/completions works end to end.
+ */
+static int generate_default_model(const char *path)
+{
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.gen", path);
+    qd_genmodel_params_t p;
+    qd_gguf_t *g = NULL;
+    qd_gguf_writer_t *w = NULL;
+    int err = qd_genmodel_preset("tiny", &p);
+    if (!err)
+        err = qd_genmodel_write(&p, tmp);
+    if (!err)
+        err = qd_gguf_open(tmp, &g);
+    if (err)
+        goto out;
+    if (!(w = qd_gguf_writer_create())) {
+        err = QD_ENOMEM;
+        goto out;
+    }
+    for (int64_t i = 0; i < qd_gguf_n_kv(g) && !err; i++)
+        if (strcmp(qd_gguf_kv_key(g, i), "general.alignment"))
+            err = qd_gguf_writer_copy_kv(w, g, i);
+    if (!err)
+        err = qd_gguf_writer_set_str(w, "tokenizer.chat_template",
+                                     default_chat_template);
+    for (int64_t i = 0; i < qd_gguf_n_tensors(g) && !err; i++) {
+        const qd_gguf_tensor_t *t = qd_gguf_tensor(g, i);
+        err = qd_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims,
+                                        t->ne, t->data, t->n_bytes, 0);
+    }
+    if (!err)
+        err = qd_gguf_writer_write(w, path);
+out:
+    qd_gguf_writer_destroy(w);
+    qd_gguf_close(g);
+    unlink(tmp);
+    return err;
+}
+
 static int find_default_model(qd_config_t *c)
 {
-    char path[4096];
-    if (c->default_model_dir && *c->default_model_dir) {
-        snprintf(path, sizeof path, "%s/default.gguf", c->default_model_dir);
-    } else {
-        const char *home = getenv("HOME");
-        const char *xdg = getenv("XDG_CACHE_HOME");
-        if (xdg && *xdg)
-            snprintf(path, sizeof path, "%s/quantd/default.gguf", xdg);
-        else if (home && *home)
-            snprintf(path, sizeof path, "%s/.cache/quantd/default.gguf",
-                     home);
-        else
-            path[0] = '\0';
+    char dir[4096], path[4200];
+    const char *qc = getenv("QUANTD_CACHE");
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    if (c->default_model_dir && *c->default_model_dir)
+        snprintf(dir, sizeof dir, "%s", c->default_model_dir);
+    else if (qc && *qc)
+        snprintf(dir, sizeof dir, "%s", qc);
+    else if (xdg && *xdg)
+        snprintf(dir, sizeof dir, "%s/quantd", xdg);
+    else if (home && *home)
+        snprintf(dir, sizeof dir, "%s/.cache/quantd", home);
+    else {
+        qd_set_errmsg("no model given (-m PATH or [model.NAME] in the "
+                      "config), and neither QUANTD_CACHE, XDG_CACHE_HOME "
+                      "nor HOME is set to find the default model");
+        return QD_ENOENT;
     }
+    snprintf(path, sizeof path, "%s/default.gguf", dir);
     struct stat st;
-    if (path[0] && stat(path, &st) == 0) {
+    if (stat(path, &st) == 0) {
         QD_INFO("serve", "no model given: serving the default model %s",
                 path);
-        int err = qd_config_add_model_path(c, path);
-        if (!err) {
-            qd_free(c->models[c->n_models - 1].name);
-            c->models[c->n_models - 1].name = qd_strdup("default");
-            if (!c->models[c->n_models - 1].name)
-                return QD_ENOMEM;
+    } else {
+        int err = make_dirs(dir);
+        if (!err)
+            err = generate_default_model(path);
+        if (err) {
+            qd_set_errmsg("no model given (-m PATH or [model.NAME] in the "
+                          "config), no default model at %s, and generating "
+                          "one there failed: %s",
+                          path, err == QD_EIO ? strerror(errno) : qd_errmsg());
+            return err;
         }
-        return err;
+        QD_WARN("serve",
+                "no model given and no default model cached: generated %s, "
+                "a tiny model with RANDOM WEIGHTS that produces gibberish. "
+                "For a real model run scripts/fetch-default-model.sh (caches "
+                "Qwen2.5-0.5B-Instruct there) or start with -m PATH "
+                "(GGUF file or HF/AWQ checkpoint directory)",
+                path);
     }
-    qd_set_errmsg("no model given (-m PATH or [model.NAME] in the config) "
-                  "and no default model at %s",
-                  path[0] ? path : "~/.cache/quantd/default.gguf");
-    return QD_ENOENT;
+    int err = qd_config_add_model_path(c, path);
+    if (!err) {
+        qd_free(c->models[c->n_models - 1].name);
+        c->models[c->n_models - 1].name = qd_strdup("default");
+        if (!c->models[c->n_models - 1].name)
+            return QD_ENOMEM;
+    }
+    return err;
 }
 
 int qd_cmd_serve(int argc, char **argv)
