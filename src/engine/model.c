@@ -16,6 +16,7 @@
  */
 #include "engine/model_int.h"
 #include "quantd/common.h"
+#include "quantd/hf_import.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -363,9 +364,23 @@ static int model_init(qd_model_t *m)
     return 0;
 }
 
+/* The vocabulary must fit token_embd. */
+static int check_vocab(const qd_model_t *m)
+{
+    if (qd_tokenizer_n_vocab(m->tok) > m->hp.n_vocab) {
+        qd_set_errmsg("model: the vocabulary has %d tokens but token_embd "
+                      "only %d rows",
+                      qd_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
+        return QD_EFORMAT;
+    }
+    return 0;
+}
+
 int qd_model_load(const char *path, qd_model_t **out)
 {
     *out = NULL;
+    if (qd_hf_is_model_dir(path))
+        return qd_model_load_dir(path, out);
     qd_model_t *m = qd_calloc(1, sizeof *m);
     if (!m) {
         qd_set_errmsg("model: out of memory");
@@ -382,17 +397,61 @@ int qd_model_load(const char *path, qd_model_t **out)
         qd_set_errmsg("model: tokenizer: %s", why[0] ? why : qd_strerror(rc));
         goto fail;
     }
-    if (qd_tokenizer_n_vocab(m->tok) > m->hp.n_vocab) {
-        qd_set_errmsg("model: the vocabulary has %d tokens but token_embd "
-                      "only %d rows",
-                      qd_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
-        rc = QD_EFORMAT;
+    if ((rc = check_vocab(m)))
         goto fail;
-    }
     *out = m;
     return 0;
 fail:
     qd_model_free(m);
+    return rc;
+}
+
+int qd_model_load_dir(const char *dir, qd_model_t **out)
+{
+    *out = NULL;
+    qd_hf_import_result_t r;
+    memset(&r, 0, sizeof r);
+    qd_model_t *m = NULL;
+    int rc = qd_hf_import(dir, NULL, &r);
+    if (rc < 0) {
+        char why[384];
+        snprintf(why, sizeof why, "%s", qd_errmsg());
+        qd_set_errmsg("model: importing %s: %s", dir,
+                      why[0] ? why : qd_strerror(rc));
+        return rc;
+    }
+    if (!r.tokenizer_json) {
+        qd_set_errmsg("model: %s has no tokenizer.json (quantd reads the "
+                      "tokenizer of a checkpoint directory from it)",
+                      dir);
+        rc = QD_EFORMAT;
+        goto fail;
+    }
+    if (!(m = qd_calloc(1, sizeof *m))) {
+        qd_set_errmsg("model: out of memory");
+        rc = QD_ENOMEM;
+        goto fail;
+    }
+    if ((rc = qd_gguf_open(r.gguf_path, &m->gguf)) < 0)
+        goto fail;
+    if ((rc = model_init(m)))
+        goto fail;
+    if ((rc = qd_tokenizer_from_hf(r.tokenizer_json, r.tokenizer_config,
+                                   &m->tok)) < 0) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", qd_errmsg());
+        qd_set_errmsg("model: tokenizer %s: %s", r.tokenizer_json,
+                      why[0] ? why : qd_strerror(rc));
+        goto fail;
+    }
+    if ((rc = check_vocab(m)))
+        goto fail;
+    qd_hf_import_result_free(&r);
+    *out = m;
+    return 0;
+fail:
+    qd_model_free(m);
+    qd_hf_import_result_free(&r);
     return rc;
 }
 
