@@ -296,12 +296,15 @@ static int find_default_model(qd_config_t *c)
 {
     char dir[4096], path[4200];
     const char *qc = getenv("QUANTD_CACHE");
+    const char *sd = getenv("CACHE_DIRECTORY"); /* systemd CacheDirectory= */
     const char *xdg = getenv("XDG_CACHE_HOME");
     const char *home = getenv("HOME");
     if (c->default_model_dir && *c->default_model_dir)
         snprintf(dir, sizeof dir, "%s", c->default_model_dir);
     else if (qc && *qc)
         snprintf(dir, sizeof dir, "%s", qc);
+    else if (sd && *sd && !strchr(sd, ':'))
+        snprintf(dir, sizeof dir, "%s", sd);
     else if (xdg && *xdg)
         snprintf(dir, sizeof dir, "%s/quantd", xdg);
     else if (home && *home)
