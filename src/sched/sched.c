@@ -405,6 +405,10 @@ static void apply_cancels(qd_sched_t *s)
     pthread_mutex_lock(&s->mu);
     int32_t n = s->n_cancels;
     uint64_t ids[64];
+    if (n == 0) { /* also: cancels may still be NULL */
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
     if (n > 64)
         n = 64;
     memcpy(ids, s->cancels, (size_t)n * sizeof *ids);
