@@ -359,3 +359,91 @@ Test(sched, queue_full_is_efull)
     qd_sched_destroy(s);
     qd_model_free(m);
 }
+
+/* ---- model pool (src/pool) ---------------------------------------------- */
+#include "quantd/pool.h"
+
+static const char *stories_path(char *buf, size_t n)
+{
+    const char *sh = getenv("QD_SHARED");
+    if (!sh || !*sh)
+        cr_skip_test("test data not found: QD_SHARED");
+    snprintf(buf, n, "%s/gguf/stories260K.gguf", sh);
+    FILE *f = fopen(buf, "rb");
+    if (!f)
+        cr_skip_test("test data not found: %s", buf);
+    fclose(f);
+    return buf;
+}
+
+static qd_modelpool_model_params_t pool_model(const char *name, const char *path)
+{
+    qd_modelpool_model_params_t mp = {.name = name, .path = path};
+    qd_sched_params_default(&mp.sched);
+    mp.sched.n_ctx = 256;
+    mp.sched.n_seq_max = 2;
+    mp.sched.n_batch = 32;
+    mp.sched.n_threads = 1;
+    return mp;
+}
+
+Test(pool, estimate_budget_lazy_load_and_idle_unload)
+{
+    char path[1024];
+    stories_path(path, sizeof path);
+    qd_modelpool_model_params_t a = pool_model("a", path), b = pool_model("b", path);
+    size_t est = 0;
+    cr_assert_eq(qd_modelpool_estimate(path, &a.sched, &est), 0, "%s",
+                 qd_errmsg());
+    /* stories260K: ~1 MiB of F32 weights; KV 256 x 2 seqs x 5 layers x
+     * 2 x 64 x f16 = 640 KiB; logits 32 x 512 floats. */
+    cr_expect(est > 1000000 && est < 4000000, "estimate %zu", est);
+
+    /* Room for one model at a time. */
+    qd_modelpool_t *pool = NULL;
+    qd_modelpool_params_t pp = {.mem_budget = est + est / 2,
+                                .idle_unload_ms = 1000};
+    cr_assert_eq(qd_modelpool_create(&pp, &pool), 0);
+    cr_assert_eq(qd_modelpool_add(pool, &a), 0, "%s", qd_errmsg());
+    cr_assert_eq(qd_modelpool_add(pool, &b), 0);
+    cr_expect_eq(qd_modelpool_add(pool, &a), QD_EINVAL, "duplicate name");
+    qd_modelpool_model_params_t big = pool_model("big", path);
+    big.sched.n_ctx = 512;
+    big.sched.n_seq_max = 64; /* KV alone over the budget */
+    cr_expect_eq(qd_modelpool_add(pool, &big), QD_ETOOBIG);
+    qd_modelpool_model_params_t missing = pool_model("x", "/nonexistent.gguf");
+    cr_expect_neq(qd_modelpool_add(pool, &missing), 0);
+
+    qd_modelpool_model_info_t info;
+    cr_assert_eq(qd_modelpool_info(pool, "a", &info), 0);
+    cr_expect_eq(info.loaded, 0, "nothing loads before its first request");
+    qd_sched_t *sa = NULL, *sb = NULL;
+    cr_expect_eq(qd_modelpool_acquire(pool, "nope", &sa), QD_ENOTFOUND);
+    cr_assert_eq(qd_modelpool_acquire(pool, "a", &sa), 0, "%s", qd_errmsg());
+    cr_assert_not_null(sa);
+    /* The scheduler works. */
+    static out_t o;
+    memset(&o, 0, sizeof o);
+    int32_t p[12];
+    mk_prompt(p, 12, 4);
+    submit(sa, p, 12, 5, 0.0f, 1, &o);
+    wait_done(&o);
+    cr_expect_eq(o.n_toks, 5);
+    /* b does not fit while a is in use. */
+    cr_expect_eq(qd_modelpool_acquire(pool, "b", &sb), QD_EBUSY);
+    qd_modelpool_release(pool, "a");
+    /* Now a is idle: it is unloaded to make room for b. */
+    cr_assert_eq(qd_modelpool_acquire(pool, "b", &sb), 0, "%s", qd_errmsg());
+    cr_assert_eq(qd_modelpool_info(pool, "a", &info), 0);
+    cr_expect_eq(info.loaded, 0);
+    cr_expect_eq(qd_modelpool_bytes_loaded(pool), est);
+    /* Idle unload: not while in use, not before the idle time. */
+    cr_expect_eq(qd_modelpool_reap(pool, qd_now_ns() + 5000000000ULL), 0);
+    qd_modelpool_release(pool, "b");
+    cr_expect_eq(qd_modelpool_reap(pool, qd_now_ns()), 0);
+    cr_expect_eq(qd_modelpool_reap(pool, qd_now_ns() + 2000000000ULL), 1);
+    cr_assert_eq(qd_modelpool_info(pool, "b", &info), 0);
+    cr_expect_eq(info.loaded, 0);
+    cr_expect_eq(qd_modelpool_bytes_loaded(pool), 0);
+    qd_modelpool_destroy(pool);
+}
