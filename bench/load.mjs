@@ -71,7 +71,9 @@ async function chat(model, messages) {
         const j = JSON.parse(data);
         if (j.usage) usage = j.usage;
         const c = j.choices?.[0];
-        if (c && c.delta && (c.delta.content !== undefined)) {
+        // The first chunk carries only the role (content ""): a token is
+        // a chunk with text.
+        if (c && c.delta && c.delta.content) {
           const t = now();
           if (first === null) first = t; else gaps.push(t - last);
           last = t;
