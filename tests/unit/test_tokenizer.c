@@ -19,7 +19,7 @@
 static const char *shared(void)
 {
     const char *s = getenv("QD_SHARED");
-    return s && *s ? s : NULL;
+    return s && *s && access(s, R_OK) == 0 ? s : NULL;
 }
 
 static char *slurp(const char *path, size_t *n)
