@@ -284,10 +284,17 @@ static qd_model_conf_t *model_named(qd_config_t *c, const char *name,
 
 int qd_config_add_model_path(qd_config_t *c, const char *path)
 {
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    size_t n = strlen(base);
-    if (n > 5 && !strcmp(base + n - 5, ".gguf"))
+    /* The model's name is the last path component, without trailing
+     * slashes (a checkpoint directory) or a .gguf suffix. */
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        len--;
+    const char *base = path;
+    for (size_t i = 0; i < len; i++)
+        if (path[i] == '/')
+            base = path + i + 1;
+    size_t n = (size_t)(path + len - base);
+    if (n > 5 && !memcmp(base + n - 5, ".gguf", 5))
         n -= 5;
     if (n == 0) {
         qd_set_errmsg("-m: '%s' names no file", path);

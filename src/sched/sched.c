@@ -553,7 +553,8 @@ static int hold_append(choice_t *c, const char *t, int32_t n)
         c->hold = h;
         c->cap_hold = nc;
     }
-    memcpy(c->hold + c->n_hold, t, (size_t)n);
+    if (n > 0)
+        memcpy(c->hold + c->n_hold, t, (size_t)n);
     c->n_hold += n;
     c->hold[c->n_hold] = '\0';
     return 0;
@@ -594,7 +595,8 @@ static void release_held(req_t *r, int32_t ci, int32_t n,
 {
     choice_t *c = &r->ch[ci];
     emit_text(r, ci, c->hold, n, smp);
-    memmove(c->hold, c->hold + n, (size_t)(c->n_hold - n));
+    if (c->n_hold > n)
+        memmove(c->hold, c->hold + n, (size_t)(c->n_hold - n));
     c->n_hold -= n;
     if (c->hold)
         c->hold[c->n_hold] = '\0';
@@ -870,7 +872,10 @@ int qd_sched_create(const qd_model_t *m, const qd_sched_params_t *p,
     s->model = m;
     s->tok = qd_model_tokenizer(m);
     s->p = *p;
-    s->n_vocab = qd_model_hparams(m)->n_vocab;
+    /* Sample only ids the tokenizer knows: checkpoints often pad the
+     * embedding past the vocabulary (Qwen2.5: 151936 rows, 151665 ids). */
+    s->n_vocab = QD_MIN(qd_model_hparams(m)->n_vocab,
+                        qd_tokenizer_n_vocab(s->tok));
     s->batch_cap = QD_MAX(p->n_batch, p->n_seq_max);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
