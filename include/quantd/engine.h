@@ -45,15 +45,17 @@ typedef struct {
 
 typedef struct qd_model qd_model_t;
 
-/* Load a GGUF model: validate architecture, hyperparameters, every tensor's
- * presence, type and shape. Errors name what is wrong (qd_errmsg). */
+/* Load a GGUF model file: validate architecture, hyperparameters, every
+ * tensor's presence, type and shape; the tokenizer comes from the file's
+ * tokenizer.ggml.* metadata. Errors name what is wrong (qd_errmsg).
+ * (Checkpoint directories: qd_model_open in quantd/convert.h.) */
 int qd_model_load(const char *path, qd_model_t **out);
-/* Load a Hugging Face checkpoint directory (plain, AWQ or GPTQ
- * safetensors + config.json): qd_hf_import converts it once into a cached
- * GGUF (weights, hyperparameters) and the tokenizer comes from the
- * directory's tokenizer.json + tokenizer_config.json. qd_model_load calls
- * this when path is such a directory (qd_hf_is_model_dir). */
-int qd_model_load_dir(const char *dir, qd_model_t **out);
+/* Same, with the tokenizer read from a Hugging Face tokenizer.json (+
+ * tokenizer_config.json, may be NULL) instead of the GGUF metadata. */
+int qd_model_load_hf_tokenizer(const char *gguf_path,
+                               const char *tokenizer_json,
+                               const char *tokenizer_config,
+                               qd_model_t **out);
 void qd_model_free(qd_model_t *m);
 const qd_hparams_t *qd_model_hparams(const qd_model_t *m);
 const qd_tokenizer_t *qd_model_tokenizer(const qd_model_t *m);

@@ -11,6 +11,7 @@
 #include "quantd/engine.h"
 #include "quantd/sampler.h"
 #include "quantd/tokenizer.h"
+#include "quantd/hf_import.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,7 +191,7 @@ int qd_cmd_run(int argc, char **argv)
     qd_sampler_t *smp = NULL;
     int32_t *toks = NULL;
 
-    if ((rc = qd_model_load(o.model, &m)) < 0) {
+    if ((rc = qd_model_open(o.model, &m)) < 0) {
         report(o.model, rc);
         goto out;
     }

@@ -36,6 +36,7 @@
 #include "quantd/genmodel.h"
 #include "quantd/gguf.h"
 #include "quantd/sched.h"
+#include "quantd/hf_import.h"
 
 extern char **environ;
 
@@ -80,7 +81,7 @@ static void load_models(uv_work_t *w)
     for (int i = 0; i < s->cfg.n_models; i++) {
         const qd_model_conf_t *mc = &s->cfg.models[i];
         uint64_t t0 = qd_now_ns();
-        int err = qd_model_load(mc->path, &s->models[i]);
+        int err = qd_model_open(mc->path, &s->models[i]);
         if (err) {
             s->load_err = err;
             snprintf(s->load_msg, sizeof s->load_msg, "model '%s' (%s): %s: %s",

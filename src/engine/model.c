@@ -16,7 +16,6 @@
  */
 #include "engine/model_int.h"
 #include "quantd/common.h"
-#include "quantd/hf_import.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -376,11 +375,12 @@ static int check_vocab(const qd_model_t *m)
     return 0;
 }
 
-int qd_model_load(const char *path, qd_model_t **out)
+/* Open the GGUF, check the tensors, then build the tokenizer from the
+ * file's metadata (tokenizer_json == NULL) or from tokenizer.json. */
+static int model_load(const char *path, const char *tokenizer_json,
+                      const char *tokenizer_config, qd_model_t **out)
 {
     *out = NULL;
-    if (qd_hf_is_model_dir(path))
-        return qd_model_load_dir(path, out);
     qd_model_t *m = qd_calloc(1, sizeof *m);
     if (!m) {
         qd_set_errmsg("model: out of memory");
@@ -391,10 +391,15 @@ int qd_model_load(const char *path, qd_model_t **out)
         goto fail;
     if ((rc = model_init(m)))
         goto fail;
-    if ((rc = qd_tokenizer_from_gguf(m->gguf, &m->tok)) < 0) {
+    rc = tokenizer_json ? qd_tokenizer_from_hf(tokenizer_json,
+                                               tokenizer_config, &m->tok)
+                        : qd_tokenizer_from_gguf(m->gguf, &m->tok);
+    if (rc < 0) {
         char why[256];
         snprintf(why, sizeof why, "%s", qd_errmsg());
-        qd_set_errmsg("model: tokenizer: %s", why[0] ? why : qd_strerror(rc));
+        qd_set_errmsg("model: tokenizer%s%s: %s", tokenizer_json ? " " : "",
+                      tokenizer_json ? tokenizer_json : "",
+                      why[0] ? why : qd_strerror(rc));
         goto fail;
     }
     if ((rc = check_vocab(m)))
@@ -406,53 +411,22 @@ fail:
     return rc;
 }
 
-int qd_model_load_dir(const char *dir, qd_model_t **out)
+int qd_model_load(const char *path, qd_model_t **out)
 {
-    *out = NULL;
-    qd_hf_import_result_t r;
-    memset(&r, 0, sizeof r);
-    qd_model_t *m = NULL;
-    int rc = qd_hf_import(dir, NULL, &r);
-    if (rc < 0) {
-        char why[384];
-        snprintf(why, sizeof why, "%s", qd_errmsg());
-        qd_set_errmsg("model: importing %s: %s", dir,
-                      why[0] ? why : qd_strerror(rc));
-        return rc;
+    return model_load(path, NULL, NULL, out);
+}
+
+int qd_model_load_hf_tokenizer(const char *gguf_path,
+                               const char *tokenizer_json,
+                               const char *tokenizer_config,
+                               qd_model_t **out)
+{
+    if (!tokenizer_json) {
+        *out = NULL;
+        qd_set_errmsg("model: no tokenizer.json given");
+        return QD_EINVAL;
     }
-    if (!r.tokenizer_json) {
-        qd_set_errmsg("model: %s has no tokenizer.json (quantd reads the "
-                      "tokenizer of a checkpoint directory from it)",
-                      dir);
-        rc = QD_EFORMAT;
-        goto fail;
-    }
-    if (!(m = qd_calloc(1, sizeof *m))) {
-        qd_set_errmsg("model: out of memory");
-        rc = QD_ENOMEM;
-        goto fail;
-    }
-    if ((rc = qd_gguf_open(r.gguf_path, &m->gguf)) < 0)
-        goto fail;
-    if ((rc = model_init(m)))
-        goto fail;
-    if ((rc = qd_tokenizer_from_hf(r.tokenizer_json, r.tokenizer_config,
-                                   &m->tok)) < 0) {
-        char why[256];
-        snprintf(why, sizeof why, "%s", qd_errmsg());
-        qd_set_errmsg("model: tokenizer %s: %s", r.tokenizer_json,
-                      why[0] ? why : qd_strerror(rc));
-        goto fail;
-    }
-    if ((rc = check_vocab(m)))
-        goto fail;
-    qd_hf_import_result_free(&r);
-    *out = m;
-    return 0;
-fail:
-    qd_model_free(m);
-    qd_hf_import_result_free(&r);
-    return rc;
+    return model_load(gguf_path, tokenizer_json, tokenizer_config, out);
 }
 
 void qd_model_free(qd_model_t *m)

@@ -21,6 +21,7 @@
 #include "quantd/common.h"
 #include "quantd/engine.h"
 #include "quantd/gguf.h"
+#include "quantd/hf_import.h"
 
 typedef struct {
     char *name;
@@ -263,7 +264,7 @@ int qd_modelpool_acquire(qd_modelpool_t *pool, const char *name, qd_sched_t **sc
         if ((err = make_room(pool, e->estimate)))
             goto out;
         uint64_t t0 = qd_now_ns();
-        if ((err = qd_model_load(e->path, &e->model)))
+        if ((err = qd_model_open(e->path, &e->model)))
             goto out;
         if ((err = qd_sched_create(e->model, &e->sp, &e->sched))) {
             qd_model_free(e->model);

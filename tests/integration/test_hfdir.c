@@ -190,7 +190,7 @@ Test(hfdir, load_awq_directory_and_decode, .fini = cleanup)
     make_awq_dir(0);
     cr_assert(qd_hf_is_model_dir(g_dir));
     qd_model_t *m, *ref;
-    cr_assert_eq(qd_model_load(g_dir, &m), 0, "%s", qd_errmsg());
+    cr_assert_eq(qd_model_open(g_dir, &m), 0, "%s", qd_errmsg());
     cr_assert_str_eq(qd_model_arch_name(m), "llama");
     const qd_tokenizer_t *tok = qd_model_tokenizer(m);
     cr_assert_eq(qd_tokenizer_n_vocab(tok), 259);
@@ -239,7 +239,7 @@ Test(hfdir, directory_without_tokenizer_is_refused, .fini = cleanup)
     snprintf(p, sizeof p, "%s/tokenizer.json", g_dir);
     cr_assert_eq(unlink(p), 0);
     qd_model_t *m;
-    cr_assert_lt(qd_model_load(g_dir, &m), 0);
+    cr_assert_lt(qd_model_open(g_dir, &m), 0);
     cr_assert_null(m);
     cr_assert(strstr(qd_errmsg(), "tokenizer.json"), "%s", qd_errmsg());
 }
