@@ -979,8 +979,9 @@ static int model_unavailable(qd_api_t *api, qd_api_call_t *c,
     qd_api_err_t e;
     if (err == QD_EBUSY) {
         qd_api_err_set(&e, 503, "server_error", "model", "model_pool_busy",
-                       "The model '%s' cannot be loaded now: the models in "
-                       "use hold the memory budget (%s); retry shortly.",
+                       "The model '%s' cannot be loaded now: models in use "
+                       "or pinned hold the memory budget (%s); retry "
+                       "shortly.",
                        am->name, qd_errmsg());
     } else if (err == QD_ETOOBIG) {
         qd_api_err_set(&e, 507, "server_error", "model", "model_too_large",

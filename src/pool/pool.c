@@ -311,9 +311,10 @@ static int make_room(qd_modelpool_t *pool, size_t need)
                 lru = e;
         }
         if (!lru) {
-            qd_set_errmsg("pool: %zu MiB more do not fit the budget of %zu "
-                          "MiB (%zu MiB loaded and in use)",
-                          need >> 20, budget >> 20, pool->loaded_bytes >> 20);
+            qd_set_errmsg("pool: %.1f MiB more do not fit the budget of %zu "
+                          "MiB (%.1f MiB loaded, in use or pinned)",
+                          (double)need / (1 << 20), budget >> 20,
+                          (double)pool->loaded_bytes / (1 << 20));
             return QD_EBUSY;
         }
         unload(pool, lru);

@@ -66,7 +66,7 @@ static const char *need_model(void)
 /* Models a and b (kv_mib 4 each) and huge (kv_mib 64); budget_mib so that
  * one of a, b fits but not both, and huge never. */
 static void write_conf(const char *model, long budget_mib, int idle_s,
-                       const char *extra)
+                       const char *a_extra, const char *huge_extra)
 {
     const char *tmp = getenv("QD_TMP") ? getenv("QD_TMP") : "/tmp";
     snprintf(conf_path, sizeof conf_path, "%s/pool-%d.conf", tmp,
@@ -76,10 +76,11 @@ static void write_conf(const char *model, long budget_mib, int idle_s,
     fprintf(f,
             "n_seq_max = 2\nctx = 256\nn_batch = 64\nkv_type = f16\n"
             "mem_budget_mib = %ld\nidle_unload_s = %d\n\n"
-            "[model.a]\npath = %s\nkv_mib = 4\n\n"
+            "[model.a]\npath = %s\nkv_mib = 4\n%s\n"
             "[model.b]\npath = %s\nkv_mib = 4\n\n"
             "[model.huge]\npath = %s\nkv_mib = 64\n%s\n",
-            budget_mib, idle_s, model, model, model, extra ? extra : "");
+            budget_mib, idle_s, model, a_extra ? a_extra : "", model, model,
+            huge_extra ? huge_extra : "");
     fclose(f);
 }
 
@@ -94,7 +95,7 @@ static long budget_for_one(const char *model)
 
 static void start(const char *model, long budget_mib, int idle_s)
 {
-    write_conf(model, budget_mib, idle_s, NULL);
+    write_conf(model, budget_mib, idle_s, NULL, NULL);
     const char *args[] = {"--config", conf_path, NULL};
     cr_assert_eq(tc_daemon_start_model(&D, NULL, args), 0,
                  "daemon did not start (log %s)", D.log);
@@ -312,11 +313,41 @@ Test(pool, pinned_model_over_budget_refuses_to_start, .fini = stop_daemon,
      .timeout = 60)
 {
     const char *model = need_model();
-    write_conf(model, budget_for_one(model), 0, "pin = yes\n");
+    write_conf(model, budget_for_one(model), 0, NULL, "pin = yes\n");
     const char *args[] = {"--config", conf_path, NULL};
     cr_assert_neq(tc_daemon_start_model(&D, NULL, args), 0,
                   "a pinned model that cannot fit must stop the start-up");
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "grep -q 'memory budget' '%s'", D.log);
     cr_expect_eq(system(cmd), 0, "the log names the budget (%s)", D.log);
+}
+
+Test(pool, pinned_model_holds_the_budget_503, .fini = stop_daemon,
+     .timeout = 60)
+{
+    const char *model = need_model();
+    /* a is pinned (loaded at start-up, never unloaded) and takes the
+     * budget: b cannot load now, which is a 503 to retry, not an error of
+     * the request. */
+    write_conf(model, budget_for_one(model), 0, "pin = yes\n", NULL);
+    const char *args[] = {"--config", conf_path, NULL};
+    cr_assert_eq(tc_daemon_start_model(&D, NULL, args), 0,
+                 "daemon did not start (log %s)", D.log);
+    expect_state("a", "loaded");
+    json_t *m = model_entry("a");
+    cr_expect(json_is_true(json_object_get(m, "pinned")));
+    json_decref(m);
+    tc_resp_t r;
+    cr_assert_eq(complete("b", &r), 503, "%s", r.body);
+    char ra[32];
+    cr_expect(tc_header(&r, "retry-after", ra, sizeof ra), "no Retry-After");
+    json_error_t e;
+    json_t *j = json_loads(r.body, 0, &e);
+    cr_expect_str_eq(json_string_value(json_object_get(
+                         json_object_get(j, "error"), "code")),
+                     "model_pool_busy");
+    json_decref(j);
+    tc_resp_free(&r);
+    expect_state("b", "unloaded");
+    complete_ok("a", NULL);
 }
