@@ -72,6 +72,12 @@ static const opt_t options[] = {
      "context length per sequence (0: the model's)"},
     {"kv_mib", 0, OPT_INT, OFF(kv_mib), 0, NULL, 0, 1 << 24, NULL,
      "KV cache budget per model in MiB (0: ctx * n_seq_max)"},
+    {"mem_budget_mib", 0, OPT_INT, OFF(mem_budget_mib), 0, NULL, 0, 1 << 30,
+     NULL,
+     "memory for all loaded models in MiB, by their estimates (0: no "
+     "limit); idle models are unloaded to make room"},
+    {"idle_unload_s", 0, OPT_INT, OFF(idle_unload_s), 0, NULL, 0, 31536000,
+     NULL, "unload an unpinned model unused for this long (0: never)"},
     {"kv_type", 0, OPT_ENUM, OFF(kv_type), 0, "f16", 0, 0, "f32|f16|q8_0",
      "KV cache element type"},
     {"max_n", 0, OPT_INT, OFF(max_n), 8, NULL, 1, 128, NULL,
@@ -309,6 +315,7 @@ int qd_config_add_model_path(qd_config_t *c, const char *path)
         return QD_EINVAL;
     qd_free(m->path);
     m->path = qd_strdup(path);
+    m->preload = 1;
     return m->path ? 0 : QD_ENOMEM;
 }
 

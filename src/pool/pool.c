@@ -22,22 +22,29 @@
 #include "quantd/engine.h"
 #include "quantd/gguf.h"
 #include "quantd/hf_import.h"
+#include "quantd/quant.h"
 
 typedef struct {
     char *name;
     char *path;
     qd_sched_params_t sp;
     int pin;
+    int refused;         /* estimate over the whole budget: never loads */
     size_t estimate;
     qd_model_t *model;   /* NULL: not loaded */
     qd_sched_t *sched;
+    int loading;         /* a thread is loading it (mu not held) */
+    uint64_t loads;      /* completed loads */
     int32_t users;
     uint64_t last_used_ns;
+    qd_modelpool_header_t hdr;
+    char arch[32];       /* of the last load ("" before) */
 } entry_t;
 
 struct qd_modelpool {
     qd_modelpool_params_t p;
     pthread_mutex_t mu;
+    pthread_cond_t cv;   /* an entry's `loading` went to 0 */
     entry_t e[QD_MODELPOOL_MAX_MODELS];
     int n;
     size_t loaded_bytes;
@@ -53,6 +60,7 @@ int qd_modelpool_create(const qd_modelpool_params_t *p, qd_modelpool_t **out)
     }
     pool->p = *p;
     pthread_mutex_init(&pool->mu, NULL);
+    pthread_cond_init(&pool->cv, NULL);
     *out = pool;
     return 0;
 }
@@ -78,6 +86,7 @@ void qd_modelpool_destroy(qd_modelpool_t *pool)
         qd_free(pool->e[i].path);
     }
     pthread_mutex_destroy(&pool->mu);
+    pthread_cond_destroy(&pool->cv);
     qd_free(pool);
 }
 
@@ -111,10 +120,33 @@ static int get_int(const qd_gguf_t *g, const char *arch, const char *key,
     return 0;
 }
 
-int qd_modelpool_estimate(const char *path, const qd_sched_params_t *sp,
-                     size_t *bytes)
+/* The dominant matrix type (by bytes) and bits per weight of g. */
+static void weight_types(const qd_gguf_t *g, qd_modelpool_header_t *h)
 {
-    *bytes = 0;
+    size_t by_type[64] = {0};
+    double n_params = 0, bytes = 0;
+    for (int64_t i = 0; i < qd_gguf_n_tensors(g); i++) {
+        const qd_gguf_tensor_t *t = qd_gguf_tensor(g, i);
+        double ne = 1;
+        for (int d = 0; d < t->n_dims; d++)
+            ne *= (double)t->ne[d];
+        n_params += ne;
+        bytes += (double)t->n_bytes;
+        if (t->n_dims >= 2 && (unsigned)t->type < 64)
+            by_type[t->type] += t->n_bytes;
+    }
+    int best = -1;
+    for (int i = 0; i < 64; i++)
+        if (by_type[i] && (best < 0 || by_type[i] > by_type[best]))
+            best = i;
+    snprintf(h->quant, sizeof h->quant, "%s",
+             best >= 0 ? qd_type_name((qd_type_t)best) : "unknown");
+    h->bits_per_weight = n_params > 0 ? bytes * 8.0 / n_params : 0;
+}
+
+static int estimate_gguf(const char *path, const qd_sched_params_t *sp,
+                         size_t *bytes, qd_modelpool_header_t *h)
+{
     qd_gguf_t *g = NULL;
     int err = qd_gguf_open(path, &g);
     if (err)
@@ -169,6 +201,12 @@ int qd_modelpool_estimate(const char *path, const qd_sched_params_t *sp,
         qd_add_size(total, t, &total))
         goto overflow;
     *bytes = total;
+    if (h) {
+        memset(h, 0, sizeof *h);
+        h->n_ctx = ctx;
+        h->kv_bytes = kv;
+        weight_types(g, h);
+    }
     goto out;
 overflow:
     qd_set_errmsg("pool: %s: size estimate overflows", path);
@@ -176,6 +214,39 @@ overflow:
 out:
     qd_gguf_close(g);
     return err;
+}
+
+/* A Hugging Face checkpoint directory is estimated from the GGUF it is
+ * imported into (made now if it is not cached yet). */
+static int estimate_any(const char *path, const qd_sched_params_t *sp,
+                        size_t *bytes, qd_modelpool_header_t *h)
+{
+    *bytes = 0;
+    if (!qd_hf_is_model_dir(path))
+        return estimate_gguf(path, sp, bytes, h);
+    qd_hf_import_result_t r;
+    memset(&r, 0, sizeof r);
+    qd_hf_import_params_t ip = {0};
+    int err = qd_hf_import(path, &ip, &r);
+    if (!err)
+        err = estimate_gguf(r.gguf_path, sp, bytes, h);
+    qd_hf_import_result_free(&r);
+    return err;
+}
+
+int qd_modelpool_estimate(const char *path, const qd_sched_params_t *sp,
+                          size_t *bytes)
+{
+    return estimate_any(path, sp, bytes, NULL);
+}
+
+static int too_big(const qd_modelpool_t *pool, const entry_t *e)
+{
+    qd_set_errmsg("pool: model '%s' needs about %.1f MiB, over the memory "
+                  "budget of %zu MiB",
+                  e->name, (double)e->estimate / (1 << 20),
+                  pool->p.mem_budget >> 20);
+    return QD_ETOOBIG;
 }
 
 static entry_t *find(qd_modelpool_t *pool, const char *name)
@@ -189,7 +260,8 @@ static entry_t *find(qd_modelpool_t *pool, const char *name)
 int qd_modelpool_add(qd_modelpool_t *pool, const qd_modelpool_model_params_t *mp)
 {
     size_t est;
-    int err = qd_modelpool_estimate(mp->path, &mp->sched, &est);
+    qd_modelpool_header_t hdr;
+    int err = estimate_any(mp->path, &mp->sched, &est, &hdr);
     if (err)
         return err;
     pthread_mutex_lock(&pool->mu);
@@ -199,11 +271,6 @@ int qd_modelpool_add(qd_modelpool_t *pool, const qd_modelpool_model_params_t *mp
     } else if (pool->n == QD_MODELPOOL_MAX_MODELS) {
         qd_set_errmsg("pool: more than %d models", QD_MODELPOOL_MAX_MODELS);
         err = QD_EFULL;
-    } else if (pool->p.mem_budget && est > pool->p.mem_budget) {
-        qd_set_errmsg("pool: model '%s' needs about %zu MiB, over the "
-                      "memory budget of %zu MiB",
-                      mp->name, est >> 20, pool->p.mem_budget >> 20);
-        err = QD_ETOOBIG;
     } else {
         entry_t *e = &pool->e[pool->n];
         memset(e, 0, sizeof *e);
@@ -218,7 +285,12 @@ int qd_modelpool_add(qd_modelpool_t *pool, const qd_modelpool_model_params_t *mp
             e->sp = mp->sched;
             e->pin = mp->pin;
             e->estimate = est;
+            e->hdr = hdr;
             pool->n++;
+            if (pool->p.mem_budget && est > pool->p.mem_budget) {
+                e->refused = 1;
+                err = too_big(pool, e);
+            }
         }
     }
     pthread_mutex_unlock(&pool->mu);
@@ -239,9 +311,10 @@ static int make_room(qd_modelpool_t *pool, size_t need)
                 lru = e;
         }
         if (!lru) {
-            qd_set_errmsg("pool: %zu MiB more do not fit the budget of %zu "
-                          "MiB (%zu MiB loaded and in use)",
-                          need >> 20, budget >> 20, pool->loaded_bytes >> 20);
+            qd_set_errmsg("pool: %.1f MiB more do not fit the budget of %zu "
+                          "MiB (%.1f MiB loaded, in use or pinned)",
+                          (double)need / (1 << 20), budget >> 20,
+                          (double)pool->loaded_bytes / (1 << 20));
             return QD_EBUSY;
         }
         unload(pool, lru);
@@ -249,7 +322,8 @@ static int make_room(qd_modelpool_t *pool, size_t need)
     return 0;
 }
 
-int qd_modelpool_acquire(qd_modelpool_t *pool, const char *name, qd_sched_t **sched)
+int qd_modelpool_acquire(qd_modelpool_t *pool, const char *name,
+                         qd_sched_t **sched)
 {
     *sched = NULL;
     int err = 0;
@@ -260,18 +334,39 @@ int qd_modelpool_acquire(qd_modelpool_t *pool, const char *name, qd_sched_t **sc
         err = QD_ENOTFOUND;
         goto out;
     }
+    while (e->loading)
+        pthread_cond_wait(&pool->cv, &pool->mu);
+    if (e->refused) {
+        err = too_big(pool, e);
+        goto out;
+    }
     if (!e->model) {
+        /* Reserve the bytes, then load without the lock so that other
+         * threads (the event loop asking for states) never wait for it. */
         if ((err = make_room(pool, e->estimate)))
             goto out;
+        pool->loaded_bytes += e->estimate;
+        e->loading = 1;
+        pthread_mutex_unlock(&pool->mu);
         uint64_t t0 = qd_now_ns();
-        if ((err = qd_model_open(e->path, &e->model)))
-            goto out;
-        if ((err = qd_sched_create(e->model, &e->sp, &e->sched))) {
-            qd_model_free(e->model);
-            e->model = NULL;
+        qd_model_t *m = NULL;
+        qd_sched_t *s = NULL;
+        err = qd_model_open(e->path, &m);
+        if (!err && (err = qd_sched_create(m, &e->sp, &s))) {
+            qd_model_free(m);
+            m = NULL;
+        }
+        pthread_mutex_lock(&pool->mu);
+        e->loading = 0;
+        pthread_cond_broadcast(&pool->cv);
+        if (err) {
+            pool->loaded_bytes -= e->estimate;
             goto out;
         }
-        pool->loaded_bytes += e->estimate;
+        e->model = m;
+        e->sched = s;
+        e->loads++;
+        snprintf(e->arch, sizeof e->arch, "%s", qd_model_arch_name(m));
         QD_INFO("pool", "loaded model '%s' in %.0f ms (estimate %zu MiB)",
                 e->name, (double)(qd_now_ns() - t0) / 1e6, e->estimate >> 20);
     }
@@ -279,6 +374,31 @@ int qd_modelpool_acquire(qd_modelpool_t *pool, const char *name, qd_sched_t **sc
     e->last_used_ns = qd_now_ns();
     *sched = e->sched;
 out:
+    pthread_mutex_unlock(&pool->mu);
+    return err;
+}
+
+int qd_modelpool_try_acquire(qd_modelpool_t *pool, const char *name,
+                             qd_sched_t **sched, const qd_model_t **model)
+{
+    *sched = NULL;
+    *model = NULL;
+    int err = 0;
+    pthread_mutex_lock(&pool->mu);
+    entry_t *e = find(pool, name);
+    if (!e) {
+        qd_set_errmsg("pool: no model '%s'", name);
+        err = QD_ENOTFOUND;
+    } else if (e->refused) {
+        err = too_big(pool, e);
+    } else if (!e->model) {
+        err = QD_EAGAIN;
+    } else {
+        e->users++;
+        e->last_used_ns = qd_now_ns();
+        *sched = e->sched;
+        *model = e->model;
+    }
     pthread_mutex_unlock(&pool->mu);
     return err;
 }
@@ -321,10 +441,24 @@ int qd_modelpool_info(qd_modelpool_t *pool, const char *name,
         qd_set_errmsg("pool: no model '%s'", name);
         err = QD_ENOTFOUND;
     } else {
+        memset(out, 0, sizeof *out);
         out->loaded = e->model != NULL;
+        out->loading = e->loading;
+        out->pinned = e->pin;
+        out->refused = e->refused;
         out->users = e->users;
         out->estimate_bytes = e->estimate;
         out->last_used_ns = e->last_used_ns;
+        out->loads = e->loads;
+        out->header = e->hdr;
+        memcpy(out->arch, e->arch, sizeof out->arch);
+        if (e->model) {
+            out->weight_bytes = qd_model_weight_bytes(e->model);
+            out->n_ctx = qd_sched_n_ctx(e->sched);
+            qd_sched_stats(e->sched, &out->stats);
+        } else {
+            out->n_ctx = (int32_t)QD_MIN(e->hdr.n_ctx, INT32_MAX);
+        }
     }
     pthread_mutex_unlock(&pool->mu);
     return err;
