@@ -484,6 +484,18 @@ static void phase_out_norm(void *arg, int ith, int nth)
 
 /* ---- the pass --------------------------------------------------------- */
 
+/* A token-parallel phase: with fewer tokens than threads the work is one
+ * token's worth, cheaper on the caller than a pool hand-off (decode runs
+ * hundreds of phases per token). Each token's result is computed the same
+ * way either way. */
+static void run_tok(qd_ctx_t *c, int32_t n_items, qd_pool_fn fn)
+{
+    if (n_items < qd_pool_size(c->pool))
+        fn(c, 0, 1);
+    else
+        qd_pool_run(c->pool, fn, c);
+}
+
 static void matmul(qd_ctx_t *c, float *out, int64_t ldo, const qd_qmat_t *w,
                    const float *x, int64_t ldx, int n_tok)
 {
@@ -518,27 +530,27 @@ int qd_ctx_decode(qd_ctx_t *c, const qd_batch_t *b)
         if (b->logits ? b->logits[t] != 0 : t == n - 1)
             c->out_rows[c->n_out++] = t;
     c->b = b;
-    qd_pool_run(c->pool, phase_embed, c);
+    run_tok(c, n, phase_embed);
     for (int il = 0; il < hp->n_layer; il++) {
         const qd_layer_t *L = &m->layers[il];
         c->L = L;
         c->il = il;
-        qd_pool_run(c->pool, phase_attn_norm, c);
+        run_tok(c, n, phase_attn_norm);
         matmul(c, c->q, c->n_q, &L->wq, c->xn, hp->n_embd, n);
         matmul(c, c->k, c->n_kv, &L->wk, c->xn, hp->n_embd, n);
         matmul(c, c->v, c->n_kv, &L->wv, c->xn, hp->n_embd, n);
-        qd_pool_run(c->pool, phase_qkv_post, c);
+        run_tok(c, n, phase_qkv_post);
         qd_pool_run(c->pool, phase_attention, c);
         matmul(c, c->tmp, hp->n_embd, &L->wo, c->att, c->n_q, n);
-        qd_pool_run(c->pool, phase_attn_residual, c);
+        run_tok(c, n, phase_attn_residual);
         matmul(c, c->gate, hp->n_ff, &L->w_gate, c->xn, hp->n_embd, n);
         matmul(c, c->up, hp->n_ff, &L->w_up, c->xn, hp->n_embd, n);
-        qd_pool_run(c->pool, phase_swiglu, c);
+        run_tok(c, n, phase_swiglu);
         matmul(c, c->tmp, hp->n_embd, &L->w_down, c->gate, hp->n_ff, n);
-        qd_pool_run(c->pool, phase_ffn_residual, c);
+        run_tok(c, n, phase_ffn_residual);
     }
     if (c->n_out > 0) {
-        qd_pool_run(c->pool, phase_out_norm, c);
+        run_tok(c, c->n_out, phase_out_norm);
         matmul(c, c->logits, hp->n_vocab, &m->output, c->xn, hp->n_embd,
                c->n_out);
     }
