@@ -23,7 +23,133 @@ static inline __m256i mul_sum_us8(__m256i u, __m256i s)
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
 }
 
+#define QD_X86_EXTRA_DOTS 1
+static qd_vec_dot_fn x86_extra_dot(qd_type_t t);
+
 #include "quant/kernels_x86.h"
+
+/* ---- 512-bit decode dots for the k-quants ------------------------------
+ * Decode is a matrix-vector product that should run at memory speed; the
+ * 256-bit dots spend about as many instructions on unpacking as memory
+ * allows, so these handle 64 weights per instruction and unpack the 6-bit
+ * scales with word operations. Integer sums are exact, so they equal the
+ * 256-bit and scalar results up to the float accumulation order. */
+
+/* Q4_K's 12 scale bytes: 8 six-bit scales and 8 six-bit mins (as int16). */
+static inline void k4_scales16(const uint8_t *q, __m128i *sc16, __m128i *mn16)
+{
+    uint32_t u0, u1, u2;
+    memcpy(&u0, q, 4);
+    memcpy(&u1, q + 4, 4);
+    memcpy(&u2, q + 8, 4);
+    uint32_t s_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
+    uint32_t s_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+    *sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(s_lo | ((uint64_t)s_hi << 32))));
+    *mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(m_lo | ((uint64_t)m_hi << 32))));
+}
+
+static inline float hsum_ps512(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+static void dot_q4_K_512(int n, float *restrict s, const void *restrict vx,
+                         const void *restrict vy)
+{
+    const qd_block_q4_K *x = vx;
+    const qd_block_q8_K *y = vy;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    /* upper 256 bits take the high nibbles */
+    const __m512i shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    /* int16 lanes 0-15 take scale 2c, lanes 16-31 scale 2c+1 */
+    __m512i sidx[4];
+    for (int c = 0; c < 4; c++)
+        sidx[c] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * c))),
+                                     _mm256_set1_epi16((short)(2 * c + 1)), 1);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (int i = 0; i < n / QD_QK_K; i++) {
+        __m128i sc16, mn16;
+        k4_scales16(x[i].scales, &sc16, &mn16);
+        const __m512i scz = _mm512_castsi128_si512(sc16);
+        const uint8_t *q = x[i].qs;
+        const int8_t *a = y[i].qs;
+        __m512i isum0 = _mm512_setzero_si512(), isum1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c += 2) {
+            __m512i b0 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(q + 32 * c)));
+            __m512i b1 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(q + 32 * c + 32)));
+            b0 = _mm512_and_si512(_mm512_srlv_epi16(b0, shv), m4);
+            b1 = _mm512_and_si512(_mm512_srlv_epi16(b1, shv), m4);
+            __m512i p0 = _mm512_maddubs_epi16(b0, _mm512_loadu_si512(a + 64 * c));
+            __m512i p1 = _mm512_maddubs_epi16(b1, _mm512_loadu_si512(a + 64 * c + 64));
+            isum0 = _mm512_add_epi32(isum0, _mm512_madd_epi16(p0, _mm512_permutexvar_epi16(sidx[c], scz)));
+            isum1 = _mm512_add_epi32(isum1, _mm512_madd_epi16(p1, _mm512_permutexvar_epi16(sidx[c + 1], scz)));
+        }
+        float d = h2f(x[i].d) * y[i].d, dm = h2f(x[i].dmin) * y[i].d;
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(d),
+                              _mm512_cvtepi32_ps(_mm512_add_epi32(isum0, isum1)), acc);
+        /* mins: mn[j] * (bsums[2j] + bsums[2j+1]) */
+        __m256i m16 = _mm256_permutexvar_epi16(_mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
+                                       _mm256_castsi128_si256(mn16));
+        __m256i ms = _mm256_madd_epi16(m16, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dm), _mm256_cvtepi32_ps(ms), accm);
+    }
+    *s = hsum_ps512(acc) - hsum_ps256(accm);
+}
+
+static void dot_q6_K_512(int n, float *restrict s, const void *restrict vx,
+                         const void *restrict vy)
+{
+    const qd_block_q6_K *x = vx;
+    const qd_block_q8_K *y = vy;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(3);
+    /* qh bits: low 256 take shift 0 (and 4), upper 256 shift 2 (and 6) */
+    const __m512i sh01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i sh23 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    /* int16 lane l of a product covers 2 values of group base + l / 8 */
+    __m512i sidx[4];
+    for (int k = 0; k < 4; k++) {
+        _Alignas(64) int16_t ix[32];
+        for (int l = 0; l < 32; l++)
+            ix[l] = (int16_t)(4 * k + l / 8);
+        sidx[k] = _mm512_load_si512(ix);
+    }
+    __m512 acc = _mm512_setzero_ps();
+    for (int i = 0; i < n / QD_QK_K; i++) {
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *a = y[i].qs;
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        const __m512i scz = _mm512_castsi256_si512(sc16);
+        /* offset 32: 32 * sum_g sc[g] * bsums[g] */
+        __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        __m512i isum = _mm512_zextsi256_si512(
+            _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5)));
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512i L = _mm512_loadu_si512(ql + 64 * h);
+            __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qh + 32 * h)));
+            __m512i q01 = _mm512_or_si512(_mm512_and_si512(L, m4),
+                                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, sh01), m3), 4));
+            __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
+                                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, sh23), m3), 4));
+            __m512i p01 = _mm512_maddubs_epi16(q01, _mm512_loadu_si512(a + 128 * h));
+            __m512i p23 = _mm512_maddubs_epi16(q23, _mm512_loadu_si512(a + 128 * h + 64));
+            isum = _mm512_add_epi32(isum, _mm512_madd_epi16(p01, _mm512_permutexvar_epi16(sidx[2 * h], scz)));
+            isum = _mm512_add_epi32(isum, _mm512_madd_epi16(p23, _mm512_permutexvar_epi16(sidx[2 * h + 1], scz)));
+        }
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(h2f(x[i].d) * y[i].d),
+                              _mm512_cvtepi32_ps(isum), acc);
+    }
+    *s = hsum_ps512(acc);
+}
+
+static qd_vec_dot_fn x86_extra_dot(qd_type_t t)
+{
+    switch (t) {
+    case QD_TYPE_Q4_K: return dot_q4_K_512;
+    case QD_TYPE_Q6_K: return dot_q6_K_512;
+    default: return NULL;
+    }
+}
 
 #define NC_MAX 8
 
