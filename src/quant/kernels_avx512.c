@@ -230,6 +230,97 @@ static void micro_s16(int nc, const uint8_t *u, const float *dsc,
     }
 }
 
+/* ---- vectorized tile decode for Q4_K and Q6_K -----------------------
+ * Same output as qd__tile_decode (quant/tile.c): each row is unpacked in
+ * natural order into a 16-row scratch, then 4-byte groups are gathered
+ * across the 16 rows into the interleaved tile. */
+
+static void dec_row_q4_K(const uint8_t *row, int64_t k0, int nk, uint8_t *u,
+                         float *ds, float *cr)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    const qd_block_q4_K *b = (const qd_block_q4_K *)row + k0 / QD_QK_K;
+    for (int i = 0; i < nk / QD_QK_K; i++, b++, u += QD_QK_K, ds += 8, cr += 8) {
+        __m128i sc16, mn16;
+        k4_scales16(b->scales, &sc16, &mn16);
+        __m256 d = _mm256_set1_ps(h2f(b->d)), dm = _mm256_set1_ps(-h2f(b->dmin));
+        _mm256_storeu_ps(ds, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(sc16))));
+        _mm256_storeu_ps(cr, _mm256_mul_ps(dm, _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(mn16))));
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qs + 32 * j)));
+            _mm512_storeu_si512(u + 64 * j, _mm512_and_si512(_mm512_srlv_epi16(q, shv), m4));
+        }
+    }
+}
+
+static void dec_row_q6_K(const uint8_t *row, int64_t k0, int nk, uint8_t *u,
+                         float *ds, float *cr)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(3);
+    const __m512i sh01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i sh23 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    const qd_block_q6_K *b = (const qd_block_q6_K *)row + k0 / QD_QK_K;
+    for (int i = 0; i < nk / QD_QK_K; i++, b++, u += QD_QK_K, ds += 16, cr += 16) {
+        __m512 d = _mm512_set1_ps(h2f(b->d));
+        __m512 sc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                         _mm_loadu_si128((const __m128i *)b->scales))));
+        _mm512_storeu_ps(ds, sc);
+        _mm512_storeu_ps(cr, _mm512_mul_ps(_mm512_set1_ps(-32.0f), sc));
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512i L = _mm512_loadu_si512(b->ql + 64 * h);
+            __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
+            __m512i q01 = _mm512_or_si512(_mm512_and_si512(L, m4),
+                                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, sh01), m3), 4));
+            __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
+                                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, sh23), m3), 4));
+            _mm512_storeu_si512(u + 128 * h, q01);
+            _mm512_storeu_si512(u + 128 * h + 64, q23);
+        }
+    }
+}
+
+/* Returns 0 when the type has no vectorized decoder here. */
+static int tile_decode_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
+                           int n_rows, int64_t k0, int nk, uint8_t *restrict u,
+                           float *restrict dsc, float *restrict corr)
+{
+    void (*dec)(const uint8_t *, int64_t, int, uint8_t *, float *, float *);
+    if (t == QD_TYPE_Q4_K)
+        dec = dec_row_q4_K;
+    else if (t == QD_TYPE_Q6_K)
+        dec = dec_row_q6_K;
+    else
+        return 0;
+    int ns = nk / qd__tile_sub(t);
+    _Alignas(64) uint8_t tmp[QD_TILE_ROWS][QD_TILE_K];
+    _Alignas(64) float ds[QD_TILE_ROWS][QD_TILE_K / 16];
+    _Alignas(64) float cr[QD_TILE_ROWS][QD_TILE_K / 16];
+    for (int r = 0; r < QD_TILE_ROWS; r++) {
+        if (r < n_rows) {
+            dec(row0 + (size_t)r * row_bytes, k0, nk, tmp[r], ds[r], cr[r]);
+        } else {
+            memset(tmp[r], 0, (size_t)nk);
+            memset(ds[r], 0, sizeof(float) * (size_t)ns);
+            memset(cr[r], 0, sizeof(float) * (size_t)ns);
+        }
+    }
+    const __m512i vb = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(QD_TILE_K));
+    const __m512i vf = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(QD_TILE_K / 16));
+    for (int g = 0; g < nk / 4; g++)
+        _mm512_store_si512((void *)(u + (size_t)g * 64),
+                           _mm512_i32gather_epi32(vb, (const void *)(&tmp[0][0] + 4 * g), 1));
+    for (int s = 0; s < ns; s++) {
+        _mm512_store_ps(dsc + s * QD_TILE_ROWS, _mm512_i32gather_ps(vf, &ds[0][s], 4));
+        _mm512_store_ps(corr + s * QD_TILE_ROWS, _mm512_i32gather_ps(vf, &cr[0][s], 4));
+    }
+    return 1;
+}
+
 static void avx512_gemm_tiled(const qd_qmat_t *w, int64_t r0, int64_t r1,
                               const int8_t *qs, const float *ta,
                               const float *tb, int n_tok, float *out,
@@ -247,7 +338,8 @@ static void avx512_gemm_tiled(const qd_qmat_t *w, int64_t r0, int64_t r1,
         for (int64_t k0 = 0; k0 < K; k0 += QD_TILE_K) {
             int nk = (int)QD_MIN((int64_t)QD_TILE_K, K - k0);
             int ns = nk / S;
-            qd__tile_decode(w->type, row0, w->row_bytes, nr, k0, nk, u, dsc, corr);
+            if (!tile_decode_512(w->type, row0, w->row_bytes, nr, k0, nk, u, dsc, corr))
+                qd__tile_decode(w->type, row0, w->row_bytes, nr, k0, nk, u, dsc, corr);
             for (int t = 0; t < n_tok; t += NC_MAX) {
                 int nc = QD_MIN(NC_MAX, n_tok - t);
                 const int8_t *q = qs + (size_t)t * K + k0;
