@@ -24,7 +24,8 @@ typedef struct {
     char *path;        /* GGUF file */
     int64_t ctx;       /* positions per sequence; 0: the model's */
     int64_t kv_mib;    /* KV cache budget in MiB; 0: server default */
-    int pin;           /* 1: never unload (model pool, later) */
+    int pin;           /* 1: load at start-up, never unload */
+    int preload;       /* 1: load at start-up (-m models) */
 } qd_model_conf_t;
 
 typedef struct {
@@ -50,6 +51,8 @@ typedef struct {
     int64_t ctx;
     int64_t kv_mib;
     char *kv_type;       /* f32 | f16 | q8_0 */
+    int64_t mem_budget_mib; /* model pool budget; 0: no limit */
+    int64_t idle_unload_s;  /* unload idle models after; 0: never */
     /* API limits */
     int64_t max_n;
     int64_t max_stop;

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quantd/engine.h"
 #include "quantd/quant.h"
 
 /* ---- the whole directory ---------------------------------------------- */
@@ -60,6 +61,14 @@ int qd_hf_is_model_dir(const char *path);
 int qd_hf_import(const char *dir, const qd_hf_import_params_t *p,
                  qd_hf_import_result_t *out);
 void qd_hf_import_result_free(qd_hf_import_result_t *r);
+
+/*
+ * Open any model path the way the commands and the server accept it: a
+ * GGUF file (qd_model_load), or a Hugging Face checkpoint directory (plain,
+ * AWQ or GPTQ safetensors + config.json): imported once into a cached GGUF
+ * by qd_hf_import, with the tokenizer from the directory's tokenizer.json.
+ */
+int qd_model_open(const char *path, qd_model_t **out);
 
 /* HF tensor name → GGUF name ("model.layers.3.mlp.up_proj.weight" →
  * "blk.3.ffn_up.weight"); suffix ".weight" or ".bias". 0 or QD_ENOTFOUND. */

@@ -30,18 +30,29 @@
 #include "api/openai.h"
 #include "quantd/common.h"
 #include "quantd/metrics.h"
+#include "quantd/pool.h"
 #include "quantd/tokenizer.h"
 
 #define MAX_MODELS 16
 #define N_STATUS 16
 
-typedef struct {
+typedef struct api_model {
     char *name;
+    qd_api_t *api;
+    char *refused;    /* the pool refused it (can never fit): why */
+    int64_t created;
+    /* Valid while some call holds a pool reference on the model; `loads`
+     * names the pool load they belong to. */
     const qd_model_t *model;
     qd_sched_t *sched;
-    int64_t created;
-    char quant[24];
-    double bpw;
+    uint64_t loads;
+    qd_jinja_t *tmpl; /* compiled chat template, NULL: fallback format */
+    /* On-demand load (loop thread): calls waiting for it. */
+    int loading;
+    uv_work_t work;
+    int work_err;
+    char work_msg[256];
+    struct qd_api_call *waiting;
 } api_model_t;
 
 typedef struct ev_node {
@@ -68,8 +79,17 @@ struct qd_api_call {
     void *wake_ctx;
     int released;
     int gen_active; /* submitted, final event not yet seen */
+    int held;       /* holds a pool reference on m */
     uint64_t req_id;
     api_model_t *m;
+    qd_sched_t *sched;
+    /* Waiting for m to load: the request body and kind, kept to start the
+     * generation once it is loaded. */
+    api_model_t *wait_m;
+    struct qd_api_call *wait_next;
+    char *wait_body;
+    size_t wait_len;
+    int wait_chat;
     char id[64];
     int chat, stream, include_usage, logprobs;
     int32_t top_logprobs, n;
@@ -98,6 +118,8 @@ struct qd_api {
     int n_keys;
     char **cors;
     int n_cors;
+    qd_modelpool_t *pool;
+    int closing; /* no more loads start; finished ones only release */
     api_model_t models[MAX_MODELS];
     int n_models;
     qd_api_call_t *calls; /* live calls (loop thread) */
@@ -301,61 +323,127 @@ static api_model_t *find_model(qd_api_t *api, const char *name)
     return NULL;
 }
 
-/* The dominant weight type (by bytes) and bits per weight. */
-static void model_quant(api_model_t *am)
+void qd_api_set_pool(qd_api_t *api, qd_modelpool_t *pool)
 {
-    const qd_gguf_t *g = qd_model_gguf(am->model);
-    size_t by_type[64] = {0};
-    double n_params = 0, bytes = 0;
-    snprintf(am->quant, sizeof am->quant, "unknown");
-    if (!g)
-        return;
-    for (int64_t i = 0; i < qd_gguf_n_tensors(g); i++) {
-        const qd_gguf_tensor_t *t = qd_gguf_tensor(g, i);
-        double ne = 1;
-        for (int d = 0; d < t->n_dims; d++)
-            ne *= (double)t->ne[d];
-        n_params += ne;
-        bytes += (double)t->n_bytes;
-        if (t->n_dims >= 2 && (unsigned)t->type < 64)
-            by_type[t->type] += t->n_bytes;
-    }
-    int best = -1;
-    for (int i = 0; i < 64; i++)
-        if (by_type[i] && (best < 0 || by_type[i] > by_type[best]))
-            best = i;
-    if (best >= 0)
-        snprintf(am->quant, sizeof am->quant, "%s",
-                 qd_type_name((qd_type_t)best));
-    am->bpw = n_params > 0 ? bytes * 8.0 / n_params : 0;
+    api->pool = pool;
 }
 
-int qd_api_add_model(qd_api_t *api, const char *name, const qd_model_t *m,
-                     qd_sched_t *s)
+int qd_api_add_model(qd_api_t *api, const char *name, const char *refused)
 {
-    if (api->n_models == MAX_MODELS)
+    if (api->n_models == MAX_MODELS) {
+        qd_set_errmsg("api: more than %d models", MAX_MODELS);
         return QD_EFULL;
+    }
     api_model_t *am = &api->models[api->n_models];
     memset(am, 0, sizeof *am);
-    if (!(am->name = qd_strdup(name)))
+    am->api = api;
+    am->name = qd_strdup(name);
+    am->refused = refused ? qd_strdup(refused) : NULL;
+    if (!am->name || (refused && !am->refused)) {
+        qd_free(am->name);
+        qd_free(am->refused);
         return QD_ENOMEM;
-    am->model = m;
-    am->sched = s;
+    }
     am->created = wall_now();
-    model_quant(am);
     api->n_models++;
     return 0;
 }
 
+/* After a successful acquire of am: remember its model and scheduler, and
+ * compile its chat template when this is a new load. */
+static int model_refresh(qd_api_t *api, api_model_t *am,
+                         const qd_model_t *m, qd_sched_t *s)
+{
+    qd_modelpool_model_info_t info;
+    if (qd_modelpool_info(api->pool, am->name, &info))
+        return QD_EINTERNAL;
+    am->sched = s;
+    if (am->model == m && am->loads == info.loads)
+        return 0;
+    qd_jinja_free(am->tmpl);
+    am->tmpl = NULL;
+    am->model = m;
+    am->loads = info.loads;
+    int rc = qd_chat_template_compile(qd_model_tokenizer(m), &am->tmpl);
+    if (rc == QD_ENOMEM) {
+        am->model = NULL;
+        return rc;
+    }
+    if (rc)
+        QD_WARN("api",
+                "model %s: chat template does not compile (%s); chat "
+                "requests use the plain fallback format",
+                am->name, qd_errmsg());
+    else if (!am->tmpl)
+        QD_INFO("api",
+                "model %s has no chat template; chat requests use the plain "
+                "fallback format",
+                am->name);
+    return 0;
+}
+
+/* Take a pool reference on am for call c if it is loaded now: 0, or
+ * QD_EAGAIN (not loaded), or another error. */
+static int hold_model(qd_api_t *api, qd_api_call_t *c, api_model_t *am)
+{
+    qd_sched_t *s;
+    const qd_model_t *m;
+    int err = qd_modelpool_try_acquire(api->pool, am->name, &s, &m);
+    if (err)
+        return err;
+    if ((err = model_refresh(api, am, m, s))) {
+        qd_modelpool_release(api->pool, am->name);
+        return err;
+    }
+    c->m = am;
+    c->sched = s;
+    c->held = 1;
+    return 0;
+}
+
+static void drop_model(qd_api_call_t *c)
+{
+    if (!c->held)
+        return;
+    c->held = 0;
+    if (c->api->pool)
+        qd_modelpool_release(c->api->pool, c->m->name);
+}
+
 static json_t *model_json(qd_api_t *api, api_model_t *am)
 {
-    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:f,s:i,s:s,s:s}", "id", am->name,
-                     "object", "model", "created", (json_int_t)am->created,
-                     "owned_by", "quantd", "quantization", am->quant,
-                     "bits_per_weight", am->bpw, "context_length",
-                     (int)qd_sched_n_ctx(am->sched), "architecture",
-                     qd_model_arch_name(am->model), "state",
-                     api->state == QD_API_LOADING ? "loading" : "loaded");
+    qd_modelpool_model_info_t info;
+    memset(&info, 0, sizeof info);
+    if (api->pool)
+        qd_modelpool_info(api->pool, am->name, &info);
+    const char *state = info.loaded                   ? "loaded"
+                        : info.loading || am->loading ? "loading"
+                                                      : "unloaded";
+    size_t resident = info.estimate_bytes;
+    double kv_usage = 0;
+    if (info.loaded) {
+        size_t kv = info.header.kv_bytes;
+        resident = info.weight_bytes + kv;
+        if (info.stats.kv_blocks_total)
+            kv_usage = (double)info.stats.kv_blocks_used /
+                       info.stats.kv_blocks_total;
+    }
+    const char *arch = info.arch[0] ? info.arch : "unknown";
+    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:f,s:i,s:s,s:s,s:b,s:I,s:I,s:i,"
+                     "s:i,s:f,s:i}",
+                     "id", am->name, "object", "model", "created",
+                     (json_int_t)am->created, "owned_by", "quantd",
+                     "quantization",
+                     info.header.quant[0] ? info.header.quant : "unknown",
+                     "bits_per_weight", info.header.bits_per_weight,
+                     "context_length", (int)info.n_ctx, "architecture", arch,
+                     "state", state, "pinned", info.pinned,
+                     "resident_bytes", (json_int_t)resident,
+                     "estimate_bytes", (json_int_t)info.estimate_bytes,
+                     "kv_blocks_used", (int)info.stats.kv_blocks_used,
+                     "kv_blocks_total", (int)info.stats.kv_blocks_total,
+                     "kv_usage", kv_usage, "requests_running",
+                     (int)info.users);
 }
 
 /* ---- metrics --------------------------------------------------------------- */
@@ -396,8 +484,24 @@ static char *render_metrics(qd_api_t *api, size_t *len)
                    "time between consecutive tokens of a choice", "");
     qd_hist_render(f, &api->e2e, "quantd_request_duration_seconds",
                    "time from request to last token", "");
-    qd_metric_render(f, "quantd_models_loaded", "gauge", "models served",
-                     "", (double)api->n_models, 1);
+    int n_loaded = 0;
+    qd_modelpool_model_info_t infos[MAX_MODELS];
+    for (int i = 0; i < api->n_models; i++) {
+        memset(&infos[i], 0, sizeof infos[i]);
+        if (api->pool)
+            qd_modelpool_info(api->pool, api->models[i].name, &infos[i]);
+        n_loaded += infos[i].loaded;
+    }
+    qd_metric_render(f, "quantd_models_loaded", "gauge", "models loaded",
+                     "", (double)n_loaded, 1);
+    qd_metric_render(f, "quantd_models_configured", "gauge",
+                     "models served (loaded or not)", "",
+                     (double)api->n_models, 1);
+    qd_metric_render(f, "quantd_model_pool_bytes", "gauge",
+                     "estimated bytes of the loaded models", "",
+                     api->pool ? (double)qd_modelpool_bytes_loaded(api->pool)
+                               : 0,
+                     1);
     qd_metric_render(f, "quantd_active_requests", "gauge",
                      "HTTP calls in progress", "", (double)api->n_calls, 1);
     static const struct {
@@ -412,8 +516,7 @@ static char *render_metrics(qd_api_t *api, size_t *len)
     };
     for (size_t k = 0; k < QD_ARRAY_SIZE(per_model); k++) {
         for (int i = 0; i < api->n_models; i++) {
-            qd_sched_stats_t st;
-            qd_sched_stats(api->models[i].sched, &st);
+            const qd_sched_stats_t st = infos[i].stats;
             double v[] = {st.queued,
                           st.running,
                           (double)st.steps,
@@ -436,6 +539,10 @@ static char *render_metrics(qd_api_t *api, size_t *len)
 }
 
 /* ---- events from the engine ---------------------------------------------- */
+
+static void start_load(qd_api_t *api, api_model_t *am);
+static int model_unavailable(qd_api_t *api, qd_api_call_t *c,
+                             api_model_t *am, int err);
 
 static void on_event(const qd_event_t *ev, void *ud)
 {
@@ -483,6 +590,15 @@ static void call_free(qd_api_call_t *c)
     if (c->next)
         c->next->prev = c->prev;
     api->n_calls--;
+    if (c->wait_m) {
+        qd_api_call_t **pp = &c->wait_m->waiting;
+        while (*pp && *pp != c)
+            pp = &(*pp)->wait_next;
+        if (*pp)
+            *pp = c->wait_next;
+    }
+    qd_free(c->wait_body);
+    drop_model(c);
     for (int32_t i = 0; c->ch && i < c->n; i++) {
         qd_free(c->ch[i].text);
         json_decref(c->ch[i].lp);
@@ -686,6 +802,7 @@ static void on_done(qd_api_call_t *c, const qd_event_t *ev)
 {
     qd_api_t *api = c->api;
     c->gen_active = 0;
+    drop_model(c);
     c->usage_prompt = ev->prompt_tokens;
     c->usage_completion = ev->completion_tokens;
     c->usage_cached = ev->cached_tokens;
@@ -748,6 +865,7 @@ static void on_done(qd_api_call_t *c, const qd_event_t *ev)
 static void on_error(qd_api_call_t *c, const qd_event_t *ev)
 {
     c->gen_active = 0;
+    drop_model(c);
     if (c->released)
         return;
     qd_api_err_t e;
@@ -823,8 +941,63 @@ static void on_keepalive(uv_timer_t *t)
 
 /* ---- generation endpoints ------------------------------------------------- */
 
+
+/* Park call c until am is loaded; the body is kept to start over then. */
+static void wait_for_model(qd_api_t *api, qd_api_call_t *c, api_model_t *am,
+                           const char *body, size_t len, int chat)
+{
+    if (!c->wait_body) {
+        if (!(c->wait_body = qd_malloc(len + 1))) {
+            fail(c, 500, "server_error", NULL, NULL, "out of memory");
+            return;
+        }
+        memcpy(c->wait_body, body, len);
+        c->wait_body[len] = '\0';
+        c->wait_len = len;
+        c->wait_chat = chat;
+    }
+    c->wait_m = am;
+    c->wait_next = am->waiting;
+    am->waiting = c;
+    start_load(api, am);
+}
+
+static void start_generation_body(qd_api_t *api, qd_api_call_t *c,
+                                  const char *body, size_t body_len, int chat);
+
 static void start_generation(qd_api_t *api, qd_api_call_t *c,
                              const qd_api_req_t *req, int chat)
+{
+    start_generation_body(api, c, req->body ? req->body : "", req->body_len,
+                          chat);
+}
+
+/* The answer to a model that is not usable now: 0 if it is loaded. */
+static int model_unavailable(qd_api_t *api, qd_api_call_t *c,
+                             api_model_t *am, int err)
+{
+    qd_api_err_t e;
+    if (err == QD_EBUSY) {
+        qd_api_err_set(&e, 503, "server_error", "model", "model_pool_busy",
+                       "The model '%s' cannot be loaded now: models in use "
+                       "or pinned hold the memory budget (%s); retry "
+                       "shortly.",
+                       am->name, qd_errmsg());
+    } else if (err == QD_ETOOBIG) {
+        qd_api_err_set(&e, 507, "server_error", "model", "model_too_large",
+                       "The model '%s' can never be loaded: %s", am->name,
+                       am->refused ? am->refused : qd_errmsg());
+    } else {
+        qd_api_err_set(&e, 500, "server_error", "model", "model_load_failed",
+                       "The model '%s' could not be loaded: %s", am->name,
+                       qd_errmsg());
+    }
+    respond_err(c, &e);
+    return err;
+}
+
+static void start_generation_body(qd_api_t *api, qd_api_call_t *c,
+                                  const char *body, size_t body_len, int chat)
 {
     qd_api_err_t e;
     qd_gen_req_t g;
@@ -841,8 +1014,7 @@ static void start_generation(qd_api_t *api, qd_api_call_t *c,
         respond_err(c, &e);
         return;
     }
-    if (qd_gen_req_parse(&api->lim, req->body ? req->body : "",
-                         req->body_len, chat, &g, &e)) {
+    if (qd_gen_req_parse(&api->lim, body, body_len, chat, &g, &e)) {
         respond_err(c, &e);
         return;
     }
@@ -856,6 +1028,19 @@ static void start_generation(qd_api_t *api, qd_api_call_t *c,
         respond_err(c, &e);
         goto out;
     }
+    if (am->refused) {
+        model_unavailable(api, c, am, QD_ETOOBIG);
+        goto out;
+    }
+    int herr = hold_model(api, c, am);
+    if (herr == QD_EAGAIN) {
+        wait_for_model(api, c, am, body, body_len, chat);
+        goto out;
+    }
+    if (herr) {
+        model_unavailable(api, c, am, herr);
+        goto out;
+    }
     const qd_tokenizer_t *tok = qd_model_tokenizer(am->model);
     if (qd_gen_req_check_vocab(&g, qd_tokenizer_n_vocab(tok), &e)) {
         respond_err(c, &e);
@@ -865,7 +1050,8 @@ static void start_generation(qd_api_t *api, qd_api_call_t *c,
     if (chat) {
         size_t len;
         int has_bos;
-        if (qd_chat_render(tok, g.messages, &text, &len, &has_bos, &e)) {
+        if (qd_chat_render(tok, am->tmpl, g.messages, &text, &len, &has_bos,
+                           &e)) {
             respond_err(c, &e);
             goto out;
         }
@@ -888,7 +1074,7 @@ static void start_generation(qd_api_t *api, qd_api_call_t *c,
              "invalid_value", "The prompt is empty.");
         goto out;
     }
-    int32_t n_ctx = qd_sched_n_ctx(am->sched);
+    int32_t n_ctx = qd_sched_n_ctx(c->sched);
     int64_t max_tokens = g.max_tokens;
     if (max_tokens < 0) {
         max_tokens = n_ctx - n_toks;
@@ -943,7 +1129,7 @@ static void start_generation(qd_api_t *api, qd_api_call_t *c,
     gp.n_stop = g.n_stop;
     gp.logprobs = g.logprobs;
     gp.top_logprobs = g.top_logprobs;
-    rc = qd_sched_submit(am->sched, &gp, on_event, c, &c->req_id);
+    rc = qd_sched_submit(c->sched, &gp, on_event, c, &c->req_id);
     if (rc == QD_EFULL) {
         qd_api_err_set(&e, 503, "server_error", NULL, "server_overloaded",
                        "The server has too many queued requests; retry "
@@ -982,9 +1168,101 @@ static void start_generation(qd_api_t *api, qd_api_call_t *c,
         c->last_write = qd_now_ns();
     }
 out:
+    if (!c->gen_active)
+        drop_model(c);
     qd_free(text);
     qd_free(toks);
     qd_gen_req_close(&g);
+}
+
+/* ---- on-demand loads -------------------------------------------------------- */
+
+/* Worker thread: load through the pool (taking one reference). */
+static void load_work(uv_work_t *w)
+{
+    api_model_t *am = w->data;
+    qd_sched_t *s;
+    am->work_err = qd_modelpool_acquire(am->api->pool, am->name, &s);
+    if (am->work_err)
+        snprintf(am->work_msg, sizeof am->work_msg, "%s", qd_errmsg());
+}
+
+/* Loop thread: start (or fail) every call that waited for the load, then
+ * drop the load's own reference. */
+static void load_done(uv_work_t *w, int status)
+{
+    api_model_t *am = w->data;
+    qd_api_t *api = am->api;
+    am->loading = 0;
+    int err = status ? QD_ECANCELED : am->work_err;
+    if (err)
+        QD_WARN("api", "model %s: load failed: %s", am->name,
+                status ? "cancelled" : am->work_msg);
+    qd_api_call_t *list = am->waiting;
+    am->waiting = NULL;
+    /* Reverse to arrival order. */
+    qd_api_call_t *ordered = NULL;
+    while (list) {
+        qd_api_call_t *next = list->wait_next;
+        list->wait_next = ordered;
+        ordered = list;
+        list = next;
+    }
+    while (ordered) {
+        qd_api_call_t *c = ordered;
+        ordered = c->wait_next;
+        c->wait_next = NULL;
+        c->wait_m = NULL;
+        if (api->closing) {
+            fail(c, 503, "server_error", NULL, "server_draining",
+                 "The server is shutting down.");
+        } else if (err) {
+            qd_set_errmsg("%s", am->work_msg);
+            model_unavailable(api, c, am, err);
+        } else {
+            start_generation_body(api, c, c->wait_body, c->wait_len,
+                                  c->wait_chat);
+        }
+        /* A model unloaded again before this call got it: wait again. */
+        if (!c->wait_m) {
+            qd_free(c->wait_body);
+            c->wait_body = NULL;
+            wake(c);
+        }
+    }
+    if (!err && api->pool)
+        qd_modelpool_release(api->pool, am->name);
+}
+
+static void start_load(qd_api_t *api, api_model_t *am)
+{
+    if (am->loading || api->closing || !api->pool)
+        return;
+    am->loading = 1;
+    am->work.data = am;
+    int rc = uv_queue_work(api->loop, &am->work, load_work, load_done);
+    if (rc) {
+        am->loading = 0;
+        am->work_err = QD_EINTERNAL;
+        snprintf(am->work_msg, sizeof am->work_msg, "uv_queue_work: %s",
+                 uv_strerror(rc));
+        load_done(&am->work, 0);
+    }
+}
+
+void qd_api_stop_loads(qd_api_t *api)
+{
+    if (!api)
+        return;
+    api->closing = 1;
+    for (;;) {
+        int busy = 0;
+        for (int i = 0; i < api->n_models; i++)
+            busy |= api->models[i].loading;
+        if (!busy)
+            break;
+        uv_run(api->loop, UV_RUN_ONCE);
+    }
 }
 
 /* ---- tokenize / detokenize ------------------------------------------------ */
@@ -1019,9 +1297,27 @@ static api_model_t *model_for(qd_api_t *api, qd_api_call_t *c, json_t *j)
     }
     api_model_t *am = m ? find_model(api, json_string_value(m))
                         : (api->n_models ? &api->models[0] : NULL);
-    if (!am)
+    if (!am) {
         fail(c, 404, "invalid_request_error", "model", "model_not_found",
              "No such model.");
+        return NULL;
+    }
+    int err = am->refused ? QD_ETOOBIG : hold_model(api, c, am);
+    if (err == QD_EAGAIN) {
+        /* Tokenizing does not wait for a load; it starts one. */
+        start_load(api, am);
+        qd_api_err_t e;
+        qd_api_err_set(&e, 503, "server_error", "model", "model_loading",
+                       "The model '%s' is not loaded; it is loading now, "
+                       "retry shortly.",
+                       am->name);
+        respond_err(c, &e);
+        return NULL;
+    }
+    if (err) {
+        model_unavailable(api, c, am, err);
+        return NULL;
+    }
     return am;
 }
 
@@ -1061,6 +1357,7 @@ static void do_tokenize(qd_api_t *api, qd_api_call_t *c,
     qd_free(toks);
     respond_json(c, 200, json_pack("{s:o}", "tokens", arr));
 out:
+    drop_model(c);
     json_decref(j);
 }
 
@@ -1118,6 +1415,7 @@ static void do_detokenize(qd_api_t *api, qd_api_call_t *c,
         s = json_stringn(buf, qd_utf8_complete_len(buf, len));
     respond_json(c, 200, json_pack("{s:o}", "content", s ? s : json_string("")));
 out:
+    drop_model(c);
     qd_free(buf);
     json_decref(j);
 }
@@ -1287,7 +1585,7 @@ void qd_api_call_release(qd_api_call_t *c, int ok)
     count_status(api, status);
     access_log(c);
     if (c->gen_active) {
-        qd_sched_cancel(c->m->sched, c->req_id);
+        qd_sched_cancel(c->sched, c->req_id);
         return; /* freed when the final event arrives */
     }
     call_free(c);
@@ -1382,6 +1680,8 @@ void qd_api_destroy(qd_api_t *api)
 {
     if (!api)
         return;
+    api->closing = 1;
+    api->pool = NULL; /* destroyed before: final events release nothing */
     qd_api_drain_events(api);
     while (api->calls) {
         qd_api_call_t *c = api->calls;
@@ -1394,8 +1694,11 @@ void qd_api_destroy(qd_api_t *api)
         /* Let the loop finish the closes before the memory goes. */
         uv_run(api->loop, UV_RUN_NOWAIT);
     }
-    for (int i = 0; i < api->n_models; i++)
+    for (int i = 0; i < api->n_models; i++) {
         qd_free(api->models[i].name);
+        qd_free(api->models[i].refused);
+        qd_jinja_free(api->models[i].tmpl);
+    }
     qd_free(api->keys);
     qd_config_free_keys(api->cors);
     pthread_mutex_destroy(&api->evmu);

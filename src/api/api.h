@@ -24,6 +24,7 @@
 
 #include "quantd/config.h"
 #include "quantd/engine.h"
+#include "quantd/pool.h"
 #include "quantd/sched.h"
 
 typedef struct qd_api qd_api_t;
@@ -78,9 +79,17 @@ void qd_api_destroy(qd_api_t *api);
 int qd_api_reload(qd_api_t *api, const qd_config_t *cfg);
 void qd_api_set_state(qd_api_t *api, qd_api_state_t st);
 qd_api_state_t qd_api_get_state(const qd_api_t *api);
-/* Register a served model (name owned by the caller's config, copied). */
-int qd_api_add_model(qd_api_t *api, const char *name, const qd_model_t *m,
-                     qd_sched_t *s);
+/* The model pool every served model lives in (owned by the caller; it
+ * must outlive the API's use: qd_api_stop_loads(), then destroy the pool,
+ * then qd_api_destroy()). */
+void qd_api_set_pool(qd_api_t *api, qd_modelpool_t *pool);
+/* Serve model `name` of the pool (copied). refused: NULL, or why the pool
+ * refused it (its estimate exceeds the budget): its requests then get 507
+ * model_too_large. A request for a model that is not loaded waits while a
+ * worker thread loads it. */
+int qd_api_add_model(qd_api_t *api, const char *name, const char *refused);
+/* No more loads start; waits (running the loop) for those in flight. */
+void qd_api_stop_loads(qd_api_t *api);
 /* Generation calls not yet finished (for draining). */
 int qd_api_n_active(const qd_api_t *api);
 /* Process queued engine events now (normally done by the async). */

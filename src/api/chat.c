@@ -16,6 +16,7 @@
 
 #include "api/chat.h"
 #include "quantd/common.h"
+#include "quantd/tokenizer.h"
 
 /* Content of a message as one string (new reference). */
 static json_t *flat_content(const json_t *c)
@@ -78,22 +79,95 @@ int qd_chat_render_fallback(const json_t *messages, char **out,
     return 0;
 }
 
-int qd_chat_render(const qd_tokenizer_t *tok, const json_t *messages,
-                   char **out, size_t *out_len, int *has_bos,
-                   qd_api_err_t *err)
+int qd_chat_template_compile(const qd_tokenizer_t *tok, qd_jinja_t **out)
+{
+    *out = NULL;
+    const char *src = qd_tokenizer_chat_template(tok);
+    if (!src || !*src)
+        return 0;
+    return qd_jinja_compile(src, strlen(src), out);
+}
+
+static const char *special_text(const qd_tokenizer_t *tok, int32_t id)
+{
+    const char *s = id >= 0 ? qd_tokenizer_token_text(tok, id) : NULL;
+    return s ? s : "";
+}
+
+/* The template variables: messages with flattened content, the
+ * generation prompt flag and the BOS/EOS texts. NULL on OOM. */
+static json_t *template_vars(const qd_tokenizer_t *tok, const json_t *messages)
+{
+    json_t *msgs = json_array(), *vars = NULL;
+    if (!msgs)
+        return NULL;
+    size_t i;
+    json_t *m;
+    json_array_foreach(messages, i, m)
+    {
+        json_t *copy = json_copy((json_t *)m);
+        json_t *c = json_object_get(m, "content");
+        if (!copy) {
+            json_decref(msgs);
+            return NULL;
+        }
+        if (json_is_array(c)) {
+            json_t *flat = flat_content(c);
+            if (!flat || json_object_set_new(copy, "content", flat)) {
+                json_decref(copy);
+                json_decref(msgs);
+                return NULL;
+            }
+        }
+        if (json_array_append_new(msgs, copy)) {
+            json_decref(msgs);
+            return NULL;
+        }
+    }
+    vars = json_pack("{s:o,s:b,s:s,s:s}", "messages", msgs,
+                     "add_generation_prompt", 1, "bos_token",
+                     special_text(tok, qd_tokenizer_bos(tok)), "eos_token",
+                     special_text(tok, qd_tokenizer_eos(tok)));
+    return vars;
+}
+
+int qd_chat_render(const qd_tokenizer_t *tok, const qd_jinja_t *tmpl,
+                   const json_t *messages, char **out, size_t *out_len,
+                   int *has_bos, qd_api_err_t *err)
 {
     *out = NULL;
     *has_bos = 0;
-    int rc = qd_chat_render_fallback(messages, out, out_len);
+    int rc;
+    if (tmpl) {
+        json_t *vars = template_vars(tok, messages);
+        if (!vars) {
+            qd_api_err_set(err, 500, "server_error", NULL, NULL,
+                           "out of memory rendering the chat prompt");
+            return QD_ENOMEM;
+        }
+        rc = qd_jinja_exec(tmpl, vars, NULL, out, out_len);
+        json_decref(vars);
+        if (rc == QD_EINVAL) {
+            qd_api_err_set(err, 400, "invalid_request_error", "messages",
+                           NULL, "Chat template error: %s", qd_errmsg());
+            return rc;
+        }
+        if (rc == QD_ETOOBIG) {
+            qd_api_err_set(err, 400, "invalid_request_error", "messages",
+                           NULL, "The chat template exceeded a limit: %s",
+                           qd_errmsg());
+            return rc;
+        }
+    } else {
+        rc = qd_chat_render_fallback(messages, out, out_len);
+    }
     if (rc) {
         qd_api_err_set(err, 500, "server_error", NULL, NULL,
                        "out of memory rendering the chat prompt");
         return rc;
     }
-    const char *bos = qd_tokenizer_bos(tok) >= 0
-                          ? qd_tokenizer_token_text(tok, qd_tokenizer_bos(tok))
-                          : NULL;
-    if (bos && *bos && !strncmp(*out, bos, strlen(bos)))
+    const char *bos = special_text(tok, qd_tokenizer_bos(tok));
+    if (*bos && !strncmp(*out, bos, strlen(bos)))
         *has_bos = 1;
     return 0;
 }

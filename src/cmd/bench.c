@@ -15,6 +15,7 @@
 #include "quantd/common.h"
 #include "quantd/compute.h"
 #include "quantd/engine.h"
+#include "quantd/hf_import.h"
 
 static void usage(FILE *f)
 {
@@ -98,7 +99,7 @@ static int bench_model(const bench_opts_t *o)
     qd_model_t *m = NULL;
     qd_ctx_t *c = NULL;
     qd_batch_t b = {0};
-    int rc = qd_model_load(o->model_path, &m), ret = 1;
+    int rc = qd_model_open(o->model_path, &m), ret = 1;
     if (rc) {
         fprintf(stderr, "bench: %s: %s (%s)\n", o->model_path, qd_errmsg(), qd_strerror(rc));
         return 1;

@@ -12,6 +12,7 @@
 #include "quantd/common.h"
 #include "quantd/convert.h"
 #include "quantd/engine.h"
+#include "quantd/hf_import.h"
 
 static void usage(FILE *f)
 {
@@ -129,8 +130,8 @@ int qd_cmd_perplexity(int argc, char **argv)
         status = 1;
         goto out;
     }
-    if ((rc = qd_model_load(model_path, &m)) ||
-        (base_path && (rc = qd_model_load(base_path, &base)))) {
+    if ((rc = qd_model_open(model_path, &m)) ||
+        (base_path && (rc = qd_model_open(base_path, &base)))) {
         fprintf(stderr, "quantd perplexity: %s: %s\n", qd_strerror(rc),
                 qd_errmsg());
         status = 1;

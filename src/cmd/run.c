@@ -11,6 +11,7 @@
 #include "quantd/engine.h"
 #include "quantd/sampler.h"
 #include "quantd/tokenizer.h"
+#include "quantd/hf_import.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,7 @@ static void run_usage(FILE *f)
 {
     fprintf(f,
             "usage: quantd run -m MODEL -p PROMPT [options]\n"
-            "  -m, --model FILE        GGUF model\n"
+            "  -m, --model PATH        GGUF file or HF/AWQ/GPTQ checkpoint directory\n"
             "  -p, --prompt TEXT       prompt (\"\" gives BOS only)\n"
             "  -n, --n-predict N       tokens to generate (default 128)\n"
             "  -c, --ctx-size N        context size (default: model's, at "
@@ -190,7 +191,7 @@ int qd_cmd_run(int argc, char **argv)
     qd_sampler_t *smp = NULL;
     int32_t *toks = NULL;
 
-    if ((rc = qd_model_load(o.model, &m)) < 0) {
+    if ((rc = qd_model_open(o.model, &m)) < 0) {
         report(o.model, rc);
         goto out;
     }
@@ -241,7 +242,10 @@ int qd_cmd_run(int argc, char **argv)
         report("context", rc);
         goto out;
     }
-    if ((rc = qd_sampler_create(&o.sp, hp->n_vocab, &smp)) < 0) {
+    /* An HF checkpoint's embedding may have more rows than its tokenizer
+     * has tokens (padding): sample only ids the tokenizer can print. */
+    int32_t n_vocab = QD_MIN(hp->n_vocab, qd_tokenizer_n_vocab(tk));
+    if ((rc = qd_sampler_create(&o.sp, n_vocab, &smp)) < 0) {
         report("sampler", rc);
         goto out;
     }

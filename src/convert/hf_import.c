@@ -1174,3 +1174,33 @@ int qd_hf_import(const char *dir, const qd_hf_import_params_t *p,
     }
     return 0;
 }
+
+/* ---- opening any model path ------------------------------------------- */
+
+int qd_model_open(const char *path, qd_model_t **out)
+{
+    *out = NULL;
+    if (!qd_hf_is_model_dir(path))
+        return qd_model_load(path, out);
+    qd_hf_import_result_t r;
+    memset(&r, 0, sizeof r);
+    int rc = qd_hf_import(path, NULL, &r);
+    if (rc < 0) {
+        char why[384];
+        snprintf(why, sizeof why, "%s", qd_errmsg());
+        qd_set_errmsg("model: importing %s: %s", path,
+                      why[0] ? why : qd_strerror(rc));
+        return rc;
+    }
+    if (!r.tokenizer_json) {
+        qd_set_errmsg("model: %s has no tokenizer.json (quantd reads the "
+                      "tokenizer of a checkpoint directory from it)",
+                      path);
+        rc = QD_EFORMAT;
+    } else {
+        rc = qd_model_load_hf_tokenizer(r.gguf_path, r.tokenizer_json,
+                                        r.tokenizer_config, out);
+    }
+    qd_hf_import_result_free(&r);
+    return rc;
+}

@@ -72,6 +72,12 @@ static const opt_t options[] = {
      "context length per sequence (0: the model's)"},
     {"kv_mib", 0, OPT_INT, OFF(kv_mib), 0, NULL, 0, 1 << 24, NULL,
      "KV cache budget per model in MiB (0: ctx * n_seq_max)"},
+    {"mem_budget_mib", 0, OPT_INT, OFF(mem_budget_mib), 0, NULL, 0, 1 << 30,
+     NULL,
+     "memory for all loaded models in MiB, by their estimates (0: no "
+     "limit); idle models are unloaded to make room"},
+    {"idle_unload_s", 0, OPT_INT, OFF(idle_unload_s), 0, NULL, 0, 31536000,
+     NULL, "unload an unpinned model unused for this long (0: never)"},
     {"kv_type", 0, OPT_ENUM, OFF(kv_type), 0, "f16", 0, 0, "f32|f16|q8_0",
      "KV cache element type"},
     {"max_n", 0, OPT_INT, OFF(max_n), 8, NULL, 1, 128, NULL,
@@ -284,10 +290,17 @@ static qd_model_conf_t *model_named(qd_config_t *c, const char *name,
 
 int qd_config_add_model_path(qd_config_t *c, const char *path)
 {
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    size_t n = strlen(base);
-    if (n > 5 && !strcmp(base + n - 5, ".gguf"))
+    /* The model's name is the last path component, without trailing
+     * slashes (a checkpoint directory) or a .gguf suffix. */
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        len--;
+    const char *base = path;
+    for (size_t i = 0; i < len; i++)
+        if (path[i] == '/')
+            base = path + i + 1;
+    size_t n = (size_t)(path + len - base);
+    if (n > 5 && !memcmp(base + n - 5, ".gguf", 5))
         n -= 5;
     if (n == 0) {
         qd_set_errmsg("-m: '%s' names no file", path);
@@ -302,6 +315,7 @@ int qd_config_add_model_path(qd_config_t *c, const char *path)
         return QD_EINVAL;
     qd_free(m->path);
     m->path = qd_strdup(path);
+    m->preload = 1;
     return m->path ? 0 : QD_ENOMEM;
 }
 

@@ -3,36 +3,42 @@
  *
  * A forward pass is a chain of short parallel phases (one per matmul or
  * attention step), thousands per second, so the hand-off must be cheap:
- * workers spin on a generation counter for a short while, then sleep on a
- * condition variable. qd_pool_run() bumps the generation, runs thread 0's
- * share itself, then waits until every worker has checked in.
+ * a waiting thread spins on a counter for a bounded time (SPIN_NS, about
+ * the length of a short phase), then sleeps on a futex. The bound matters
+ * when cores are shared with other processes: a thread spinning for a
+ * descheduled partner burns the time slice the partner needs.
+ * qd_pool_run() bumps the generation, runs thread 0's share itself, then
+ * waits until every worker has checked in.
  */
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "quantd/common.h"
 #include "quantd/compute.h"
 
-#define SPIN_ITERS 20000
+/* Spin budget before sleeping; QD_POOL_SPIN_US overrides (0: no spin). */
+#define SPIN_NS_DEFAULT 50000
 
 struct qd_pool {
     int n_threads;
     pthread_t *threads;
+    long spin_ns;
     /* Work description; written by the caller before bumping `gen`. */
     qd_pool_fn fn;
     void *arg;
-    _Atomic unsigned gen;     /* incremented once per qd_pool_run */
-    _Atomic int n_done;       /* workers finished with the current gen */
+    _Atomic unsigned gen;     /* incremented once per qd_pool_run (futex) */
+    _Atomic int n_done;       /* workers finished with the current gen (futex) */
     _Atomic int stop;
-    pthread_mutex_t mu;       /* guards sleeping on cv */
-    pthread_cond_t cv;        /* workers wait for a new gen */
-    pthread_cond_t done_cv;   /* caller waits for n_done */
-    _Atomic int n_sleeping;
+    _Atomic int n_sleeping;   /* workers in (or about to enter) futex wait */
     _Atomic int caller_sleeping;
 };
 
@@ -41,6 +47,47 @@ typedef struct {
     int ith;
 } worker_arg_t;
 
+static void futex_wait(void *addr, unsigned expect)
+{
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expect, NULL, NULL, 0);
+}
+
+static void futex_wake(void *addr, int n)
+{
+    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+/* Spin until *v != old or the budget runs out; returns the last value. */
+static unsigned spin_while_eq(_Atomic unsigned *v, unsigned old, long spin_ns)
+{
+    unsigned x = atomic_load_explicit(v, memory_order_acquire);
+    if (x != old || spin_ns <= 0)
+        return x;
+    long t0 = now_ns();
+    for (int i = 1;; i++) {
+        cpu_relax();
+        x = atomic_load_explicit(v, memory_order_acquire);
+        if (x != old)
+            return x;
+        if ((i & 63) == 0 && now_ns() - t0 > spin_ns)
+            return x;
+    }
+}
+
 static void *worker_main(void *v)
 {
     worker_arg_t wa = *(worker_arg_t *)v;
@@ -48,35 +95,21 @@ static void *worker_main(void *v)
     qd_pool_t *p = wa.p;
     unsigned seen = 0; /* gen starts at 0; a run may precede our start */
     for (;;) {
-        unsigned g;
-        int spins = 0;
-        while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) ==
-                   seen &&
-               !atomic_load(&p->stop)) {
-            if (++spins < SPIN_ITERS) {
-#if defined(__x86_64__)
-                __builtin_ia32_pause();
-#endif
-                continue;
-            }
-            pthread_mutex_lock(&p->mu);
-            atomic_fetch_add(&p->n_sleeping, 1);
-            while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
-                pthread_cond_wait(&p->cv, &p->mu);
+        unsigned g = spin_while_eq(&p->gen, seen, p->spin_ns);
+        while (g == seen && !atomic_load(&p->stop)) {
+            atomic_fetch_add(&p->n_sleeping, 1); /* seq_cst: pairs with gen */
+            if (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
+                futex_wait(&p->gen, seen);
             atomic_fetch_sub(&p->n_sleeping, 1);
-            pthread_mutex_unlock(&p->mu);
+            g = atomic_load_explicit(&p->gen, memory_order_acquire);
         }
         if (atomic_load(&p->stop))
             break;
         seen = g;
         p->fn(p->arg, wa.ith, p->n_threads);
-        if (atomic_fetch_add(&p->n_done, 1) + 1 ==
-                p->n_threads - 1 &&
-            atomic_load(&p->caller_sleeping)) {
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_signal(&p->done_cv);
-            pthread_mutex_unlock(&p->mu);
-        }
+        if (atomic_fetch_add(&p->n_done, 1) + 1 == p->n_threads - 1 &&
+            atomic_load(&p->caller_sleeping))
+            futex_wake(&p->n_done, 1);
     }
     return NULL;
 }
@@ -92,9 +125,14 @@ int qd_pool_create(int n_threads, qd_pool_t **out)
     if (!p)
         return QD_ENOMEM;
     p->n_threads = n_threads;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
-    pthread_cond_init(&p->done_cv, NULL);
+    p->spin_ns = SPIN_NS_DEFAULT;
+    const char *e = getenv("QD_POOL_SPIN_US");
+    if (e && *e) {
+        char *end = NULL;
+        long us = strtol(e, &end, 10);
+        if (end && *end == '\0' && us >= 0 && us <= 1000000)
+            p->spin_ns = us * 1000;
+    }
     if (n_threads > 1) {
         p->threads = qd_calloc((size_t)n_threads - 1, sizeof(pthread_t));
         if (!p->threads)
@@ -119,9 +157,6 @@ int qd_pool_create(int n_threads, qd_pool_t **out)
     *out = p;
     return 0;
 err:
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
-    pthread_cond_destroy(&p->done_cv);
     qd_free(p);
     return QD_ENOMEM;
 }
@@ -131,15 +166,11 @@ void qd_pool_destroy(qd_pool_t *p)
     if (!p)
         return;
     atomic_store(&p->stop, 1);
-    pthread_mutex_lock(&p->mu);
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
+    atomic_fetch_add(&p->gen, 1);
+    futex_wake(&p->gen, INT_MAX);
     for (int i = 1; i < p->n_threads; i++)
         pthread_join(p->threads[i - 1], NULL);
     qd_free(p->threads);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
-    pthread_cond_destroy(&p->done_cv);
     qd_free(p);
 }
 
@@ -155,27 +186,27 @@ void qd_pool_run(qd_pool_t *p, qd_pool_fn fn, void *arg)
     p->arg = arg;
     atomic_store(&p->n_done, 0);
     atomic_fetch_add(&p->gen, 1); /* seq_cst: pairs with n_sleeping */
-    if (atomic_load(&p->n_sleeping) > 0) {
-        pthread_mutex_lock(&p->mu);
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
-    }
+    if (atomic_load(&p->n_sleeping) > 0)
+        futex_wake(&p->gen, INT_MAX);
     fn(arg, 0, p->n_threads);
-    int spins = 0;
-    while (atomic_load_explicit(&p->n_done, memory_order_acquire) <
-           p->n_threads - 1) {
-        if (++spins < SPIN_ITERS) {
-#if defined(__x86_64__)
-            __builtin_ia32_pause();
-#endif
-            continue;
+    const int want = p->n_threads - 1;
+    int d = atomic_load_explicit(&p->n_done, memory_order_acquire);
+    if (d < want && p->spin_ns > 0) {
+        long t0 = now_ns();
+        for (int i = 1; d < want; i++) {
+            cpu_relax();
+            d = atomic_load_explicit(&p->n_done, memory_order_acquire);
+            if ((i & 63) == 0 && now_ns() - t0 > p->spin_ns)
+                break;
         }
-        pthread_mutex_lock(&p->mu);
-        atomic_store(&p->caller_sleeping, 1);
-        while (atomic_load(&p->n_done) < p->n_threads - 1)
-            pthread_cond_wait(&p->done_cv, &p->mu);
+    }
+    while (d < want) {
+        atomic_store(&p->caller_sleeping, 1); /* seq_cst: pairs with n_done */
+        d = atomic_load(&p->n_done);
+        if (d < want)
+            futex_wait(&p->n_done, (unsigned)d);
         atomic_store(&p->caller_sleeping, 0);
-        pthread_mutex_unlock(&p->mu);
+        d = atomic_load_explicit(&p->n_done, memory_order_acquire);
     }
 }
 

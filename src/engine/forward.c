@@ -70,9 +70,25 @@ struct qd_ctx {
  * every cached K and V value they read. */
 static float f16_table[1 << 16];
 static pthread_once_t f16_once = PTHREAD_ONCE_INIT;
+static float dot_q_f16_c(const float *q, const qd_fp16_t *k, int n);
+static void axpy_f16_c(float *o, float w, const qd_fp16_t *v, int n);
+#if defined(__x86_64__)
+static float dot_q_f16_x86(const float *q, const qd_fp16_t *k, int n);
+static void axpy_f16_x86(float *o, float w, const qd_fp16_t *v, int n);
+#endif
+static float (*dot_q_f16)(const float *, const qd_fp16_t *, int);
+static void (*axpy_f16)(float *, float, const qd_fp16_t *, int);
 
 static void f16_table_init(void)
 {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c")) {
+        dot_q_f16 = dot_q_f16_x86;
+        axpy_f16 = axpy_f16_x86;
+    }
+#endif
     for (uint32_t i = 0; i < (1u << 16); i++)
         f16_table[i] = qd_fp16_to_fp32((qd_fp16_t)i);
 }
@@ -81,6 +97,67 @@ static inline float f16(qd_fp16_t h)
 {
     return f16_table[h];
 }
+
+/* Attention inner loops over an f16 cache, with an F16C/FMA variant chosen
+ * at run time (this file is built for the baseline ISA). The dot sums in 8
+ * lanes then adds them up; the axpy is elementwise in the scalar order. */
+static float dot_q_f16_c(const float *q, const qd_fp16_t *k, int n)
+{
+    float s = 0.0f;
+    for (int i = 0; i < n; i++)
+        s += q[i] * f16(k[i]);
+    return s;
+}
+
+static void axpy_f16_c(float *o, float w, const qd_fp16_t *v, int n)
+{
+    for (int i = 0; i < n; i++)
+        o[i] += w * f16(v[i]);
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx2,fma,f16c"))) static float
+dot_q_f16_x86(const float *q, const qd_fp16_t *k, int n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i),
+                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8),
+                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 8))), a1);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i),
+                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), a0);
+    a0 = _mm256_add_ps(a0, a1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float s = _mm_cvtss_f32(h);
+    for (; i < n; i++)
+        s += q[i] * _cvtsh_ss(k[i]);
+    return s;
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void
+axpy_f16_x86(float *o, float w, const qd_fp16_t *v, int n)
+{
+    __m256 wv = _mm256_set1_ps(w);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i)));
+        /* mul then add, as the scalar loop (no contraction) */
+        _mm256_storeu_ps(o + i, _mm256_add_ps(_mm256_loadu_ps(o + i), _mm256_mul_ps(wv, x)));
+    }
+    for (; i < n; i++)
+        o[i] += w * _cvtsh_ss(v[i]);
+}
+#endif
+
+static float (*dot_q_f16)(const float *, const qd_fp16_t *, int) = dot_q_f16_c;
+static void (*axpy_f16)(float *, float, const qd_fp16_t *, int) = axpy_f16_c;
 
 void qd_ctx_params_default(qd_ctx_params_t *p)
 {
@@ -376,9 +453,7 @@ static void attend(qd_ctx_t *c, int32_t t, int h, float *sc)
                              koff + (size_t)(p % QD_KV_BLOCK) * kv->row_bytes;
         float s = 0.0f;
         if (half) {
-            const qd_fp16_t *kr = (const qd_fp16_t *)row + (size_t)g * hd;
-            for (int i = 0; i < hd; i++)
-                s += qf[i] * f16(kr[i]);
+            s = dot_q_f16(qf, (const qd_fp16_t *)row + (size_t)g * hd, hd);
         } else {
             const float *kr = (const float *)row + (size_t)g * hd;
             for (int i = 0; i < hd; i++)
@@ -405,9 +480,7 @@ static void attend(qd_ctx_t *c, int32_t t, int h, float *sc)
         float w = sc[p] * inv;
         if (half) {
             w = f16(qd_fp32_to_fp16(w));
-            const qd_fp16_t *vr = (const qd_fp16_t *)row + (size_t)g * hd;
-            for (int i = 0; i < hd; i++)
-                o[i] += w * f16(vr[i]);
+            axpy_f16(o, w, (const qd_fp16_t *)row + (size_t)g * hd, hd);
         } else {
             const float *vr = (const float *)row + (size_t)g * hd;
             for (int i = 0; i < hd; i++)
@@ -510,6 +583,18 @@ static void observe(qd_ctx_t *c, const qd_qmat_t *w, const float *x,
     c->obs(c->obs_ud, il, (qd_mm_weight_t)id, x, ldx, n_tok, w->n_cols);
 }
 
+/* A token-parallel phase: with fewer tokens than threads the work is one
+ * token's worth, cheaper on the caller than a pool hand-off (decode runs
+ * hundreds of phases per token). Each token's result is computed the same
+ * way either way. */
+static void run_tok(qd_ctx_t *c, int32_t n_items, qd_pool_fn fn)
+{
+    if (n_items < qd_pool_size(c->pool))
+        fn(c, 0, 1);
+    else
+        qd_pool_run(c->pool, fn, c);
+}
+
 static void matmul(qd_ctx_t *c, float *out, int64_t ldo, const qd_qmat_t *w,
                    const float *x, int64_t ldx, int n_tok)
 {
@@ -546,27 +631,27 @@ int qd_ctx_decode(qd_ctx_t *c, const qd_batch_t *b)
         if (b->logits ? b->logits[t] != 0 : t == n - 1)
             c->out_rows[c->n_out++] = t;
     c->b = b;
-    qd_pool_run(c->pool, phase_embed, c);
+    run_tok(c, n, phase_embed);
     for (int il = 0; il < hp->n_layer; il++) {
         const qd_layer_t *L = &m->layers[il];
         c->L = L;
         c->il = il;
-        qd_pool_run(c->pool, phase_attn_norm, c);
+        run_tok(c, n, phase_attn_norm);
         matmul(c, c->q, c->n_q, &L->wq, c->xn, hp->n_embd, n);
         matmul(c, c->k, c->n_kv, &L->wk, c->xn, hp->n_embd, n);
         matmul(c, c->v, c->n_kv, &L->wv, c->xn, hp->n_embd, n);
-        qd_pool_run(c->pool, phase_qkv_post, c);
+        run_tok(c, n, phase_qkv_post);
         qd_pool_run(c->pool, phase_attention, c);
         matmul(c, c->tmp, hp->n_embd, &L->wo, c->att, c->n_q, n);
-        qd_pool_run(c->pool, phase_attn_residual, c);
+        run_tok(c, n, phase_attn_residual);
         matmul(c, c->gate, hp->n_ff, &L->w_gate, c->xn, hp->n_embd, n);
         matmul(c, c->up, hp->n_ff, &L->w_up, c->xn, hp->n_embd, n);
-        qd_pool_run(c->pool, phase_swiglu, c);
+        run_tok(c, n, phase_swiglu);
         matmul(c, c->tmp, hp->n_embd, &L->w_down, c->gate, hp->n_ff, n);
-        qd_pool_run(c->pool, phase_ffn_residual, c);
+        run_tok(c, n, phase_ffn_residual);
     }
     if (c->n_out > 0) {
-        qd_pool_run(c->pool, phase_out_norm, c);
+        run_tok(c, c->n_out, phase_out_norm);
         matmul(c, c->logits, hp->n_vocab, &m->output, c->xn, hp->n_embd,
                c->n_out);
     }

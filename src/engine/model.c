@@ -363,7 +363,22 @@ static int model_init(qd_model_t *m)
     return 0;
 }
 
-int qd_model_load(const char *path, qd_model_t **out)
+/* The vocabulary must fit token_embd. */
+static int check_vocab(const qd_model_t *m)
+{
+    if (qd_tokenizer_n_vocab(m->tok) > m->hp.n_vocab) {
+        qd_set_errmsg("model: the vocabulary has %d tokens but token_embd "
+                      "only %d rows",
+                      qd_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
+        return QD_EFORMAT;
+    }
+    return 0;
+}
+
+/* Open the GGUF, check the tensors, then build the tokenizer from the
+ * file's metadata (tokenizer_json == NULL) or from tokenizer.json. */
+static int model_load(const char *path, const char *tokenizer_json,
+                      const char *tokenizer_config, qd_model_t **out)
 {
     *out = NULL;
     qd_model_t *m = qd_calloc(1, sizeof *m);
@@ -376,24 +391,42 @@ int qd_model_load(const char *path, qd_model_t **out)
         goto fail;
     if ((rc = model_init(m)))
         goto fail;
-    if ((rc = qd_tokenizer_from_gguf(m->gguf, &m->tok)) < 0) {
+    rc = tokenizer_json ? qd_tokenizer_from_hf(tokenizer_json,
+                                               tokenizer_config, &m->tok)
+                        : qd_tokenizer_from_gguf(m->gguf, &m->tok);
+    if (rc < 0) {
         char why[256];
         snprintf(why, sizeof why, "%s", qd_errmsg());
-        qd_set_errmsg("model: tokenizer: %s", why[0] ? why : qd_strerror(rc));
+        qd_set_errmsg("model: tokenizer%s%s: %s", tokenizer_json ? " " : "",
+                      tokenizer_json ? tokenizer_json : "",
+                      why[0] ? why : qd_strerror(rc));
         goto fail;
     }
-    if (qd_tokenizer_n_vocab(m->tok) > m->hp.n_vocab) {
-        qd_set_errmsg("model: the vocabulary has %d tokens but token_embd "
-                      "only %d rows",
-                      qd_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
-        rc = QD_EFORMAT;
+    if ((rc = check_vocab(m)))
         goto fail;
-    }
     *out = m;
     return 0;
 fail:
     qd_model_free(m);
     return rc;
+}
+
+int qd_model_load(const char *path, qd_model_t **out)
+{
+    return model_load(path, NULL, NULL, out);
+}
+
+int qd_model_load_hf_tokenizer(const char *gguf_path,
+                               const char *tokenizer_json,
+                               const char *tokenizer_config,
+                               qd_model_t **out)
+{
+    if (!tokenizer_json) {
+        *out = NULL;
+        qd_set_errmsg("model: no tokenizer.json given");
+        return QD_EINVAL;
+    }
+    return model_load(gguf_path, tokenizer_json, tokenizer_config, out);
 }
 
 void qd_model_free(qd_model_t *m)

@@ -23,7 +23,133 @@ static inline __m256i mul_sum_us8(__m256i u, __m256i s)
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
 }
 
+#define QD_X86_EXTRA_DOTS 1
+static qd_vec_dot_fn x86_extra_dot(qd_type_t t);
+
 #include "quant/kernels_x86.h"
+
+/* ---- 512-bit decode dots for the k-quants ------------------------------
+ * Decode is a matrix-vector product that should run at memory speed; the
+ * 256-bit dots spend about as many instructions on unpacking as memory
+ * allows, so these handle 64 weights per instruction and unpack the 6-bit
+ * scales with word operations. Integer sums are exact, so they equal the
+ * 256-bit and scalar results up to the float accumulation order. */
+
+/* Q4_K's 12 scale bytes: 8 six-bit scales and 8 six-bit mins (as int16). */
+static inline void k4_scales16(const uint8_t *q, __m128i *sc16, __m128i *mn16)
+{
+    uint32_t u0, u1, u2;
+    memcpy(&u0, q, 4);
+    memcpy(&u1, q + 4, 4);
+    memcpy(&u2, q + 8, 4);
+    uint32_t s_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
+    uint32_t s_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+    *sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(s_lo | ((uint64_t)s_hi << 32))));
+    *mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(m_lo | ((uint64_t)m_hi << 32))));
+}
+
+static inline float hsum_ps512(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+static void dot_q4_K_512(int n, float *restrict s, const void *restrict vx,
+                         const void *restrict vy)
+{
+    const qd_block_q4_K *x = vx;
+    const qd_block_q8_K *y = vy;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    /* upper 256 bits take the high nibbles */
+    const __m512i shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    /* int16 lanes 0-15 take scale 2c, lanes 16-31 scale 2c+1 */
+    __m512i sidx[4];
+    for (int c = 0; c < 4; c++)
+        sidx[c] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * c))),
+                                     _mm256_set1_epi16((short)(2 * c + 1)), 1);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (int i = 0; i < n / QD_QK_K; i++) {
+        __m128i sc16, mn16;
+        k4_scales16(x[i].scales, &sc16, &mn16);
+        const __m512i scz = _mm512_castsi128_si512(sc16);
+        const uint8_t *q = x[i].qs;
+        const int8_t *a = y[i].qs;
+        __m512i isum0 = _mm512_setzero_si512(), isum1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c += 2) {
+            __m512i b0 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(q + 32 * c)));
+            __m512i b1 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(q + 32 * c + 32)));
+            b0 = _mm512_and_si512(_mm512_srlv_epi16(b0, shv), m4);
+            b1 = _mm512_and_si512(_mm512_srlv_epi16(b1, shv), m4);
+            __m512i p0 = _mm512_maddubs_epi16(b0, _mm512_loadu_si512(a + 64 * c));
+            __m512i p1 = _mm512_maddubs_epi16(b1, _mm512_loadu_si512(a + 64 * c + 64));
+            isum0 = _mm512_add_epi32(isum0, _mm512_madd_epi16(p0, _mm512_permutexvar_epi16(sidx[c], scz)));
+            isum1 = _mm512_add_epi32(isum1, _mm512_madd_epi16(p1, _mm512_permutexvar_epi16(sidx[c + 1], scz)));
+        }
+        float d = h2f(x[i].d) * y[i].d, dm = h2f(x[i].dmin) * y[i].d;
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(d),
+                              _mm512_cvtepi32_ps(_mm512_add_epi32(isum0, isum1)), acc);
+        /* mins: mn[j] * (bsums[2j] + bsums[2j+1]) */
+        __m256i m16 = _mm256_permutexvar_epi16(_mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
+                                       _mm256_castsi128_si256(mn16));
+        __m256i ms = _mm256_madd_epi16(m16, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dm), _mm256_cvtepi32_ps(ms), accm);
+    }
+    *s = hsum_ps512(acc) - hsum_ps256(accm);
+}
+
+static void dot_q6_K_512(int n, float *restrict s, const void *restrict vx,
+                         const void *restrict vy)
+{
+    const qd_block_q6_K *x = vx;
+    const qd_block_q8_K *y = vy;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(3);
+    /* qh bits: low 256 take shift 0 (and 4), upper 256 shift 2 (and 6) */
+    const __m512i sh01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i sh23 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    /* int16 lane l of a product covers 2 values of group base + l / 8 */
+    __m512i sidx[4];
+    for (int k = 0; k < 4; k++) {
+        _Alignas(64) int16_t ix[32];
+        for (int l = 0; l < 32; l++)
+            ix[l] = (int16_t)(4 * k + l / 8);
+        sidx[k] = _mm512_load_si512(ix);
+    }
+    __m512 acc = _mm512_setzero_ps();
+    for (int i = 0; i < n / QD_QK_K; i++) {
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *a = y[i].qs;
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        const __m512i scz = _mm512_castsi256_si512(sc16);
+        /* offset 32: 32 * sum_g sc[g] * bsums[g] */
+        __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        __m512i isum = _mm512_zextsi256_si512(
+            _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5)));
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512i L = _mm512_loadu_si512(ql + 64 * h);
+            __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qh + 32 * h)));
+            __m512i q01 = _mm512_or_si512(_mm512_and_si512(L, m4),
+                                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, sh01), m3), 4));
+            __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
+                                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, sh23), m3), 4));
+            __m512i p01 = _mm512_maddubs_epi16(q01, _mm512_loadu_si512(a + 128 * h));
+            __m512i p23 = _mm512_maddubs_epi16(q23, _mm512_loadu_si512(a + 128 * h + 64));
+            isum = _mm512_add_epi32(isum, _mm512_madd_epi16(p01, _mm512_permutexvar_epi16(sidx[2 * h], scz)));
+            isum = _mm512_add_epi32(isum, _mm512_madd_epi16(p23, _mm512_permutexvar_epi16(sidx[2 * h + 1], scz)));
+        }
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(h2f(x[i].d) * y[i].d),
+                              _mm512_cvtepi32_ps(isum), acc);
+    }
+    *s = hsum_ps512(acc);
+}
+
+static qd_vec_dot_fn x86_extra_dot(qd_type_t t)
+{
+    switch (t) {
+    case QD_TYPE_Q4_K: return dot_q4_K_512;
+    case QD_TYPE_Q6_K: return dot_q6_K_512;
+    default: return NULL;
+    }
+}
 
 #define NC_MAX 8
 
@@ -104,6 +230,97 @@ static void micro_s16(int nc, const uint8_t *u, const float *dsc,
     }
 }
 
+/* ---- vectorized tile decode for Q4_K and Q6_K -----------------------
+ * Same output as qd__tile_decode (quant/tile.c): each row is unpacked in
+ * natural order into a 16-row scratch, then 4-byte groups are gathered
+ * across the 16 rows into the interleaved tile. */
+
+static void dec_row_q4_K(const uint8_t *row, int64_t k0, int nk, uint8_t *u,
+                         float *ds, float *cr)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    const qd_block_q4_K *b = (const qd_block_q4_K *)row + k0 / QD_QK_K;
+    for (int i = 0; i < nk / QD_QK_K; i++, b++, u += QD_QK_K, ds += 8, cr += 8) {
+        __m128i sc16, mn16;
+        k4_scales16(b->scales, &sc16, &mn16);
+        __m256 d = _mm256_set1_ps(h2f(b->d)), dm = _mm256_set1_ps(-h2f(b->dmin));
+        _mm256_storeu_ps(ds, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(sc16))));
+        _mm256_storeu_ps(cr, _mm256_mul_ps(dm, _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(mn16))));
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qs + 32 * j)));
+            _mm512_storeu_si512(u + 64 * j, _mm512_and_si512(_mm512_srlv_epi16(q, shv), m4));
+        }
+    }
+}
+
+static void dec_row_q6_K(const uint8_t *row, int64_t k0, int nk, uint8_t *u,
+                         float *ds, float *cr)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(3);
+    const __m512i sh01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i sh23 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    const qd_block_q6_K *b = (const qd_block_q6_K *)row + k0 / QD_QK_K;
+    for (int i = 0; i < nk / QD_QK_K; i++, b++, u += QD_QK_K, ds += 16, cr += 16) {
+        __m512 d = _mm512_set1_ps(h2f(b->d));
+        __m512 sc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                         _mm_loadu_si128((const __m128i *)b->scales))));
+        _mm512_storeu_ps(ds, sc);
+        _mm512_storeu_ps(cr, _mm512_mul_ps(_mm512_set1_ps(-32.0f), sc));
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512i L = _mm512_loadu_si512(b->ql + 64 * h);
+            __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
+            __m512i q01 = _mm512_or_si512(_mm512_and_si512(L, m4),
+                                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, sh01), m3), 4));
+            __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
+                                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, sh23), m3), 4));
+            _mm512_storeu_si512(u + 128 * h, q01);
+            _mm512_storeu_si512(u + 128 * h + 64, q23);
+        }
+    }
+}
+
+/* Returns 0 when the type has no vectorized decoder here. */
+static int tile_decode_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
+                           int n_rows, int64_t k0, int nk, uint8_t *restrict u,
+                           float *restrict dsc, float *restrict corr)
+{
+    void (*dec)(const uint8_t *, int64_t, int, uint8_t *, float *, float *);
+    if (t == QD_TYPE_Q4_K)
+        dec = dec_row_q4_K;
+    else if (t == QD_TYPE_Q6_K)
+        dec = dec_row_q6_K;
+    else
+        return 0;
+    int ns = nk / qd__tile_sub(t);
+    _Alignas(64) uint8_t tmp[QD_TILE_ROWS][QD_TILE_K];
+    _Alignas(64) float ds[QD_TILE_ROWS][QD_TILE_K / 16];
+    _Alignas(64) float cr[QD_TILE_ROWS][QD_TILE_K / 16];
+    for (int r = 0; r < QD_TILE_ROWS; r++) {
+        if (r < n_rows) {
+            dec(row0 + (size_t)r * row_bytes, k0, nk, tmp[r], ds[r], cr[r]);
+        } else {
+            memset(tmp[r], 0, (size_t)nk);
+            memset(ds[r], 0, sizeof(float) * (size_t)ns);
+            memset(cr[r], 0, sizeof(float) * (size_t)ns);
+        }
+    }
+    const __m512i vb = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(QD_TILE_K));
+    const __m512i vf = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(QD_TILE_K / 16));
+    for (int g = 0; g < nk / 4; g++)
+        _mm512_store_si512((void *)(u + (size_t)g * 64),
+                           _mm512_i32gather_epi32(vb, (const void *)(&tmp[0][0] + 4 * g), 1));
+    for (int s = 0; s < ns; s++) {
+        _mm512_store_ps(dsc + s * QD_TILE_ROWS, _mm512_i32gather_ps(vf, &ds[0][s], 4));
+        _mm512_store_ps(corr + s * QD_TILE_ROWS, _mm512_i32gather_ps(vf, &cr[0][s], 4));
+    }
+    return 1;
+}
+
 static void avx512_gemm_tiled(const qd_qmat_t *w, int64_t r0, int64_t r1,
                               const int8_t *qs, const float *ta,
                               const float *tb, int n_tok, float *out,
@@ -121,7 +338,8 @@ static void avx512_gemm_tiled(const qd_qmat_t *w, int64_t r0, int64_t r1,
         for (int64_t k0 = 0; k0 < K; k0 += QD_TILE_K) {
             int nk = (int)QD_MIN((int64_t)QD_TILE_K, K - k0);
             int ns = nk / S;
-            qd__tile_decode(w->type, row0, w->row_bytes, nr, k0, nk, u, dsc, corr);
+            if (!tile_decode_512(w->type, row0, w->row_bytes, nr, k0, nk, u, dsc, corr))
+                qd__tile_decode(w->type, row0, w->row_bytes, nr, k0, nk, u, dsc, corr);
             for (int t = 0; t < n_tok; t += NC_MAX) {
                 int nc = QD_MIN(NC_MAX, n_tok - t);
                 const int8_t *q = qs + (size_t)t * K + k0;

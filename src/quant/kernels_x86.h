@@ -499,6 +499,12 @@ static void dot_q6_K(int n, float *restrict s, const void *restrict vx,
 /* Direct dot for a weight type, or NULL (use the scalar reference). */
 static qd_vec_dot_fn x86_dot_for(qd_type_t t)
 {
+#ifdef QD_X86_EXTRA_DOTS
+    /* A kernel set with wider dots for some types (kernels_avx512.c). */
+    qd_vec_dot_fn e = x86_extra_dot(t);
+    if (e)
+        return e;
+#endif
     switch (t) {
     case QD_TYPE_F32: return dot_f32;
     case QD_TYPE_F16: return dot_f16;

@@ -122,6 +122,10 @@ void qd__matmul_with(const qd_kernels_t *k, qd_pool_t *pool,
         /* F32 weights read the activations as they are. */
         j.act = (uint8_t *)(uintptr_t)x;
         j.act_stride = (size_t)ldx * sizeof(float);
+    } else if (n_tok < qd_pool_size(pool)) {
+        /* Decode: one activation row costs a few microseconds to
+         * quantize, less than a pool hand-off. */
+        quantize_phase(&j, 0, 1);
     } else {
         qd_pool_run(pool, quantize_phase, &j);
     }

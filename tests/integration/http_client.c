@@ -310,19 +310,31 @@ static int free_port(void)
 
 int tc_daemon_start(tc_daemon_t *d, const char *const *extra)
 {
-    const char *bin = getenv("QD_BIN");
     const char *model = tc_model_path();
+    if (!model)
+        return -1;
+    return tc_daemon_start_model(d, model, extra);
+}
+
+int tc_daemon_start_model(tc_daemon_t *d, const char *model,
+                          const char *const *extra)
+{
+    const char *bin = getenv("QD_BIN");
     const char *tmp = getenv("QD_TMP") ? getenv("QD_TMP") : "/tmp";
-    if (!bin || !model)
+    if (!bin)
         return -1;
     memset(d, 0, sizeof *d);
     d->port = free_port();
     snprintf(d->log, sizeof d->log, "%s/quantd-%d.log", tmp, d->port);
     char port[16];
     snprintf(port, sizeof port, "%d", d->port);
-    const char *argv[64] = {bin,   "serve", "-m", model, "--host", "127.0.0.1",
-                            "--port", port, "-t", "1"};
-    int n = 10;
+    const char *argv[64] = {bin, "serve", "--host", "127.0.0.1", "--port",
+                            port, "-t", "1"};
+    int n = 8;
+    if (model) {
+        argv[n++] = "-m";
+        argv[n++] = model;
+    }
     for (int i = 0; extra && extra[i] && n < 62; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;

@@ -45,6 +45,9 @@ const char *tc_model_path(void);
 /* Start QD_BIN serve -m model on 127.0.0.1:<free port> with extra args
  * (NULL-terminated), wait until /ready answers 200. 0 or -1. */
 int tc_daemon_start(tc_daemon_t *d, const char *const *extra_args);
+/* The same with another model (file or directory); NULL: no -m at all. */
+int tc_daemon_start_model(tc_daemon_t *d, const char *model,
+                          const char *const *extra_args);
 /* SIGTERM (then SIGKILL after 10 s); returns the exit status or -1. */
 int tc_daemon_stop(tc_daemon_t *d);
 /* A metric's value from /metrics (first sample whose line starts with

@@ -1,0 +1,78 @@
+#!/bin/sh
+# compare.sh — quantd bench vs llama.cpp (node-llama-cpp, bench/ref-bench.mjs)
+# on the same GGUF file in the same run, with ratios.
+#
+#   bench/compare.sh MODEL.gguf [-p 512] [-n 128] [-t 2] [-r 2] [--batch 8]
+#
+# QUANTD (default build/quantd) and REF_BENCH (default: ref-bench.mjs next
+# to this script; it needs node-llama-cpp in a node_modules above it, see
+# bench/setup-reference.sh) choose the programs. The load average is
+# printed with each run: on a shared machine the figures move with it.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+QUANTD=${QUANTD:-build/quantd}
+REF_BENCH=${REF_BENCH:-$here/ref-bench.mjs}
+[ $# -ge 1 ] || { echo "usage: $0 MODEL.gguf [-p P] [-n N] [-t T] [-r R] [--batch B]" >&2; exit 2; }
+model=$1; shift
+p=512; n=128; t=2; r=2; batch=8
+while [ $# -gt 0 ]; do
+    case $1 in
+    -p) p=$2; shift 2 ;;
+    -n) n=$2; shift 2 ;;
+    -t) t=$2; shift 2 ;;
+    -r) r=$2; shift 2 ;;
+    --batch) batch=$2; shift 2 ;;
+    *) echo "$0: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+[ -f "$model" ] || { echo "$0: $model: not found" >&2; exit 1; }
+out=$(mktemp -d "${TMPDIR:-/tmp}/compare.XXXXXX")
+trap 'rm -rf "$out"' EXIT
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+
+echo "quantd: $QUANTD  reference: $REF_BENCH"
+echo "model: $model  threads: $t  reps: $r  ($(nproc) cpus)"
+echo "load before quantd:        $(load)"
+"$QUANTD" bench -m "$model" -p "$p" -n "$n" -t "$t" -r "$r" --json \
+    >"$out/quantd.jsonl" 2>"$out/quantd.err" || { cat "$out/quantd.err" >&2; exit 1; }
+echo "load before quantd batch:  $(load)"
+"$QUANTD" bench -m "$model" -p 0 -n "$n" -t "$t" -r "$r" --batch "$batch" --json \
+    >"$out/batch.jsonl" 2>"$out/batch.err" || { cat "$out/batch.err" >&2; exit 1; }
+echo "load before llama.cpp:     $(load)"
+if [ -f "$REF_BENCH" ] && node "$REF_BENCH" "$model" -p "$p" -n "$n" -t "$t" -r "$r" \
+        >"$out/ref.jsonl" 2>"$out/ref.err"; then
+    :
+else
+    echo "reference bench failed or missing ($REF_BENCH):" >&2
+    tail -5 "$out/ref.err" >&2 2>/dev/null || true
+    : >"$out/ref.jsonl"
+fi
+echo "load after:                $(load)"
+echo
+python3 - "$out" "$p" "$n" "$batch" <<'PY'
+import json, sys
+d, p, n, b = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+def rd(f):
+    res = {}
+    for line in open(f"{d}/{f}"):
+        line = line.strip()
+        if line.startswith("{"):
+            o = json.loads(line)
+            res[o["test"]] = (o["tokens_per_s"], o.get("tokens_per_s_sd", o.get("sd", 0.0)))
+    return res
+q, qb, ref = rd("quantd.jsonl"), rd("batch.jsonl"), rd("ref.jsonl")
+def cell(v):
+    return "%9.2f ± %6.2f" % v if v else "%18s" % "-"
+print("| test       |    quantd (t/s)    | llama.cpp (t/s)    | quantd/llama.cpp |")
+print("|------------|--------------------|--------------------|------------------|")
+for test in (f"pp{p}", f"tg{n}"):
+    a, r_ = q.get(test), ref.get(test)
+    ratio = "%16.2f" % (a[0] / r_[0]) if a and r_ and r_[0] > 0 else "%16s" % "-"
+    print(f"| {test:<10} | {cell(a)} | {cell(r_)} | {ratio} |")
+bt = f"tg{n}x{b}"
+if bt in qb and f"tg{n}" in q:
+    v = qb[bt]
+    print(f"| {bt:<10} | {cell(v)} | {'-':>18} | {'-':>16} |")
+    print(f"\nquantd --batch {b}: {v[0]:.2f} t/s aggregate = "
+          f"{v[0] / q[f'tg{n}'][0]:.2f}x single-sequence decode")
+PY
