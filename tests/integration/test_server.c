@@ -504,3 +504,74 @@ Test(server, keepalive_no_fd_leak, .fini = stop_daemon)
     int after = count_fds(D.pid);
     cr_assert(after <= before, "fds before %d, after %d", before, after);
 }
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int status_with_key(int fd, const char *key)
+{
+    char hdr[128];
+    snprintf(hdr, sizeof hdr, "Authorization: Bearer %s\r\n", key);
+    tc_resp_t r;
+    cr_assert_eq(tc_request(fd, "GET", "/v1/models", hdr, NULL, &r), 0,
+                 "connection dropped");
+    int st = r.status;
+    tc_resp_free(&r);
+    return st;
+}
+
+/* SIGHUP re-reads the key file and applies it without dropping an open
+ * keep-alive connection; --log-format json writes one JSON object a line. */
+Test(server, sighup_reloads_keys_keeps_connections, .fini = stop_daemon)
+{
+    char keys[600];
+    const char *tmp = getenv("QD_TMP") ? getenv("QD_TMP") : "/tmp";
+    snprintf(keys, sizeof keys, "%s/keys-%d.txt", tmp, (int)getpid());
+    write_file(keys, "first-key\n");
+    const char *args[] = {"--api-key-file", keys, "--log-format", "json",
+                          NULL};
+    need_daemon(args);
+    int fd = tc_connect(D.port);
+    cr_assert(fd >= 0);
+    cr_assert_eq(status_with_key(fd, "first-key"), 200);
+    cr_assert_eq(status_with_key(fd, "second-key"), 401);
+
+    write_file(keys, "second-key\n");
+    cr_assert_eq(kill(D.pid, SIGHUP), 0);
+    int st = 0;
+    for (int i = 0; i < 50 && st != 200; i++) {
+        msleep(100);
+        st = status_with_key(fd, "second-key"); /* same connection */
+    }
+    cr_assert_eq(st, 200, "new key not accepted after SIGHUP");
+    cr_assert_eq(status_with_key(fd, "first-key"), 401);
+    close(fd);
+    unlink(keys);
+
+    /* Every log line so far is a JSON object with ts, level, msg. */
+    FILE *f = fopen(D.log, "r");
+    cr_assert_not_null(f);
+    char line[8192];
+    int n = 0, reload_seen = 0;
+    while (fgets(line, sizeof line, f)) {
+        json_error_t e;
+        json_t *j = json_loads(line, 0, &e);
+        cr_assert_not_null(j, "not JSON: %s", line);
+        cr_assert(json_is_string(json_object_get(j, "level")));
+        cr_assert(json_is_string(json_object_get(j, "ts")));
+        const char *msg = json_string_value(json_object_get(j, "msg"));
+        cr_assert_not_null(msg);
+        if (strstr(msg, "SIGHUP"))
+            reload_seen = 1;
+        json_decref(j);
+        n++;
+    }
+    fclose(f);
+    cr_assert_gt(n, 0);
+    cr_assert(reload_seen, "no log line about the reload");
+}
