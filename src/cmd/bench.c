@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 
 #include "cmd/bench.h"
@@ -21,7 +22,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: quantd bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS]\n"
-            "                    [--json] [--batch B]\n"
+            "                    [--json] [--batch B] [--kv-type f16|f32|q8_0]\n"
             "       quantd bench --membw [-t THREADS] [-r REPS]\n"
             "       quantd bench --kernels [--types Q4_K,Q8_0,...] [-t THREADS] [-r REPS]\n");
 }
@@ -30,6 +31,7 @@ static void usage(FILE *f)
 typedef struct {
     const char *model_path;
     int p, n, threads, reps, json, batch;
+    qd_kv_type_t kv_type;
 } bench_opts_t;
 
 static size_t peak_rss_bytes(void)
@@ -113,6 +115,7 @@ static int bench_model(const bench_opts_t *o)
     cp.n_seq_max = n_seq;
     cp.n_ctx = QD_MAX(o->p, o->n + 1) + 16;
     cp.n_threads = o->threads;
+    cp.kv_type = o->kv_type;
     if ((rc = qd_ctx_create(m, &cp, &c))) {
         fprintf(stderr, "bench: context: %s (%s)\n", qd_errmsg(), qd_strerror(rc));
         goto out;
@@ -214,7 +217,7 @@ out:
 int qd_cmd_bench(int argc, char **argv)
 {
     int threads = 0, reps = 3, membw = 0, kernels = 0;
-    bench_opts_t o = {.p = 512, .n = 128};
+    bench_opts_t o = {.p = 512, .n = 128, .kv_type = QD_KV_F16};
     const char *types = "Q4_0,Q8_0,Q4_K,Q6_K,Q5_0,F16";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -237,6 +240,18 @@ int qd_cmd_bench(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--batch") && v) {
             o.batch = atoi(v);
+            i++;
+        } else if (!strcmp(a, "--kv-type") && v) {
+            if (!strcasecmp(v, "f16")) {
+                o.kv_type = QD_KV_F16;
+            } else if (!strcasecmp(v, "f32")) {
+                o.kv_type = QD_KV_F32;
+            } else if (!strcasecmp(v, "q8_0")) {
+                o.kv_type = QD_KV_Q8_0;
+            } else {
+                fprintf(stderr, "quantd bench: --kv-type: '%s' (f16, f32 or q8_0)\n", v);
+                return 2;
+            }
             i++;
         } else if (!strcmp(a, "--json")) {
             o.json = 1;

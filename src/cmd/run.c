@@ -35,7 +35,7 @@ static void run_usage(FILE *f)
             "  --top-p P               (default 0.95; 1 off)\n"
             "  --min-p P               (default 0.05; 0 off)\n"
             "  --repeat-penalty R      (default 1.0: off)\n"
-            "  --kv-type f16|f32       KV cache element type (default f16)\n");
+            "  --kv-type f16|f32|q8_0  KV cache element type (default f16)\n");
 }
 
 typedef struct {
@@ -147,9 +147,11 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
                 o->kv_type = QD_KV_F16;
             } else if (!strcasecmp(v, "f32")) {
                 o->kv_type = QD_KV_F32;
+            } else if (!strcasecmp(v, "q8_0")) {
+                o->kv_type = QD_KV_Q8_0;
             } else {
-                fprintf(stderr, "quantd run: --kv-type: '%s' (f16 or f32)\n",
-                        v);
+                fprintf(stderr,
+                        "quantd run: --kv-type: '%s' (f16, f32 or q8_0)\n", v);
                 return -1;
             }
         } else {

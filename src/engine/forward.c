@@ -23,11 +23,17 @@
  * Numerics follow llama.cpp's CPU backend without flash attention: with an
  * f16 cache, K and V are stored as fp16, q is rounded to fp16 for q·Kᵀ, the
  * softmax runs in float32 and the probabilities are rounded to fp16 before
- * the product with V; with an f32 cache everything is float32.
+ * the product with V; with an f32 cache everything is float32. With a q8_0
+ * cache, K and V rows are quantized to Q8_0 blocks (32 values, fp16 scale,
+ * the reference quantize_row_q8_0_ref rounding); q stays float32 and q·Kᵀ
+ * dequantizes K block by block (llama.cpp instead quantizes q to Q8_0 for an
+ * integer dot), the softmax runs in float32 and the float32 probabilities
+ * scale the dequantized V rows.
  */
 #include "engine/kv_int.h"
 #include "engine/model_int.h"
 #include "quantd/common.h"
+#include "quantd/quant.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -78,6 +84,14 @@ static void axpy_f16_x86(float *o, float w, const qd_fp16_t *v, int n);
 #endif
 static float (*dot_q_f16)(const float *, const qd_fp16_t *, int);
 static void (*axpy_f16)(float *, float, const qd_fp16_t *, int);
+static float dot_q_q8_0_c(const float *q, const qd_block_q8_0 *k, int n);
+static void axpy_q8_0_c(float *o, float w, const qd_block_q8_0 *v, int n);
+#if defined(__x86_64__)
+static float dot_q_q8_0_x86(const float *q, const qd_block_q8_0 *k, int n);
+static void axpy_q8_0_x86(float *o, float w, const qd_block_q8_0 *v, int n);
+#endif
+static float (*dot_q_q8_0)(const float *, const qd_block_q8_0 *, int);
+static void (*axpy_q8_0)(float *, float, const qd_block_q8_0 *, int);
 
 static void f16_table_init(void)
 {
@@ -87,6 +101,8 @@ static void f16_table_init(void)
         __builtin_cpu_supports("f16c")) {
         dot_q_f16 = dot_q_f16_x86;
         axpy_f16 = axpy_f16_x86;
+        dot_q_q8_0 = dot_q_q8_0_x86;
+        axpy_q8_0 = axpy_q8_0_x86;
     }
 #endif
     for (uint32_t i = 0; i < (1u << 16); i++)
@@ -113,6 +129,29 @@ static void axpy_f16_c(float *o, float w, const qd_fp16_t *v, int n)
 {
     for (int i = 0; i < n; i++)
         o[i] += w * f16(v[i]);
+}
+
+/* The same over a q8_0 cache (n a multiple of 32): per block, the int8
+ * values times q summed in float32, times the block's scale. */
+static float dot_q_q8_0_c(const float *q, const qd_block_q8_0 *k, int n)
+{
+    float s = 0.0f;
+    for (int b = 0; b < n / QD_QK8_0; b++, q += QD_QK8_0) {
+        float sb = 0.0f;
+        for (int i = 0; i < QD_QK8_0; i++)
+            sb += q[i] * (float)k[b].qs[i];
+        s += sb * f16(k[b].d);
+    }
+    return s;
+}
+
+static void axpy_q8_0_c(float *o, float w, const qd_block_q8_0 *v, int n)
+{
+    for (int b = 0; b < n / QD_QK8_0; b++, o += QD_QK8_0) {
+        float wd = w * f16(v[b].d);
+        for (int i = 0; i < QD_QK8_0; i++)
+            o[i] += wd * (float)v[b].qs[i];
+    }
 }
 
 #if defined(__x86_64__)
@@ -154,10 +193,49 @@ axpy_f16_x86(float *o, float w, const qd_fp16_t *v, int n)
     for (; i < n; i++)
         o[i] += w * _cvtsh_ss(v[i]);
 }
+
+__attribute__((target("avx2,fma,f16c"))) static float
+dot_q_q8_0_x86(const float *q, const qd_block_q8_0 *k, int n)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / QD_QK8_0; b++, q += QD_QK8_0) {
+        __m256 sb = _mm256_setzero_ps();
+        for (int j = 0; j < QD_QK8_0; j += 8) {
+            __m128i i8 = _mm_loadl_epi64((const __m128i *)(k[b].qs + j));
+            __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(i8));
+            sb = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), x, sb);
+        }
+        acc = _mm256_fmadd_ps(sb, _mm256_set1_ps(_cvtsh_ss(k[b].d)), acc);
+    }
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc),
+                          _mm256_extractf128_ps(acc, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void
+axpy_q8_0_x86(float *o, float w, const qd_block_q8_0 *v, int n)
+{
+    for (int b = 0; b < n / QD_QK8_0; b++, o += QD_QK8_0) {
+        __m256 wd = _mm256_set1_ps(w * _cvtsh_ss(v[b].d));
+        for (int j = 0; j < QD_QK8_0; j += 8) {
+            __m128i i8 = _mm_loadl_epi64((const __m128i *)(v[b].qs + j));
+            __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(i8));
+            /* mul then add, as the scalar loop (no contraction) */
+            _mm256_storeu_ps(o + j, _mm256_add_ps(_mm256_loadu_ps(o + j),
+                                                  _mm256_mul_ps(wd, x)));
+        }
+    }
+}
 #endif
 
 static float (*dot_q_f16)(const float *, const qd_fp16_t *, int) = dot_q_f16_c;
 static void (*axpy_f16)(float *, float, const qd_fp16_t *, int) = axpy_f16_c;
+static float (*dot_q_q8_0)(const float *, const qd_block_q8_0 *,
+                           int) = dot_q_q8_0_c;
+static void (*axpy_q8_0)(float *, float, const qd_block_q8_0 *,
+                         int) = axpy_q8_0_c;
 
 void qd_ctx_params_default(qd_ctx_params_t *p)
 {
@@ -212,9 +290,16 @@ int qd_ctx_create(const qd_model_t *m, const qd_ctx_params_t *p, qd_ctx_t **out)
                       prm.n_batch, prm.n_seq_max, prm.n_ctx, prm.n_threads);
         return QD_EINVAL;
     }
-    if (prm.kv_type != QD_KV_F32 && prm.kv_type != QD_KV_F16) {
-        qd_set_errmsg("ctx: KV cache type %d not supported (f32 or f16)",
+    if (prm.kv_type != QD_KV_F32 && prm.kv_type != QD_KV_F16 &&
+        prm.kv_type != QD_KV_Q8_0) {
+        qd_set_errmsg("ctx: KV cache type %d not supported (f32, f16, q8_0)",
                       (int)prm.kv_type);
+        return QD_EUNSUPPORTED;
+    }
+    if (prm.kv_type == QD_KV_Q8_0 && hp->head_dim % QD_QK8_0 != 0) {
+        qd_set_errmsg("ctx: q8_0 KV cache needs head_dim to be a multiple of "
+                      "%d; this model's head_dim is %d (use f16 or f32)",
+                      QD_QK8_0, (int)hp->head_dim);
         return QD_EUNSUPPORTED;
     }
     pthread_once(&f16_once, f16_table_init);
@@ -413,6 +498,11 @@ static void phase_qkv_post(void *arg, int ith, int nth)
         if (c->kv->type == QD_KV_F32) {
             memcpy(kd, k, (size_t)c->n_kv * sizeof(float));
             memcpy(vd, v, (size_t)c->n_kv * sizeof(float));
+        } else if (c->kv->type == QD_KV_Q8_0) {
+            qd_from_float_fn quant =
+                qd_type_traits(QD_TYPE_Q8_0)->from_float_ref;
+            quant(k, kd, c->n_kv);
+            quant(v, vd, c->n_kv);
         } else {
             qd_fp16_t *k16 = (qd_fp16_t *)kd, *v16 = (qd_fp16_t *)vd;
             for (int i = 0; i < c->n_kv; i++) {
@@ -438,7 +528,7 @@ static void attend(qd_ctx_t *c, int32_t t, int h, float *sc)
     const int32_t *tab = qd__kv_table(kv, seq);
     size_t koff = (size_t)c->il * kv->layer_bytes,
            voff = koff + QD_KV_BLOCK * kv->row_bytes;
-    int half = kv->type == QD_KV_F16;
+    int half = kv->type == QD_KV_F16, q8 = kv->type == QD_KV_Q8_0;
     float *qf = sc + c->p.n_ctx; /* q, rounded to fp16 with an f16 cache */
     if (half) {
         for (int i = 0; i < hd; i++)
@@ -454,6 +544,11 @@ static void attend(qd_ctx_t *c, int32_t t, int h, float *sc)
         float s = 0.0f;
         if (half) {
             s = dot_q_f16(qf, (const qd_fp16_t *)row + (size_t)g * hd, hd);
+        } else if (q8) {
+            s = dot_q_q8_0(qf,
+                           (const qd_block_q8_0 *)row +
+                               (size_t)g * (hd / QD_QK8_0),
+                           hd);
         } else {
             const float *kr = (const float *)row + (size_t)g * hd;
             for (int i = 0; i < hd; i++)
@@ -481,6 +576,10 @@ static void attend(qd_ctx_t *c, int32_t t, int h, float *sc)
         if (half) {
             w = f16(qd_fp32_to_fp16(w));
             axpy_f16(o, w, (const qd_fp16_t *)row + (size_t)g * hd, hd);
+        } else if (q8) {
+            axpy_q8_0(o, w,
+                      (const qd_block_q8_0 *)row + (size_t)g * (hd / QD_QK8_0),
+                      hd);
         } else {
             const float *vr = (const float *)row + (size_t)g * hd;
             for (int i = 0; i < hd; i++)

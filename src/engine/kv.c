@@ -20,12 +20,20 @@
  */
 #include "engine/kv_int.h"
 #include "quantd/common.h"
+#include "quantd/quant.h"
 
 #include <string.h>
 
-static size_t elem_bytes(qd_kv_type_t t)
+/* Bytes of one row of kv_dim values: f32 and f16 rows padded to 16 bytes;
+ * q8_0 rows (kv_dim a multiple of 32) unpadded, since the 34-byte blocks
+ * are read with unaligned loads anyway (only 2-byte alignment is needed). */
+static size_t row_bytes(qd_kv_type_t t, int32_t kv_dim)
 {
-    return t == QD_KV_F32 ? sizeof(float) : sizeof(qd_fp16_t);
+    if (t == QD_KV_Q8_0)
+        return (size_t)(kv_dim / QD_QK8_0) * sizeof(qd_block_q8_0);
+    return QD_ALIGN_UP((size_t)kv_dim * (t == QD_KV_F32 ? sizeof(float)
+                                                        : sizeof(qd_fp16_t)),
+                       16);
 }
 
 int qd__kv_create(int32_t n_layer, int32_t kv_dim, int32_t n_seq_max,
@@ -33,10 +41,16 @@ int qd__kv_create(int32_t n_layer, int32_t kv_dim, int32_t n_seq_max,
                   qd_kv_t **out)
 {
     *out = NULL;
-    if (type != QD_KV_F32 && type != QD_KV_F16) {
-        qd_set_errmsg("kv: cache type %d is not supported (f32, f16)",
+    if (type != QD_KV_F32 && type != QD_KV_F16 && type != QD_KV_Q8_0) {
+        qd_set_errmsg("kv: cache type %d is not supported (f32, f16, q8_0)",
                       (int)type);
         return QD_EUNSUPPORTED;
+    }
+    if (type == QD_KV_Q8_0 && kv_dim % QD_QK8_0 != 0) {
+        qd_set_errmsg("kv: q8_0 cache needs kv_dim (%d) to be a multiple of "
+                      "%d",
+                      kv_dim, QD_QK8_0);
+        return QD_EINVAL;
     }
     if (n_layer <= 0 || kv_dim <= 0 || n_seq_max <= 0 || n_ctx <= 0) {
         qd_set_errmsg("kv: invalid size (layers %d, kv_dim %d, seqs %d, "
@@ -53,7 +67,7 @@ int qd__kv_create(int32_t n_layer, int32_t kv_dim, int32_t n_seq_max,
     kv->n_seq_max = n_seq_max;
     kv->n_ctx = n_ctx;
     kv->max_seq_blocks = (n_ctx + QD_KV_BLOCK - 1) / QD_KV_BLOCK;
-    kv->row_bytes = QD_ALIGN_UP((size_t)kv_dim * elem_bytes(type), 16);
+    kv->row_bytes = row_bytes(type, kv_dim);
     kv->layer_bytes = 2 * QD_KV_BLOCK * kv->row_bytes;
     size_t n_blocks, total;
     if (qd_mul_size(kv->layer_bytes, (size_t)n_layer, &kv->block_bytes))

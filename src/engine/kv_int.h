@@ -3,8 +3,9 @@
  *
  * Block layout (block_bytes each, 64-byte aligned):
  *   for each layer l: K[QD_KV_BLOCK][kv_dim] then V[QD_KV_BLOCK][kv_dim]
- * with kv_dim = n_head_kv * head_dim values of the cache type (f32 or f16),
- * so the K row of position p of a sequence is at
+ * with kv_dim = n_head_kv * head_dim values of the cache type (f32, f16, or
+ * q8_0: kv_dim / 32 qd_block_q8_0 blocks, so each head starts on a block;
+ * f32/f16 rows padded to 16 bytes, q8_0 rows not), so the K row of position p of a sequence is at
  *   data + table[p / QD_KV_BLOCK] * block_bytes + l * layer_bytes
  *        + (p % QD_KV_BLOCK) * row_bytes
  * and its V row layer_bytes / 2 further.

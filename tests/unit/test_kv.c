@@ -4,6 +4,8 @@
 #include "quantd/common.h"
 
 #include <criterion/criterion.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #define N_LAYER 2
@@ -186,8 +188,57 @@ Test(kv, create_rejects_bad_sizes)
     qd_kv_t *kv = NULL;
     cr_expect_eq(qd__kv_create(2, 8, 1, 16, 10, QD_KV_F32, &kv), QD_EINVAL);
     cr_expect_eq(qd__kv_create(0, 8, 1, 16, 0, QD_KV_F32, &kv), QD_EINVAL);
-    cr_expect_eq(qd__kv_create(2, 8, 1, 16, 0, QD_KV_Q8_0, &kv),
+    /* q8_0 rows are whole 32-value blocks */
+    cr_expect_eq(qd__kv_create(2, 8, 1, 16, 0, QD_KV_Q8_0, &kv), QD_EINVAL);
+    cr_expect_eq(qd__kv_create(2, 80, 1, 16, 0, QD_KV_Q8_0, &kv), QD_EINVAL);
+    cr_expect_eq(qd__kv_create(2, 8, 1, 16, 0, (qd_kv_type_t)7, &kv),
                  QD_EUNSUPPORTED);
     cr_expect_null(kv);
     qd__kv_destroy(NULL);
+}
+
+/* A q8_0 block holds kv_dim / 32 blocks of 34 bytes per row instead of
+ * 2 * kv_dim bytes: the same budget holds ~1.9x the positions of f16. */
+Test(kv, q8_0_blocks_are_smaller)
+{
+    static const int32_t dims[] = {32, 128, 256, 1024};
+    for (size_t i = 0; i < QD_ARRAY_SIZE(dims); i++) {
+        qd_kv_t *k16 = NULL, *k8 = NULL;
+        size_t budget = (size_t)64 << 20;
+        cr_assert_eq(qd__kv_create(4, dims[i], 2, 512, budget, QD_KV_F16,
+                                   &k16),
+                     0, "%s", qd_errmsg());
+        cr_assert_eq(qd__kv_create(4, dims[i], 2, 512, budget, QD_KV_Q8_0,
+                                   &k8),
+                     0, "%s", qd_errmsg());
+        size_t row = (size_t)dims[i] / 32 * 34;
+        cr_expect_eq(k8->row_bytes, row);
+        cr_expect_eq(qd_kv_block_bytes(k8),
+                     QD_ALIGN_UP(4 * 2 * QD_KV_BLOCK * row, 64));
+        double ratio = (double)qd_kv_block_bytes(k16) / qd_kv_block_bytes(k8);
+        double held = (double)qd_kv_blocks_total(k8) / qd_kv_blocks_total(k16);
+        fprintf(stderr, "kv_dim %4d: block bytes f16 %zu, q8_0 %zu (%.3fx); "
+                "blocks in 64 MiB %d vs %d\n",
+                dims[i], qd_kv_block_bytes(k16), qd_kv_block_bytes(k8), ratio,
+                qd_kv_blocks_total(k16), qd_kv_blocks_total(k8));
+        cr_expect_geq(ratio, 1.85);
+        cr_expect_geq(held, ratio * 0.99);
+        /* Rows of a block do not overlap: K rows then V rows per layer. */
+        int32_t toks[QD_KV_BLOCK] = {0}, pos[QD_KV_BLOCK], seq[QD_KV_BLOCK];
+        for (int p = 0; p < QD_KV_BLOCK; p++) {
+            pos[p] = p;
+            seq[p] = 1;
+        }
+        qd_batch_t b = {
+            .n_tokens = QD_KV_BLOCK, .toks = toks, .pos = pos, .seq = seq};
+        cr_assert_eq(qd__kv_prepare(k8, &b), 0, "%s", qd_errmsg());
+        cr_expect_eq(qd__kv_k(k8, 1, 1, 0) - qd__kv_k(k8, 1, 0, 0),
+                     (ptrdiff_t)row);
+        cr_expect_eq(qd__kv_v(k8, 1, 0, 0) - qd__kv_k(k8, 1, 0, 0),
+                     (ptrdiff_t)(QD_KV_BLOCK * row));
+        cr_expect_eq(qd__kv_k(k8, 1, 0, 1) - qd__kv_k(k8, 1, 0, 0),
+                     (ptrdiff_t)(2 * QD_KV_BLOCK * row));
+        qd__kv_destroy(k16);
+        qd__kv_destroy(k8);
+    }
 }
