@@ -25,6 +25,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -34,6 +35,16 @@
 #include "quantd/convert.h"
 #include "quantd/gguf.h"
 
+
+/* Tell the kernel we are done with [p, p+n) of a read-only file mapping. */
+static void release_pages(const void *p, size_t n)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~((uintptr_t)pg - 1);
+    if (pg > 0 && b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
 #define MOD "quantize"
 #define QD_QNT_VERSION 2 /* general.quantization_version, as ggml */
 
@@ -590,6 +601,11 @@ int qd_quantize_model(const char *in_path, const char *out_path,
         if ((rc = out_write(&o, data, p->out_bytes)) ||
             (rc = out_pad(&o, align)))
             goto out;
+
+        /* Done with this tensor's input: drop its pages from the mapping
+         * (they are clean file pages, re-read if ever touched again), so
+         * resident memory stays near one tensor, not the whole model. */
+        release_pages(t->data, t->n_bytes);
 
         st.n_tensors++;
         st.bytes_in += t->n_bytes;
