@@ -22,8 +22,8 @@ static const command_t commands[] = {
     {"tokenize", qd_cmd_tokenize, "print the token ids of stdin"},
     {"inspect", qd_cmd_inspect, "show a model's metadata and tensors"},
     {"bench", qd_cmd_bench, "measure prompt and generation speed"},
-    /* {"quantize", qd_cmd_quantize, "convert a model to a quantized type"}, */
-    /* {"perplexity", qd_cmd_perplexity, "measure perplexity / KL divergence"}, */
+    {"quantize", qd_cmd_quantize, "convert a model to a quantized type"},
+    {"perplexity", qd_cmd_perplexity, "measure perplexity / KL divergence"},
     {"gen-model", qd_cmd_gen_model, "write a random-weight test model"},
     {NULL, NULL, NULL},
 };

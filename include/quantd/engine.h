@@ -118,7 +118,29 @@ int qd_kv_seq_fork(qd_kv_t *kv, int32_t dst, int32_t src, int32_t n_pos);
 /* Number of positions held for seq. */
 int32_t qd_kv_seq_len(const qd_kv_t *kv, int32_t seq);
 int32_t qd_kv_blocks_total(const qd_kv_t *kv);
+/* Blocks that can be taken now: free plus idle cached (evictable). */
 int32_t qd_kv_blocks_free(const qd_kv_t *kv);
+/* Idle cached blocks (registered, no sequence holds them). */
+int32_t qd_kv_blocks_cached(const qd_kv_t *kv);
+
+/* ---- prefix cache ----------------------------------------------------- */
+/*
+ * Register the full blocks of seq that cover toks[0, n_toks) (the tokens at
+ * positions 0.. of seq; at most its length) under that token prefix, so
+ * that they outlive the sequence (idle, evicted least recently released
+ * first when the pool needs blocks) and later prompts can adopt them.
+ * Blocks equal to ones already registered are left alone.
+ */
+void qd_kv_seq_cache(qd_kv_t *kv, int32_t seq, const int32_t *toks,
+                     int32_t n_toks);
+/*
+ * Start the empty sequence seq with the longest registered prefix of
+ * toks[0, n_toks), whole blocks only, shared by reference. Returns the
+ * positions adopted (a multiple of QD_KV_BLOCK, <= n_toks) or QD_EINVAL.
+ * To keep the logits of the last prompt token, pass n_prompt - 1.
+ */
+int32_t qd_kv_seq_adopt(qd_kv_t *kv, int32_t seq, const int32_t *toks,
+                        int32_t n_toks);
 size_t qd_kv_block_bytes(const qd_kv_t *kv);
 
 #endif /* QUANTD_ENGINE_H */

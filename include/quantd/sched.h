@@ -106,6 +106,8 @@ typedef struct {
     uint64_t tokens_out; /* tokens generated */
     int32_t kv_blocks_used;
     int32_t kv_blocks_total;
+    int32_t kv_blocks_cached; /* idle blocks kept by the prefix cache */
+    uint64_t tokens_cached;   /* prompt tokens adopted from the cache */
 } qd_sched_stats_t;
 
 /* Create the context and start the engine thread. The model must outlive

@@ -8,6 +8,15 @@
  *
  * The pool is allocated once at creation; taking and returning blocks is a
  * push/pop on a free stack. Layout of a block: see engine/kv_int.h.
+ *
+ * Prefix cache: full blocks of a finished (or fully prefilled) sequence can
+ * be registered under the token prefix they cover (qd_kv_seq_cache); when
+ * their last reference goes they stay in the pool, idle, until the free
+ * stack runs dry and the least recently released idle block is evicted. A
+ * new sequence adopts the longest registered prefix of its prompt
+ * (qd_kv_seq_adopt) by reference instead of recomputing it. A registered
+ * block is never written in place: prepare copies it first, like a shared
+ * one, so the index always describes what the block holds.
  */
 #include "engine/kv_int.h"
 #include "quantd/common.h"
@@ -72,8 +81,25 @@ int qd__kv_create(int32_t n_layer, int32_t kv_dim, int32_t n_seq_max,
     kv->seq_blocks = qd_calloc((size_t)n_seq_max, sizeof(int32_t));
     kv->seq_len = qd_calloc((size_t)n_seq_max, sizeof(int32_t));
     kv->next_pos = qd_calloc((size_t)n_seq_max, sizeof(int32_t));
+    uint32_t n_buckets = 1;
+    while (n_buckets < n_blocks && n_buckets < (1u << 30))
+        n_buckets <<= 1;
+    kv->bucket_mask = n_buckets - 1;
+    kv->cached = qd_calloc(n_blocks, 1);
+    kv->hash = qd_calloc(n_blocks, sizeof *kv->hash);
+    kv->parent = qd_calloc(n_blocks, sizeof *kv->parent);
+    kv->parent_gen = qd_calloc(n_blocks, sizeof *kv->parent_gen);
+    kv->gen = qd_calloc(n_blocks, sizeof *kv->gen);
+    kv->btoks = qd_calloc(n_blocks, QD_KV_BLOCK * sizeof *kv->btoks);
+    kv->hnext = qd_calloc(n_blocks, sizeof *kv->hnext);
+    kv->buckets = qd_malloc((size_t)n_buckets * sizeof *kv->buckets);
+    kv->lru_prev = qd_calloc(n_blocks, sizeof *kv->lru_prev);
+    kv->lru_next = qd_calloc(n_blocks, sizeof *kv->lru_next);
     if (!kv->data || !kv->refcnt || !kv->free_list || !kv->tables ||
-        !kv->seq_blocks || !kv->seq_len || !kv->next_pos) {
+        !kv->seq_blocks || !kv->seq_len || !kv->next_pos || !kv->cached ||
+        !kv->hash || !kv->parent || !kv->parent_gen || !kv->gen ||
+        !kv->btoks || !kv->hnext || !kv->buckets || !kv->lru_prev ||
+        !kv->lru_next) {
         qd__kv_destroy(kv);
         goto oom;
     }
@@ -81,6 +107,9 @@ int qd__kv_create(int32_t n_layer, int32_t kv_dim, int32_t n_seq_max,
     for (int32_t i = 0; i < kv->n_blocks; i++)
         kv->free_list[i] = kv->n_blocks - 1 - i;
     kv->n_free = kv->n_blocks;
+    for (uint32_t i = 0; i < n_buckets; i++)
+        kv->buckets[i] = -1;
+    kv->lru_head = kv->lru_tail = -1;
     *out = kv;
     return 0;
 too_big:
@@ -103,19 +132,128 @@ void qd__kv_destroy(qd_kv_t *kv)
     qd_free(kv->seq_blocks);
     qd_free(kv->seq_len);
     qd_free(kv->next_pos);
+    qd_free(kv->cached);
+    qd_free(kv->hash);
+    qd_free(kv->parent);
+    qd_free(kv->parent_gen);
+    qd_free(kv->gen);
+    qd_free(kv->btoks);
+    qd_free(kv->hnext);
+    qd_free(kv->buckets);
+    qd_free(kv->lru_prev);
+    qd_free(kv->lru_next);
     qd_free(kv);
 }
 
+/* ---- idle list and index ---------------------------------------------- */
+
+static void lru_remove(qd_kv_t *kv, int32_t b)
+{
+    int32_t p = kv->lru_prev[b], n = kv->lru_next[b];
+    if (p >= 0)
+        kv->lru_next[p] = n;
+    else
+        kv->lru_head = n;
+    if (n >= 0)
+        kv->lru_prev[n] = p;
+    else
+        kv->lru_tail = p;
+    kv->n_idle--;
+}
+
+static void lru_append(qd_kv_t *kv, int32_t b)
+{
+    kv->lru_prev[b] = kv->lru_tail;
+    kv->lru_next[b] = -1;
+    if (kv->lru_tail >= 0)
+        kv->lru_next[kv->lru_tail] = b;
+    else
+        kv->lru_head = b;
+    kv->lru_tail = b;
+    kv->n_idle++;
+}
+
+/* Take b out of the index; blocks registered under it stop matching. */
+static void unindex(qd_kv_t *kv, int32_t b)
+{
+    int32_t *pp = &kv->buckets[kv->hash[b] & kv->bucket_mask];
+    while (*pp != b)
+        pp = &kv->hnext[*pp];
+    *pp = kv->hnext[b];
+    kv->cached[b] = 0;
+    kv->gen[b]++;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+#define HASH_SEED 0x9e3779b97f4a7c15ULL
+
+/* h_i = H(h_{i-1}, tokens of block i). */
+static uint64_t block_hash(uint64_t h, const int32_t *toks)
+{
+    for (int32_t i = 0; i < QD_KV_BLOCK; i++)
+        h = mix64(h ^ ((uint64_t)(uint32_t)toks[i] |
+                       (uint64_t)(i + 1) << 32));
+    return mix64(h + HASH_SEED);
+}
+
+static int block_is(const qd_kv_t *kv, int32_t b, uint64_t h, int32_t parent,
+                    const int32_t *toks)
+{
+    return kv->cached[b] && kv->hash[b] == h && kv->parent[b] == parent &&
+           (parent < 0 || kv->parent_gen[b] == kv->gen[parent]) &&
+           !memcmp(kv->btoks + (size_t)b * QD_KV_BLOCK, toks,
+                   QD_KV_BLOCK * sizeof *toks);
+}
+
+/* Registered block holding `toks` after `parent`, or -1. */
+static int32_t lookup(const qd_kv_t *kv, uint64_t h, int32_t parent,
+                      const int32_t *toks)
+{
+    for (int32_t b = kv->buckets[h & kv->bucket_mask]; b >= 0;
+         b = kv->hnext[b])
+        if (block_is(kv, b, h, parent, toks))
+            return b;
+    return -1;
+}
+
+/* A block for writing: from the free stack, else the least recently
+ * released idle cached block. The caller has checked n_free + n_idle. */
 static int32_t block_take(qd_kv_t *kv)
 {
-    int32_t b = kv->free_list[--kv->n_free];
+    int32_t b;
+    if (kv->n_free > 0) {
+        b = kv->free_list[--kv->n_free];
+    } else {
+        b = kv->lru_head;
+        lru_remove(kv, b);
+        unindex(kv, b);
+    }
     kv->refcnt[b] = 1;
     return b;
 }
 
+static void block_ref(qd_kv_t *kv, int32_t b)
+{
+    if (kv->refcnt[b]++ == 0)
+        lru_remove(kv, b); /* only registered blocks live at refcnt 0 */
+}
+
 static void block_release(qd_kv_t *kv, int32_t b)
 {
-    if (--kv->refcnt[b] == 0)
+    if (--kv->refcnt[b] > 0)
+        return;
+    if (kv->cached[b])
+        lru_append(kv, b);
+    else
         kv->free_list[kv->n_free++] = b;
 }
 
@@ -157,7 +295,7 @@ int qd_kv_seq_fork(qd_kv_t *kv, int32_t dst, int32_t src, int32_t n_pos)
         return QD_EINVAL;
     }
     int32_t n_full = n_pos / QD_KV_BLOCK, part = n_pos % QD_KV_BLOCK;
-    if (part && kv->n_free == 0) {
+    if (part && kv->n_free + kv->n_idle == 0) {
         qd_set_errmsg("kv: no free block to copy the partial block of a fork");
         return QD_EFULL;
     }
@@ -165,7 +303,7 @@ int qd_kv_seq_fork(qd_kv_t *kv, int32_t dst, int32_t src, int32_t n_pos)
     int32_t *dt = kv->tables + (size_t)dst * kv->max_seq_blocks;
     for (int32_t i = 0; i < n_full; i++) {
         dt[i] = st[i];
-        kv->refcnt[st[i]]++;
+        block_ref(kv, st[i]);
     }
     if (part) {
         /* Copy only the first `part` positions of each layer's K and V. */
@@ -197,7 +335,74 @@ int32_t qd_kv_blocks_total(const qd_kv_t *kv)
 }
 int32_t qd_kv_blocks_free(const qd_kv_t *kv)
 {
-    return kv->n_free;
+    return kv->n_free + kv->n_idle;
+}
+int32_t qd_kv_blocks_cached(const qd_kv_t *kv)
+{
+    return kv->n_idle;
+}
+
+int32_t qd_kv_seq_adopt(qd_kv_t *kv, int32_t seq, const int32_t *toks,
+                        int32_t n_toks)
+{
+    if (!seq_ok(kv, seq) || kv->seq_len[seq] != 0 || n_toks < 0) {
+        qd_set_errmsg("kv: adopt into sequence %d: bad id or not empty", seq);
+        return QD_EINVAL;
+    }
+    int32_t n_blk = QD_MIN(n_toks / QD_KV_BLOCK, kv->max_seq_blocks);
+    int32_t *tab = kv->tables + (size_t)seq * kv->max_seq_blocks;
+    uint64_t h = HASH_SEED;
+    int32_t parent = -1, i;
+    for (i = 0; i < n_blk; i++) {
+        const int32_t *t = toks + (size_t)i * QD_KV_BLOCK;
+        h = block_hash(h, t);
+        int32_t b = lookup(kv, h, parent, t);
+        if (b < 0)
+            break;
+        block_ref(kv, b);
+        tab[i] = b;
+        parent = b;
+    }
+    kv->seq_blocks[seq] = i;
+    kv->seq_len[seq] = i * QD_KV_BLOCK;
+    return i * QD_KV_BLOCK;
+}
+
+void qd_kv_seq_cache(qd_kv_t *kv, int32_t seq, const int32_t *toks,
+                     int32_t n_toks)
+{
+    if (!kv || !seq_ok(kv, seq) || !toks)
+        return;
+    int32_t n_blk = QD_MIN(n_toks, kv->seq_len[seq]) / QD_KV_BLOCK;
+    const int32_t *tab = kv->tables + (size_t)seq * kv->max_seq_blocks;
+    uint64_t h = HASH_SEED;
+    int32_t parent = -1;
+    for (int32_t i = 0; i < n_blk; i++) {
+        const int32_t *t = toks + (size_t)i * QD_KV_BLOCK;
+        h = block_hash(h, t);
+        int32_t b = tab[i];
+        if (kv->cached[b]) {
+            if (!block_is(kv, b, h, parent, t))
+                return; /* registered under another prefix: not ours */
+            parent = b;
+            continue;
+        }
+        int32_t same = lookup(kv, h, parent, t);
+        if (same >= 0) { /* an equal block is registered already */
+            parent = same;
+            continue;
+        }
+        kv->cached[b] = 1;
+        kv->hash[b] = h;
+        kv->parent[b] = parent;
+        kv->parent_gen[b] = parent >= 0 ? kv->gen[parent] : 0;
+        memcpy(kv->btoks + (size_t)b * QD_KV_BLOCK, t,
+               QD_KV_BLOCK * sizeof *t);
+        int32_t *head = &kv->buckets[h & kv->bucket_mask];
+        kv->hnext[b] = *head;
+        *head = b;
+        parent = b;
+    }
 }
 size_t qd_kv_block_bytes(const qd_kv_t *kv)
 {
@@ -241,12 +446,13 @@ int qd__kv_prepare(qd_kv_t *kv, const qd_batch_t *b)
         const int32_t *tab = kv->tables + (size_t)s * kv->max_seq_blocks;
         for (int32_t bi = len0 / QD_KV_BLOCK; bi <= (len1 - 1) / QD_KV_BLOCK;
              bi++)
-            if (bi >= kv->seq_blocks[s] || kv->refcnt[tab[bi]] > 1)
+            if (bi >= kv->seq_blocks[s] || kv->refcnt[tab[bi]] > 1 ||
+                kv->cached[tab[bi]])
                 need++;
     }
-    if (need > kv->n_free) {
+    if (need > kv->n_free + kv->n_idle) {
         qd_set_errmsg("kv: the batch needs %d more blocks, %d free", need,
-                      kv->n_free);
+                      kv->n_free + kv->n_idle);
         return QD_EFULL;
     }
     /* Pass 3: commit. */
@@ -260,7 +466,7 @@ int qd__kv_prepare(qd_kv_t *kv, const qd_batch_t *b)
             if (bi >= kv->seq_blocks[s]) {
                 tab[bi] = block_take(kv);
                 kv->seq_blocks[s] = bi + 1;
-            } else if (kv->refcnt[tab[bi]] > 1) {
+            } else if (kv->refcnt[tab[bi]] > 1 || kv->cached[tab[bi]]) {
                 int32_t nb = block_take(kv);
                 memcpy(kv->data + (size_t)nb * kv->block_bytes,
                        kv->data + (size_t)tab[bi] * kv->block_bytes,

@@ -37,6 +37,26 @@ struct qd_kv {
     int32_t *seq_blocks; /* [n_seq_max] blocks in each table */
     int32_t *seq_len;    /* [n_seq_max] positions held */
     int32_t *next_pos;   /* [n_seq_max] scratch of qd__kv_prepare */
+
+    /* Prefix cache. A full block can be registered in an index under the
+     * token prefix it completes: its QD_KV_BLOCK tokens plus the registered
+     * block before it (parent, checked by generation so that a parent that
+     * was evicted and reused never matches). The 64-bit chained hash only
+     * picks the bucket; a match compares parent and tokens exactly.
+     * Registered blocks with refcnt 0 are idle: kept, on an LRU list, and
+     * taken (evicted) only when the free stack is empty. */
+    uint8_t *cached;      /* [n_blocks] 1: in the index */
+    uint64_t *hash;       /* [n_blocks] chained hash through this block */
+    int32_t *parent;      /* [n_blocks] previous block of the prefix, -1 */
+    uint32_t *parent_gen; /* [n_blocks] gen[parent] when registered */
+    uint32_t *gen;        /* [n_blocks] bumped when a block leaves the index */
+    int32_t *btoks;       /* [n_blocks][QD_KV_BLOCK] tokens of the block */
+    int32_t *hnext;       /* [n_blocks] next block in the same bucket */
+    int32_t *buckets;     /* [bucket_mask + 1] first block, -1 */
+    uint32_t bucket_mask;
+    int32_t *lru_prev, *lru_next; /* [n_blocks] idle list, oldest first */
+    int32_t lru_head, lru_tail;
+    int32_t n_idle;       /* registered blocks with refcnt 0 */
 };
 
 int qd__kv_create(int32_t n_layer, int32_t kv_dim, int32_t n_seq_max,

@@ -765,3 +765,54 @@ int qd_detok_flush(qd_detok_t *d, char *out, int cap)
     d->n_pending = 0;
     return (int)o;
 }
+
+/* ---- merge queue shared by BPE and SPM -------------------------------- */
+
+static int bigram_before(const qd__bigram_t *x, const qd__bigram_t *y)
+{
+    if (x->prio != y->prio)
+        return x->prio > y->prio;
+    return x->left < y->left;
+}
+
+int qd__bigram_push(qd__bigram_heap_t *h, qd__bigram_t b)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 64;
+        qd__bigram_t *v = qd_realloc(h->v, cap * sizeof(*v));
+        if (!v)
+            return QD_ENOMEM;
+        h->v = v;
+        h->cap = cap;
+    }
+    size_t i = h->n++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!bigram_before(&b, &h->v[p]))
+            break;
+        h->v[i] = h->v[p];
+        i = p;
+    }
+    h->v[i] = b;
+    return 0;
+}
+
+qd__bigram_t qd__bigram_pop(qd__bigram_heap_t *h)
+{
+    qd__bigram_t top = h->v[0], last = h->v[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n)
+            break;
+        if (c + 1 < h->n && bigram_before(&h->v[c + 1], &h->v[c]))
+            c++;
+        if (!bigram_before(&h->v[c], &last))
+            break;
+        h->v[i] = h->v[c];
+        i = c;
+    }
+    if (h->n)
+        h->v[i] = last;
+    return top;
+}

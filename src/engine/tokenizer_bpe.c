@@ -397,67 +397,11 @@ typedef struct {
     int32_t id;
 } sym_t;
 
-typedef struct {
-    int left, right;
-    int32_t rank, lid, rid;
-} bigram_t;
-
-typedef struct {
-    bigram_t *v;
-    size_t n, cap;
-} heap_t;
-
-static int before(const bigram_t *a, const bigram_t *b)
-{
-    return a->rank != b->rank ? a->rank < b->rank : a->left < b->left;
-}
-
-static int heap_push(heap_t *h, bigram_t b)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        bigram_t *v = qd_realloc(h->v, cap * sizeof(*v));
-        if (!v)
-            return QD_ENOMEM;
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!before(&b, &h->v[p]))
-            break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = b;
-    return 0;
-}
-
-static bigram_t heap_pop(heap_t *h)
-{
-    bigram_t top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && before(&h->v[c + 1], &h->v[c]))
-            c++;
-        if (!before(&h->v[c], &last))
-            break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n)
-        h->v[i] = last;
-    return top;
-}
 
 typedef struct {
     sym_t *sy;
     size_t sy_cap;
-    heap_t h;
+    qd__bigram_heap_t h;
 } work_t;
 
 static int add_bigram(const qd_tokenizer_t *t, work_t *w, int l, int r)
@@ -467,8 +411,12 @@ static int add_bigram(const qd_tokenizer_t *t, work_t *w, int l, int r)
     const struct qd_merge *m = qd__tok_merge(t, w->sy[l].id, w->sy[r].id);
     if (!m)
         return 0;
-    return heap_push(&w->h, (bigram_t){l, r, m->rank, w->sy[l].id,
-                                       w->sy[r].id});
+    /* Lower rank merges first: prio = -rank (exact in float below 2^24). */
+    return qd__bigram_push(&w->h, (qd__bigram_t){.left = l,
+                                                 .right = r,
+                                                 .prio = -(float)m->rank,
+                                                 .a = w->sy[l].id,
+                                                 .b = w->sy[r].id});
 }
 
 static int32_t byte_fallback_token(const qd_tokenizer_t *t, unsigned char c)
@@ -509,9 +457,9 @@ static int bpe_word(const qd_tokenizer_t *t, work_t *w, const char *word,
         if ((rc = add_bigram(t, w, i - 1, i)))
             return rc;
     while (w->h.n) {
-        bigram_t b = heap_pop(&w->h);
+        qd__bigram_t b = qd__bigram_pop(&w->h);
         sym_t *l = &sy[b.left], *r = &sy[b.right];
-        if (!l->n || !r->n || l->id != b.lid || r->id != b.rid)
+        if (!l->n || !r->n || l->id != b.a || r->id != b.b)
             continue; /* stale */
         const struct qd_merge *m = qd__tok_merge(t, l->id, r->id);
         l->n += r->n;

@@ -135,6 +135,24 @@ int qd__bpe_encode(const qd_tokenizer_t *t, const char *text, size_t len,
                    int add_prefix, qd__tokvec_t *out);
 int qd__wpm_encode(const qd_tokenizer_t *t, const char *text, size_t len,
                    qd__tokvec_t *out);
+/* A candidate merge of the adjacent symbols left and right, in the queue
+ * both BPE (by merge rank) and SPM (by score) pop from: higher prio first,
+ * then the leftmost. a, b and size are the caller's (to notice stale
+ * entries after the symbols changed). */
+typedef struct {
+    int left, right;
+    float prio;
+    int32_t a, b;
+    size_t size;
+} qd__bigram_t;
+typedef struct {
+    qd__bigram_t *v;
+    size_t n, cap;
+} qd__bigram_heap_t;
+int qd__bigram_push(qd__bigram_heap_t *h, qd__bigram_t b);
+/* Pop the first candidate; h must not be empty. */
+qd__bigram_t qd__bigram_pop(qd__bigram_heap_t *h);
+
 /* Find the merge (left, right); NULL if none. */
 const struct qd_merge *qd__tok_merge(const qd_tokenizer_t *t, int32_t left,
                                      int32_t right);

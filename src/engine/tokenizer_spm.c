@@ -17,69 +17,9 @@ typedef struct {
     size_t off, n;
 } sym_t;
 
-typedef struct {
-    int left, right;
-    float score;
-    size_t size;
-} bigram_t;
-
-/* a goes before b in the queue */
-static int bigram_before(const bigram_t *a, const bigram_t *b)
-{
-    if (a->score != b->score)
-        return a->score > b->score;
-    return a->left < b->left;
-}
-
-typedef struct {
-    bigram_t *v;
-    size_t n, cap;
-} heap_t;
-
-static int heap_push(heap_t *h, bigram_t b)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        bigram_t *v = qd_realloc(h->v, cap * sizeof(*v));
-        if (!v)
-            return QD_ENOMEM;
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!bigram_before(&b, &h->v[p]))
-            break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = b;
-    return 0;
-}
-
-static bigram_t heap_pop(heap_t *h)
-{
-    bigram_t top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && bigram_before(&h->v[c + 1], &h->v[c]))
-            c++;
-        if (!bigram_before(&h->v[c], &last))
-            break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n)
-        h->v[i] = last;
-    return top;
-}
 
 static int try_bigram(const qd_tokenizer_t *t, const char *buf,
-                      const sym_t *sy, int left, int right, heap_t *h)
+                      const sym_t *sy, int left, int right, qd__bigram_heap_t *h)
 {
     if (left < 0 || right < 0)
         return 0;
@@ -87,7 +27,7 @@ static int try_bigram(const qd_tokenizer_t *t, const char *buf,
     int32_t id = qd__tok_find(t, buf + sy[left].off, size);
     if (id < 0)
         return 0;
-    return heap_push(h, (bigram_t){left, right, t->score[id], size});
+    return qd__bigram_push(h, (qd__bigram_t){left, right, t->score[id], 0, 0, size});
 }
 
 static int32_t byte_token(const qd_tokenizer_t *t, unsigned char c)
@@ -116,7 +56,7 @@ int qd__spm_encode(const qd_tokenizer_t *t, const char *text, size_t len,
         return 0;
     char *buf = qd_malloc(n);
     sym_t *sy = qd_malloc(n * sizeof(*sy));
-    heap_t h = {0};
+    qd__bigram_heap_t h = {0};
     int rc = 0;
     if (!buf || !sy) {
         rc = QD_ENOMEM;
@@ -146,7 +86,7 @@ int qd__spm_encode(const qd_tokenizer_t *t, const char *text, size_t len,
         if ((rc = try_bigram(t, buf, sy, i - 1, i, &h)))
             goto out;
     while (h.n) {
-        bigram_t b = heap_pop(&h);
+        qd__bigram_t b = qd__bigram_pop(&h);
         sym_t *l = &sy[b.left], *r = &sy[b.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
             continue; /* stale */

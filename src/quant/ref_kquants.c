@@ -23,23 +23,21 @@
  *         2 high bits in qh, q in -32..31.
  *   Q8_K  float d; int8 quants; int16 sums of each 16 quants (bsums).
  *   IQ4_XS 8 sub-blocks of 32; 6-bit scales (offset 32); fp16 d; 4-bit
- *         indices into the non-linear table iq4nl_values.
+ *         indices into the non-linear table qd_kvalues_iq4nl.
  *
  * With importance weights (an imatrix: one non-negative weight per column)
  * quantize_* uses the weighted fitters, as llama.cpp's quantize_q*_K do.
  */
 #include "quant/ref.h"
+#include "quant/ref_int.h"
 
 #include <math.h>
 #include <string.h>
 
 #define QK QD_QK_K
 /* Sub-blocks whose largest magnitude is below this are treated as zero. */
-#define GROUP_EPS 1e-15f
+#define GROUP_EPS QD_GROUP_EPS
 
-static const int8_t iq4nl_values[16] = {
-    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
-};
 
 static inline int imin(int a, int b)
 {
@@ -54,17 +52,6 @@ static inline int iclamp(int v, int lo, int hi)
     return imax(lo, imin(hi, v));
 }
 
-/* Round to nearest, ties to even, by adding 1.5 * 2^23: the sum's low
- * mantissa bits are then the integer offset by 2^22. Exact for
- * |v| < 2^22; larger inputs give the same (meaningless) value ggml gets,
- * which callers clamp. */
-static inline int round_int(float v)
-{
-    float t = v + 12582912.0f;
-    uint32_t bits;
-    memcpy(&bits, &t, sizeof bits);
-    return (int)(bits & 0x007fffffu) - 0x00400000;
-}
 
 static inline float h2f(qd_fp16_t h)
 {
@@ -77,60 +64,6 @@ static inline qd_fp16_t f2h(float f)
 
 /* ---- scale fitters ---------------------------------------------------- */
 
-/*
- * Symmetric fit x ≈ s*q, q in [-nmax, nmax-1], minimising sum w*(x - s*q)^2
- * with w = weights (or x^2 when weights is NULL). Tries 18 scales around
- * nmax/max and keeps the best least-squares one. L receives q + nmax.
- * Returns s (0 for an all-zero group).
- */
-static float fit_symmetric(int n, int nmax, const float *restrict x,
-                           int8_t *restrict L, const float *restrict weights)
-{
-    float amax = 0, max = 0;
-    for (int i = 0; i < n; i++) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < GROUP_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.f;
-    }
-    float iscale = (float)-nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = iclamp(round_int(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = (int8_t)(l + nmax);
-        float w = weights ? weights[i] : x[i] * x[i];
-        sumlx += w * x[i] * (float)l;
-        suml2 += w * (float)l * (float)l;
-    }
-    float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
-    for (int step = -9; step <= 9; step++) {
-        if (step == 0)
-            continue;
-        iscale = -((float)nmax + 0.1f * (float)step) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; i++) {
-            int l = iclamp(round_int(iscale * x[i]), -nmax, nmax - 1);
-            float w = weights ? weights[i] : x[i] * x[i];
-            sumlx += w * x[i] * (float)l;
-            suml2 += w * (float)l * (float)l;
-        }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; i++) {
-                int l = iclamp(round_int(iscale * x[i]), -nmax, nmax - 1);
-                L[i] = (int8_t)(l + nmax);
-            }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
-    }
-    return scale;
-}
 
 /*
  * Symmetric fit for Q3_K's reference path: start from q = round(-nmax/max*x)
@@ -155,7 +88,7 @@ static float fit_q3(int n, int nmax, const float *restrict x,
     float iscale = (float)-nmax / max;
     float sumlx = 0, suml2 = 0;
     for (int i = 0; i < n; i++) {
-        int l = iclamp(round_int(iscale * x[i]), -nmax, nmax - 1);
+        int l = iclamp(qd__nearest_int(iscale * x[i]), -nmax, nmax - 1);
         L[i] = (int8_t)l;
         float w = x[i] * x[i];
         sumlx += w * x[i] * (float)l;
@@ -168,7 +101,7 @@ static float fit_q3(int n, int nmax, const float *restrict x,
             float slx = sumlx - w * x[i] * (float)L[i];
             if (slx > 0) {
                 float sl2 = suml2 - w * (float)L[i] * (float)L[i];
-                int nl = iclamp(round_int(x[i] * sl2 / slx), -nmax, nmax - 1);
+                int nl = iclamp(qd__nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
                 if (nl != L[i]) {
                     slx += w * x[i] * (float)nl;
                     sl2 += w * (float)nl * (float)nl;
@@ -189,99 +122,6 @@ static float fit_q3(int n, int nmax, const float *restrict x,
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
-/*
- * Affine fit x ≈ s*q - m with q in [0, nmax], m ≥ 0, minimising the
- * weighted error (|err| when use_mad, err^2 otherwise). Tries nstep+1
- * grid points iscale = (rmin + rdelta*k + nmax)/(max - min), solving the
- * 2x2 least-squares system at each. Returns s and stores m in *the_min.
- *
- * reference = 1 gives ggml's make_qkx2_quants (weights required, plain
- * clamping), reference = 0 its make_qkx3_quants (weights may be NULL: x^2;
- * guards against an updated min near max).
- */
-static float fit_affine(int n, int nmax, const float *restrict x,
-                        const float *restrict weights, uint8_t *restrict L,
-                        float *restrict the_min, uint8_t *restrict Laux,
-                        float rmin, float rdelta, int nstep, int use_mad,
-                        int reference)
-{
-    float min = x[0], max = x[0];
-    float sum_w = weights ? weights[0] : x[0] * x[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; i++) {
-        if (x[i] < min)
-            min = x[i];
-        if (x[i] > max)
-            max = x[i];
-        float w = weights ? weights[i] : x[i] * x[i];
-        sum_w += w;
-        sum_x += w * x[i];
-    }
-    if (min > 0)
-        min = 0;
-    if (reference ? max == min : max <= min) {
-        memset(L, 0, (size_t)n);
-        *the_min = -min;
-        return 0.f;
-    }
-    float iscale = (float)nmax / (max - min);
-    float scale = 1 / iscale;
-    float best_err = 0;
-    for (int i = 0; i < n; i++) {
-        int l = round_int(iscale * (x[i] - min));
-        L[i] = (uint8_t)iclamp(l, 0, nmax);
-        float diff = scale * (float)L[i] + min - x[i];
-        diff = use_mad ? fabsf(diff) : diff * diff;
-        float w = weights ? weights[i] : x[i] * x[i];
-        best_err += w * diff;
-    }
-    if (nstep < 1) {
-        *the_min = -min;
-        return scale;
-    }
-    for (int k = 0; k <= nstep; k++) {
-        iscale = (rmin + rdelta * (float)k + (float)nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; i++) {
-            int l;
-            if (reference) {
-                l = iclamp(round_int(iscale * (x[i] - min)), 0, nmax);
-            } else {
-                float v = iscale * (x[i] - min);
-                l = v > 0 ? round_int(v < (float)nmax ? v : (float)nmax) : 0;
-            }
-            Laux[i] = (uint8_t)l;
-            float w = weights ? weights[i] : x[i] * x[i];
-            sum_l += w * (float)l;
-            sum_l2 += w * (float)l * (float)l;
-            sum_xl += w * (float)l * x[i];
-        }
-        float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float err = 0;
-            for (int i = 0; i < n; i++) {
-                float diff = this_scale * (float)Laux[i] + this_min - x[i];
-                diff = use_mad ? fabsf(diff) : diff * diff;
-                float w = weights ? weights[i] : x[i] * x[i];
-                err += w * diff;
-            }
-            if (err < best_err) {
-                memcpy(L, Laux, (size_t)n);
-                best_err = err;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    *the_min = -min;
-    return scale;
-}
 
 /*
  * Fit non-negative values x ≈ s*q, q in [0, nmax], weighted by w: used to
@@ -300,7 +140,7 @@ static float fit_positive(int n, int nmax, const float *restrict x,
     }
     float iscale = (float)nmax / max;
     for (int i = 0; i < n; i++)
-        L[i] = (uint8_t)round_int(iscale * x[i]);
+        L[i] = (uint8_t)qd__nearest_int(iscale * x[i]);
     float scale = 1 / iscale;
     float best_mse = 0;
     for (int i = 0; i < n; i++) {
@@ -314,7 +154,7 @@ static float fit_positive(int n, int nmax, const float *restrict x,
         float s_k = 1 / is_k;
         float mse = 0;
         for (int i = 0; i < n; i++) {
-            int l = imin(nmax, round_int(is_k * x[i]));
+            int l = imin(nmax, qd__nearest_int(is_k * x[i]));
             float diff = x[i] - s_k * (float)l;
             mse += w[i] * diff * diff;
         }
@@ -325,7 +165,7 @@ static float fit_positive(int n, int nmax, const float *restrict x,
     }
     float sumlx = 0, suml2 = 0;
     for (int i = 0; i < n; i++) {
-        int l = imin(nmax, round_int(iscale * x[i]));
+        int l = imin(nmax, qd__nearest_int(iscale * x[i]));
         L[i] = (uint8_t)l;
         sumlx += w[i] * x[i] * (float)l;
         suml2 += w[i] * (float)l * (float)l;
@@ -336,7 +176,7 @@ static float fit_positive(int n, int nmax, const float *restrict x,
             float slx = sumlx - w[i] * x[i] * (float)L[i];
             float sl2 = suml2 - w[i] * (float)L[i] * (float)L[i];
             if (slx > 0 && sl2 > 0) {
-                int nl = imin(nmax, round_int(x[i] * sl2 / slx));
+                int nl = imin(nmax, qd__nearest_int(x[i] * sl2 / slx));
                 if (nl != L[i]) {
                     slx += w[i] * x[i] * (float)nl;
                     sl2 += w[i] * (float)nl * (float)nl;
@@ -455,7 +295,7 @@ void qd_ref_from_float_q8_K(const float *restrict x, void *restrict dst,
         /* -127 rather than -128 keeps every product symmetric. */
         const float iscale = -127.f / max;
         for (int j = 0; j < QK; j++)
-            y[i].qs[j] = (int8_t)imin(127, round_int(iscale * x[j]));
+            y[i].qs[j] = (int8_t)imin(127, qd__nearest_int(iscale * x[j]));
         for (int j = 0; j < QK / 16; j++) {
             int sum = 0;
             for (int l = 0; l < 16; l++)
@@ -529,7 +369,7 @@ static void q2_finish(qd_block_q2_K *restrict y, const float *restrict x,
         const float m = m0 * (float)(y->scales[j] >> 4);
         for (int ii = 0; ii < 16; ii++)
             L[16 * j + ii] =
-                (uint8_t)iclamp(round_int((x[16 * j + ii] + m) / d), 0, 3);
+                (uint8_t)iclamp(qd__nearest_int((x[16 * j + ii] + m) / d), 0, 3);
     }
     pack_2bit(y->qs, L);
 }
@@ -547,7 +387,7 @@ void qd_ref_from_float_q2_K(const float *restrict x, void *restrict dst,
         for (int j = 0; j < QK / 16; j++) {
             for (int l = 0; l < 16; l++)
                 w[l] = fabsf(x[16 * j + l]);
-            scales[j] = fit_affine(16, 3, x + 16 * j, w, L + 16 * j, &mins[j],
+            scales[j] = qd__fit_affine(16, 3, x + 16 * j, w, L + 16 * j, &mins[j],
                                    Laux, -0.5f, 0.1f, 15, 1, 1);
             if (scales[j] > max_scale)
                 max_scale = scales[j];
@@ -557,7 +397,7 @@ void qd_ref_from_float_q2_K(const float *restrict x, void *restrict dst,
         if (max_scale > 0) {
             float iscale = q4scale / max_scale;
             for (int j = 0; j < QK / 16; j++)
-                y[i].scales[j] = (uint8_t)round_int(iscale * scales[j]);
+                y[i].scales[j] = (uint8_t)qd__nearest_int(iscale * scales[j]);
             y[i].d = f2h(max_scale / q4scale);
         } else {
             memset(y[i].scales, 0, sizeof y[i].scales);
@@ -567,7 +407,7 @@ void qd_ref_from_float_q2_K(const float *restrict x, void *restrict dst,
             float iscale = q4scale / max_min;
             for (int j = 0; j < QK / 16; j++)
                 y[i].scales[j] |=
-                    (uint8_t)((unsigned)round_int(iscale * mins[j]) << 4);
+                    (uint8_t)((unsigned)qd__nearest_int(iscale * mins[j]) << 4);
             y[i].dmin = f2h(max_min / q4scale);
         } else {
             y[i].dmin = f2h(0.f);
@@ -594,7 +434,7 @@ static void q2_row_imatrix(const float *restrict x, qd_block_q2_K *restrict y,
                 w[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
             for (int l = 0; l < 16; l++)
                 sw[j] += w[l];
-            scales[j] = fit_affine(16, 3, x + 16 * j, w, L + 16 * j, &mins[j],
+            scales[j] = qd__fit_affine(16, 3, x + 16 * j, w, L + 16 * j, &mins[j],
                                    Laux, -0.9f, 0.05f, 36, 0, 0);
         }
         float dm = fit_positive(QK / 16, 15, scales, Ls, sw);
@@ -646,7 +486,7 @@ static void q3_finish(qd_block_q3_K *restrict y, const float *restrict x,
             continue;
         for (int ii = 0; ii < 16; ii++)
             L[16 * j + ii] =
-                (int8_t)(iclamp(round_int(x[16 * j + ii] / d), -4, 3) + 4);
+                (int8_t)(iclamp(qd__nearest_int(x[16 * j + ii] / d), -4, 3) + 4);
     }
     /* The high bit of value j goes to hmask[j % 32], bit j / 32. */
     memset(y->hmask, 0, sizeof y->hmask);
@@ -683,7 +523,7 @@ void qd_ref_from_float_q3_K(const float *restrict x, void *restrict dst,
             float iscale = -32.f / max_scale;
             int l6[QK / 16];
             for (int j = 0; j < QK / 16; j++) {
-                int8_t l = (int8_t)round_int(iscale * scales[j]);
+                int8_t l = (int8_t)qd__nearest_int(iscale * scales[j]);
                 l6[j] = iclamp(l, -32, 31) + 32;
             }
             q3_pack_scales(y[i].scales, l6);
@@ -715,9 +555,9 @@ static void q3_row_imatrix(const float *restrict x, qd_block_q3_K *restrict y,
             for (int l = 0; l < 16; l++)
                 sumw += w[l];
             sw[j] = sumw;
-            scales[j] = fit_symmetric(16, 4, x + 16 * j, L + 16 * j, w);
+            scales[j] = qd__fit_symmetric(16, 4, x + 16 * j, L + 16 * j, w);
         }
-        float d_block = fit_symmetric(QK / 16, 32, scales, Ls, sw);
+        float d_block = qd__fit_symmetric(QK / 16, 32, scales, Ls, sw);
         int l6[QK / 16];
         for (int j = 0; j < QK / 16; j++)
             l6[j] = Ls[j];
@@ -792,7 +632,7 @@ static void k4_requantize(const uint8_t *restrict packed, qd_fp16_t hd,
         const float dm = h2f(hdmin) * (float)m;
         for (int ii = 0; ii < 32; ii++)
             L[32 * j + ii] =
-                (uint8_t)iclamp(round_int((x[32 * j + ii] + dm) / d), 0, nmax);
+                (uint8_t)iclamp(qd__nearest_int((x[32 * j + ii] + dm) / d), 0, nmax);
     }
 }
 
@@ -842,7 +682,7 @@ static void k4_fit_ref(const float *restrict x, int nmax, float rmin, int nstep,
         float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; l++)
             w[l] = av_x + fabsf(x[32 * j + l]);
-        scales[j] = fit_affine(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j],
+        scales[j] = qd__fit_affine(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j],
                                Laux, rmin, 0.1f, nstep, 0, 1);
         if (scales[j] > max_scale)
             max_scale = scales[j];
@@ -852,8 +692,8 @@ static void k4_fit_ref(const float *restrict x, int nmax, float rmin, int nstep,
     float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
     float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
     for (int j = 0; j < QK / 32; j++) {
-        uint8_t a = (uint8_t)round_int(inv_scale * scales[j]);
-        uint8_t b = (uint8_t)round_int(inv_min * mins[j]);
+        uint8_t a = (uint8_t)qd__nearest_int(inv_scale * scales[j]);
+        uint8_t b = (uint8_t)qd__nearest_int(inv_min * mins[j]);
         ls[j] = a < 63 ? a : 63;
         lm[j] = b < 63 ? b : 63;
     }
@@ -882,7 +722,7 @@ static void k4_fit_imatrix(const float *restrict x, int nmax, int clamp63,
         for (int l = 0; l < 32; l++)
             sumw += w[l];
         sw[j] = sumw;
-        scales[j] = fit_affine(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j],
+        scales[j] = qd__fit_affine(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j],
                                Laux, -0.9f, 0.05f, 36, 0, 0);
     }
     float d_block = fit_positive(QK / 32, 63, scales, Ls, sw);
@@ -986,7 +826,7 @@ static void q6_block(const float *restrict x, qd_block_q6_K *restrict y,
     float scales[QK / 16];
     float max_scale = 0, max_abs = 0;
     for (int ib = 0; ib < QK / 16; ib++) {
-        float s = fit_symmetric(16, 32, x + 16 * ib, L + 16 * ib,
+        float s = qd__fit_symmetric(16, 32, x + 16 * ib, L + 16 * ib,
                                 qw ? qw + 16 * ib : NULL);
         scales[ib] = s;
         if (fabsf(s) > max_abs) {
@@ -1002,7 +842,7 @@ static void q6_block(const float *restrict x, qd_block_q6_K *restrict y,
     float iscale = -128.f / max_scale;
     y->d = f2h(1 / iscale);
     for (int ib = 0; ib < QK / 16; ib++)
-        y->scales[ib] = (int8_t)imin(127, round_int(iscale * scales[ib]));
+        y->scales[ib] = (int8_t)imin(127, qd__nearest_int(iscale * scales[ib]));
     const float d0 = h2f(y->d);
     for (int j = 0; j < QK / 16; j++) {
         float d = d0 * (float)y->scales[j];
@@ -1010,7 +850,7 @@ static void q6_block(const float *restrict x, qd_block_q6_K *restrict y,
             continue;
         for (int ii = 0; ii < 16; ii++)
             L[16 * j + ii] =
-                (int8_t)(iclamp(round_int(x[16 * j + ii] / d), -32, 31) + 32);
+                (int8_t)(iclamp(qd__nearest_int(x[16 * j + ii] / d), -32, 31) + 32);
     }
     uint8_t *ql = y->ql, *qh = y->qh;
     for (int j = 0; j < QK; j += 128, ql += 64, qh += 32) {
@@ -1064,8 +904,8 @@ void qd_ref_to_float_iq4_xs(const void *restrict src, float *restrict dst,
                            (((b[i].scales_h >> 2 * ib) & 3) << 4);
             const float dl = d * (float)(ls - 32);
             for (int j = 0; j < 16; j++) {
-                dst[j] = dl * (float)iq4nl_values[qs[j] & 0xF];
-                dst[j + 16] = dl * (float)iq4nl_values[qs[j] >> 4];
+                dst[j] = dl * (float)qd_kvalues_iq4nl[qs[j] & 0xF];
+                dst[j + 16] = dl * (float)qd_kvalues_iq4nl[qs[j] >> 4];
             }
         }
     }
@@ -1076,7 +916,7 @@ static void iq4_xs_block(const float *restrict x, qd_block_iq4_xs *restrict y,
                          const float *restrict qw)
 {
     const int ntry = 7;
-    const int8_t *val = iq4nl_values;
+    const int8_t *val = qd_kvalues_iq4nl;
     uint8_t L[QK];
     float scales[QK / 32], w[32];
 
@@ -1150,7 +990,7 @@ static void iq4_xs_block(const float *restrict x, qd_block_iq4_xs *restrict y,
     y->d = f2h(d);
     const float id = d != 0 ? 1 / d : 0.f;
     for (int ib = 0; ib < QK / 32; ib++) {
-        int l = iclamp(round_int(id * scales[ib]), -32, 31);
+        int l = iclamp(qd__nearest_int(id * scales[ib]), -32, 31);
         /* Requantized with the unrounded super-scale, as ggml does. */
         float dl = d * (float)l;
         float idl = dl != 0 ? 1 / dl : 0.f;
@@ -1457,8 +1297,8 @@ void qd_ref_vec_dot_iq4_xs(int n, float *restrict s, const void *restrict vx,
             const float dl = d4d8 * (float)(ls - 32);
             int s1 = 0, s2 = 0;
             for (int j = 0; j < 16; j++) {
-                s1 += q8[j] * iq4nl_values[qs[j] & 0xF];
-                s2 += q8[j + 16] * iq4nl_values[qs[j] >> 4];
+                s1 += q8[j] * qd_kvalues_iq4nl[qs[j] & 0xF];
+                s2 += q8[j + 16] * qd_kvalues_iq4nl[qs[j] >> 4];
             }
             sumf += dl * (float)(s1 + s2);
         }

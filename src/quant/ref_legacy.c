@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "quant/ref.h"
+#include "quant/ref_int.h"
 
 /* Bit-exactness needs every product rounded on its own: no fused
  * multiply-add, whatever -std/-march the file is built with. */
@@ -36,9 +37,6 @@
 
 #define GROUP_MAX_EPS 1e-15f
 
-static const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35,
-                                         -22,  -10,  1,   13,  25,  38,
-                                         53,   69,   89,  113};
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline int imax(int a, int b) { return a > b ? a : b; }
@@ -176,8 +174,8 @@ void qd__to_float_iq4_nl(const void *restrict src, float *restrict y,
     for (int64_t i = 0; i < n / QD_QK4_NL; i++) {
         const float d = h2f(x[i].d);
         for (int j = 0; j < 16; j++) {
-            y[i * 32 + j] = (float)kvalues_iq4nl[x[i].qs[j] & 0x0f] * d;
-            y[i * 32 + j + 16] = (float)kvalues_iq4nl[x[i].qs[j] >> 4] * d;
+            y[i * 32 + j] = (float)qd_kvalues_iq4nl[x[i].qs[j] & 0x0f] * d;
+            y[i * 32 + j + 16] = (float)qd_kvalues_iq4nl[x[i].qs[j] >> 4] * d;
         }
     }
 }
@@ -348,7 +346,7 @@ static inline int best_index_iq4nl(float x)
     int idx = 0;
     for (int step = 8; step > 0; step >>= 1) {
         const int j = idx + step;
-        if (x2 >= (float)(kvalues_iq4nl[j - 1] + kvalues_iq4nl[j]))
+        if (x2 >= (float)(qd_kvalues_iq4nl[j - 1] + qd_kvalues_iq4nl[j]))
             idx = j;
     }
     return idx;
@@ -391,14 +389,14 @@ static void iq4_nl_block(const float *x, qd_block_iq4_nl *y, const float *qw,
         scale = 0;
         memset(L, 0, sizeof L);
     } else {
-        const float v0 = (float)kvalues_iq4nl[0];
+        const float v0 = (float)qd_kvalues_iq4nl[0];
         float d = ntry > 0 ? -max / v0 : max / v0;
         float id = 1 / d;
         float sumqx = 0, sumq2 = 0;
         for (int j = 0; j < 32; j++) {
             int l = best_index_iq4nl(id * x[j]);
             L[j] = (uint8_t)l;
-            float q = (float)kvalues_iq4nl[l];
+            float q = (float)qd_kvalues_iq4nl[l];
             float w = weight[j];
             sumqx += w * q * x[j];
             sumq2 += w * q * q;
@@ -406,11 +404,11 @@ static void iq4_nl_block(const float *x, qd_block_iq4_nl *y, const float *qw,
         d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
         float best = d * sumqx;
         for (int itry = -ntry; itry <= ntry; itry++) {
-            id = (float)(itry + kvalues_iq4nl[0]) / max;
+            id = (float)(itry + qd_kvalues_iq4nl[0]) / max;
             sumqx = sumq2 = 0;
             for (int j = 0; j < 32; j++) {
                 int l = best_index_iq4nl(id * x[j]);
-                float q = (float)kvalues_iq4nl[l];
+                float q = (float)qd_kvalues_iq4nl[l];
                 float w = weight[j];
                 sumqx += w * q * x[j];
                 sumq2 += w * q * q;
@@ -459,133 +457,7 @@ size_t qd__quantize_iq4_nl(const float *restrict src, void *restrict dst,
 
 /* ---- importance-weighted quantization (imatrix) ---------------------- */
 
-/*
- * Symmetric quantization of n values to L[i] in 0..2*nmax-1 (signed
- * l = L - nmax in -nmax..nmax-1) minimizing sum w*(x - scale*l)^2 over 19
- * candidate scales near -nmax/max; returns the scale. ggml's
- * make_qx_quants with rmse_type 1 and explicit weights.
- */
-static float make_qx_quants_w(int n, int nmax, const float *x, int8_t *L,
-                              const float *w)
-{
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < GROUP_MAX_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.f;
-    }
-    float iscale = (float)-nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
-        L[i] = (int8_t)(l + nmax);
-        sumlx += w[i] * x[i] * (float)l;
-        suml2 += w[i] * (float)l * (float)l;
-    }
-    float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
-    for (int is = -9; is <= 9; is++) {
-        if (is == 0)
-            continue;
-        iscale = -((float)nmax + 0.1f * (float)is) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; i++) {
-            int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
-            sumlx += w[i] * x[i] * (float)l;
-            suml2 += w[i] * (float)l * (float)l;
-        }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; i++) {
-                int l = nearest_int(iscale * x[i]);
-                L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, l)));
-            }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
-    }
-    return scale;
-}
 
-/*
- * Asymmetric quantization x ≈ scale*L + min, L in 0..nmax, min <= 0,
- * weighted least squares over nstep+1 candidate scales; returns scale and
- * stores -min in *the_min. ggml's make_qkx3_quants with explicit weights
- * and squared error.
- */
-static float make_qkx3_quants_w(int n, int nmax, const float *x,
-                                const float *w, uint8_t *L, float *the_min,
-                                uint8_t *Laux, float rmin, float rdelta,
-                                int nstep)
-{
-    float min = x[0], max = x[0];
-    float sum_w = w[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; i++) {
-        if (x[i] < min)
-            min = x[i];
-        if (x[i] > max)
-            max = x[i];
-        sum_w += w[i];
-        sum_x += w[i] * x[i];
-    }
-    if (min > 0)
-        min = 0;
-    if (max <= min) {
-        memset(L, 0, (size_t)n);
-        *the_min = -min;
-        return 0.f;
-    }
-    float iscale = (float)nmax / (max - min);
-    float scale = 1 / iscale;
-    float best_mad = 0;
-    for (int i = 0; i < n; i++) {
-        int l = nearest_int(iscale * (x[i] - min));
-        L[i] = (uint8_t)imax(0, imin(nmax, l));
-        float diff = scale * (float)L[i] + min - x[i];
-        best_mad += w[i] * (diff * diff);
-    }
-    for (int is = 0; is <= nstep; is++) {
-        iscale = (rmin + rdelta * (float)is + (float)nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; i++) {
-            const float v = iscale * (x[i] - min);
-            const int l = v > 0 ? nearest_int(v < (float)nmax ? v : (float)nmax)
-                                : 0;
-            Laux[i] = (uint8_t)l;
-            sum_l += w[i] * (float)l;
-            sum_l2 += w[i] * (float)l * (float)l;
-            sum_xl += w[i] * (float)l * x[i];
-        }
-        float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float mad = 0;
-            for (int i = 0; i < n; i++) {
-                float diff = this_scale * (float)Laux[i] + this_min - x[i];
-                mad += w[i] * (diff * diff);
-            }
-            if (mad < best_mad) {
-                memcpy(L, Laux, (size_t)n);
-                best_mad = mad;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    *the_min = -min;
-    return scale;
-}
 
 /* Per-row weights for the imatrix searches: qw[j] * sqrt(sigma2 + x[j]^2),
  * sigma2 the mean square of the whole row. */
@@ -613,7 +485,7 @@ static void q4_0_row_w(const float *x, qd_block_q4_0 *y, int64_t n,
     for (int64_t ib = 0; ib < n / 32; ib++) {
         const float *xb = x + 32 * ib;
         block_weights(xb, qw + 32 * ib, sigma2, w);
-        y[ib].d = f2h(make_qx_quants_w(32, 8, xb, L, w));
+        y[ib].d = f2h(qd__fit_symmetric(32, 8, xb, L, w));
         for (int j = 0; j < 16; j++)
             y[ib].qs[j] = (uint8_t)(L[j] | L[j + 16] << 4);
     }
@@ -628,8 +500,8 @@ static void q4_1_row_w(const float *x, qd_block_q4_1 *y, int64_t n,
     for (int64_t ib = 0; ib < n / 32; ib++) {
         const float *xb = x + 32 * ib;
         block_weights(xb, qw + 32 * ib, sigma2, w);
-        float d = make_qkx3_quants_w(32, 15, xb, w, L, &min, Laux, -0.9f,
-                                     0.05f, 36);
+        float d = qd__fit_affine(32, 15, xb, w, L, &min, Laux, -0.9f, 0.05f,
+                                 36, 0, 0);
         y[ib].d = f2h(d);
         y[ib].m = f2h(-min);
         for (int j = 0; j < 16; j++)
@@ -647,7 +519,7 @@ static void q5_0_row_w(const float *x, qd_block_q5_0 *y, int64_t n,
     for (int64_t ib = 0; ib < n / 32; ib++) {
         const float *xb = x + 32 * ib;
         block_weights(xb, qw + 32 * ib, sigma2, w);
-        y[ib].d = f2h(make_qx_quants_w(32, 16, xb, L, w));
+        y[ib].d = f2h(qd__fit_symmetric(32, 16, xb, L, w));
         for (int j = 0; j < 32; j++)
             q[j] = (uint8_t)L[j];
         pack_q5(q, y[ib].qs, y[ib].qh);
@@ -663,8 +535,8 @@ static void q5_1_row_w(const float *x, qd_block_q5_1 *y, int64_t n,
     for (int64_t ib = 0; ib < n / 32; ib++) {
         const float *xb = x + 32 * ib;
         block_weights(xb, qw + 32 * ib, sigma2, w);
-        float d = make_qkx3_quants_w(32, 31, xb, w, L, &min, Laux, -0.9f,
-                                     0.05f, 36);
+        float d = qd__fit_affine(32, 31, xb, w, L, &min, Laux, -0.9f, 0.05f,
+                                 36, 0, 0);
         y[ib].d = f2h(d);
         y[ib].m = f2h(-min);
         pack_q5(L, y[ib].qs, y[ib].qh);
@@ -833,8 +705,8 @@ void qd__vec_dot_iq4_nl(int n, float *restrict s, const void *restrict vx,
         const float d = h2f(y[ib].d) * h2f(x[ib].d);
         int sumi1 = 0, sumi2 = 0;
         for (int j = 0; j < 16; j++) {
-            sumi1 += y[ib].qs[j] * kvalues_iq4nl[x[ib].qs[j] & 0x0f];
-            sumi2 += y[ib].qs[j + 16] * kvalues_iq4nl[x[ib].qs[j] >> 4];
+            sumi1 += y[ib].qs[j] * qd_kvalues_iq4nl[x[ib].qs[j] & 0x0f];
+            sumi2 += y[ib].qs[j + 16] * qd_kvalues_iq4nl[x[ib].qs[j] >> 4];
         }
         sumf += d * (float)(sumi1 + sumi2);
     }

@@ -14,11 +14,23 @@
  *      prefilled once, on the first choice's sequence; the other choices of
  *      an n > 1 request fork its KV (qd_kv_seq_fork) instead of recomputing.
  *
+ * Prefix caching: at admission the first choice adopts the longest cached
+ * run of whole KV blocks that starts its prompt (qd_kv_seq_adopt; never
+ * the last prompt token, whose logits are needed) and prefills only the
+ * rest; the adopted positions are reported as cached_tokens. Once a prompt
+ * is prefilled its full blocks are registered (so concurrent requests with
+ * the same system prompt share them), and when a choice ends the blocks of
+ * its prompt plus generated tokens are registered too (so the next turn of
+ * a chat, which repeats them, hits). Registered blocks that no sequence
+ * holds stay in the pool until it needs them (LRU eviction in engine/kv.c).
+ *
  * KV admission is by reservation: a request is admitted only when the pool
  * can hold all its choices at their maximum length, so qd_ctx_decode()
  * never runs out of blocks mid-generation and nothing has to be preempted.
- * (This is conservative for n > 1, whose choices share the prompt blocks;
- * prefix caching will want a finer account — see reserve_blocks().)
+ * (This is conservative for n > 1, whose choices share the prompt blocks,
+ * and for cache hits, whose adopted blocks are counted as if new. Idle
+ * cached blocks are not reserved: they count as free, as they can be
+ * evicted whenever a block is needed.)
  *
  * Locking: `mu` guards the waiting queue, the cancel list, `stop` and
  * `stats`. The running list, batch, samplers and the context belong to the
@@ -46,6 +58,7 @@ typedef struct {
     qd_detok_t detok;
     char *hold;         /* text not yet released (possible stop prefix) */
     int32_t n_hold, cap_hold;
+    int32_t *hist;      /* [n_prompt + max_tokens] prompt, then sampled */
 } choice_t;
 
 typedef struct req {
@@ -68,6 +81,7 @@ typedef struct req {
     qd_logit_bias_t *bias;
     choice_t *ch;
     int32_t reserved;   /* KV blocks reserved at admission */
+    int32_t n_cached;   /* prompt positions adopted from the prefix cache */
     uint64_t submit_ns;
     uint64_t queued_ns;
     int cancelled;      /* engine thread only */
@@ -139,6 +153,7 @@ static void req_free(req_t *r)
         for (int32_t i = 0; i < r->n; i++) {
             qd_sampler_destroy(r->ch[i].smp);
             qd_free(r->ch[i].hold);
+            qd_free(r->ch[i].hist);
         }
         qd_free(r->ch);
     }
@@ -178,7 +193,7 @@ static void emit_done(req_t *r)
     ev.prompt_tokens = r->n_prompt;
     for (int32_t i = 0; r->ch && i < r->n; i++)
         ev.completion_tokens += r->ch[i].n_gen;
-    ev.cached_tokens = 0; /* prefix caching: later */
+    ev.cached_tokens = r->n_cached;
     ev.queued_ns = r->queued_ns;
     emit(r, &ev);
 }
@@ -191,13 +206,18 @@ static void emit_error(req_t *r, int err, const char *msg)
     emit(r, &ev);
 }
 
-/* Give back the request's sequences and reservation (engine thread). */
-static void release_slots(qd_sched_t *s, req_t *r)
+/* Give back the request's sequences and reservation (engine thread). With
+ * `keep`, the KV is known good: register its full blocks in the prefix
+ * cache first. */
+static void release_slots(qd_sched_t *s, req_t *r, int keep)
 {
     if (!r->ch)
         return;
     for (int32_t i = 0; i < r->n; i++) {
         int32_t seq = r->ch[i].seq;
+        if (seq >= 0 && keep && r->ch[i].hist)
+            qd_kv_seq_cache(s->kv, seq, r->ch[i].hist,
+                            r->n_prompt + r->ch[i].n_gen);
         if (seq >= 0) {
             qd_kv_seq_clear(s->kv, seq);
             s->slot_used[seq] = 0;
@@ -223,7 +243,7 @@ static void unlink_running(qd_sched_t *s, req_t *r)
 /* End a running request: events, KV, memory. */
 static void finish_running(qd_sched_t *s, req_t *r)
 {
-    release_slots(s, r);
+    release_slots(s, r, 1);
     unlink_running(s, r);
     emit_done(r);
     req_free(r);
@@ -385,6 +405,10 @@ static void apply_cancels(qd_sched_t *s)
     pthread_mutex_lock(&s->mu);
     int32_t n = s->n_cancels;
     uint64_t ids[64];
+    if (n == 0) { /* also: cancels may still be NULL */
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
     if (n > 64)
         n = 64;
     memcpy(ids, s->cancels, (size_t)n * sizeof *ids);
@@ -452,6 +476,11 @@ static int start_req(qd_sched_t *s, req_t *r)
         for (int32_t k = 0; k < r->n_prompt; k++)
             qd_sampler_accept(c->smp, r->prompt[k]);
         qd_detok_init(&c->detok, s->tok);
+        c->hist = qd_malloc(((size_t)r->n_prompt + (size_t)r->max_tokens) *
+                            sizeof *c->hist);
+        if (!c->hist)
+            return QD_ENOMEM;
+        memcpy(c->hist, r->prompt, (size_t)r->n_prompt * sizeof *c->hist);
         for (int32_t seq = 0; seq < s->p.n_seq_max; seq++) {
             if (!s->slot_used[seq]) {
                 s->slot_used[seq] = 1;
@@ -462,6 +491,16 @@ static int start_req(qd_sched_t *s, req_t *r)
         }
         qd_kv_seq_clear(s->kv, c->seq);
     }
+    int32_t got = qd_kv_seq_adopt(s->kv, r->ch[0].seq, r->prompt,
+                                  r->n_prompt - 1);
+    if (got > 0) {
+        r->n_cached = got;
+        r->n_prefilled = got;
+        r->ch[0].n_pos = got;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->stats.tokens_cached += (uint64_t)r->n_cached;
+    pthread_mutex_unlock(&s->mu);
     r->reserved = reserve_blocks(r);
     s->blocks_reserved += r->reserved;
     r->state = REQ_PREFILL;
@@ -490,7 +529,7 @@ static void admit(qd_sched_t *s)
         r->next = NULL;
         int err = start_req(s, r);
         if (err) {
-            release_slots(s, r);
+            release_slots(s, r, 0);
             emit_error(r, err, "could not start the request (sampler)");
             req_free(r);
             continue;
@@ -575,6 +614,7 @@ static void on_sample(qd_sched_t *s, req_t *r, int32_t ci,
 {
     choice_t *c = &r->ch[ci];
     int32_t tok = smp->tok;
+    c->hist[r->n_prompt + c->n_gen] = tok;
     c->n_gen++;
     qd_sampler_accept(c->smp, tok);
     if (!r->ignore_eos && qd_tokenizer_is_eog(s->tok, tok)) {
@@ -684,7 +724,7 @@ static int step(qd_sched_t *s)
             for (int32_t k = j; k < b->n_tokens; k++)
                 if (s->b_req[k] == r)
                     s->b_req[k] = NULL;
-            release_slots(s, r);
+            release_slots(s, r, 0);
             unlink_running(s, r);
             emit_error(r, err, msg);
             req_free(r);
@@ -718,6 +758,7 @@ static int step(qd_sched_t *s)
         /* Last prompt token: fork the prompt's KV to the other choices
          * and draw each choice's first token from the same row. */
         r->state = REQ_DECODE;
+        qd_kv_seq_cache(s->kv, r->ch[0].seq, r->prompt, r->n_prompt);
         for (int32_t i = 1; i < r->n; i++) {
             choice_t *c = &r->ch[i];
             if (qd_kv_seq_fork(s->kv, c->seq, r->ch[0].seq, r->n_prompt)) {
@@ -759,6 +800,7 @@ static void update_stats(qd_sched_t *s)
     s->stats.kv_blocks_total = qd_kv_blocks_total(s->kv);
     s->stats.kv_blocks_used =
         s->stats.kv_blocks_total - qd_kv_blocks_free(s->kv);
+    s->stats.kv_blocks_cached = qd_kv_blocks_cached(s->kv);
     pthread_mutex_unlock(&s->mu);
 }
 

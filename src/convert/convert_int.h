@@ -1,0 +1,41 @@
+/*
+ * convert_int.h — internals shared by the files of src/convert/.
+ */
+#ifndef QUANTD_CONVERT_INT_H
+#define QUANTD_CONVERT_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- importance matrices (imatrix.c) ------------------------------------ */
+/*
+ * An importance matrix gives, per weight matrix and input column, the mean
+ * squared activation seen on calibration text; quantizers weight their
+ * rounding error by it. Two file formats, as llama-imatrix writes them:
+ *
+ *  GGUF (general.type = "imatrix"): per matrix NAME two F32 tensors,
+ *    NAME.in_sum2 [n_cols, n_mat] (sums of x^2) and NAME.counts [1, n_mat]
+ *    (tokens seen); the importance is in_sum2 / count (1 where count is 0).
+ *
+ *  legacy .dat: i32 n_entries, then per entry: i32 name_len, name bytes,
+ *    i32 n_call, i32 n_values, f32 values[n_values]; an optional trailer
+ *    (i32 last_call, i32 len, dataset name) follows. The importance is
+ *    values / n_call (values as stored when n_call is 0).
+ */
+typedef struct qd_imatrix qd_imatrix_t;
+
+/* Load and validate path (either format, told apart by the GGUF magic).
+ * *out freed with qd_imatrix_free. */
+int qd_imatrix_load(const char *path, qd_imatrix_t **out);
+void qd_imatrix_free(qd_imatrix_t *im);
+const char *qd_imatrix_path(const qd_imatrix_t *im);
+const char *qd_imatrix_sha256(const qd_imatrix_t *im); /* 64 hex digits */
+int64_t qd_imatrix_count(const qd_imatrix_t *im);
+/* Importance of tensor `name` with rows of n_cols and n_mat matrices
+ * (ne[2]): *w is NULL when absent or of the wrong size (logged), else
+ * n_cols values, or n_cols * n_mat with *per_mat = 1. */
+void qd_imatrix_lookup(const qd_imatrix_t *im, const char *name,
+                       int64_t n_cols, int64_t n_mat, const float **w,
+                       int *per_mat);
+
+#endif /* QUANTD_CONVERT_INT_H */
