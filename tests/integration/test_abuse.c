@@ -47,6 +47,9 @@ static void stop_daemon(void)
         tc_daemon_stop(&D);
     if (tmp_model[0]) {
         unlink(tmp_model);
+        char *slash = strrchr(tmp_model, '/');
+        *slash = '\0';
+        rmdir(tmp_model);
         tmp_model[0] = '\0';
     }
 }
