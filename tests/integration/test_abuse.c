@@ -525,7 +525,7 @@ Test(abuse, sigterm_during_streams, .fini = stop_daemon)
     const char *args[] = {"--n-seq-max", "4", NULL};
     need_daemon(args);
     const char *body = "{\"model\":\"" MODEL "\",\"prompt\":\"Once\","
-                       "\"max_tokens\":150,\"logit_bias\":{\"2\":-100},"
+                       "\"max_tokens\":400,\"logit_bias\":{\"2\":-100},"
                        "\"stream\":true}";
     int fds[3];
     char buf[4096];
