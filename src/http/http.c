@@ -49,6 +49,7 @@ typedef struct {
     char *body;
     size_t body_len, body_cap;
     int rejected;    /* an error answer was queued by http itself */
+    int too_big;     /* the body outgrew max_body: 413 once it has ended */
     int suspended;
     int queued;      /* a response was queued */
     int peer_gone;
@@ -249,14 +250,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc,
     }
     if (*upload_size) {
         size_t need;
-        if (qd_add_size(r->body_len, *upload_size, &need) ||
+        /* MHD accepts a response only before the body or after all of it
+         * (a chunked body has no Content-Length to refuse up front): skip
+         * the rest, bounded by the request deadline, then answer 413. */
+        if (r->too_big || qd_add_size(r->body_len, *upload_size, &need) ||
             (int64_t)need > h->max_body) {
             *upload_size = 0;
-            return queue_simple(
-                r, 413,
-                "{\"error\":{\"message\":\"Request body too large.\","
-                "\"type\":\"invalid_request_error\",\"param\":null,"
-                "\"code\":\"request_too_large\"}}");
+            r->too_big = 1;
+            return MHD_YES;
         }
         if (need + 1 > r->body_cap) {
             size_t nc = r->body_cap ? r->body_cap : 4096;
@@ -275,6 +276,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc,
     }
     if (r->peer_gone)
         return MHD_NO;
+    if (r->too_big)
+        return queue_simple(
+            r, 413,
+            "{\"error\":{\"message\":\"Request body too large.\","
+            "\"type\":\"invalid_request_error\",\"param\":null,"
+            "\"code\":\"request_too_large\"}}");
     if (!r->call) {
         r->conn->deadline = 0; /* the whole request has arrived */
         qd_api_req_t req = {

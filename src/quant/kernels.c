@@ -57,13 +57,25 @@ const qd_kernels_t *qd_kernels_scalar(void) { return &scalar_kernels; }
 static const qd_kernels_t *chosen;
 static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
 
+#if defined(QD_ARCH_X86) && defined(__clang__) && __clang_major__ < 16
+/* clang before 16 does not know "f16c" in __builtin_cpu_supports. */
+#include <cpuid.h>
+static int has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#elif defined(QD_ARCH_X86)
+#define has_f16c() __builtin_cpu_supports("f16c")
+#endif
+
 /* The best set this CPU runs, by __builtin_cpu_supports. */
 static const qd_kernels_t *best_supported(int max_level)
 {
 #if defined(QD_ARCH_X86)
     __builtin_cpu_init();
     int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
+               has_f16c() && __builtin_cpu_supports("bmi2");
     int avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
                  __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vl") &&

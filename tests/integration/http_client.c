@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -169,6 +170,14 @@ int tc_request(int fd, const char *method, const char *path,
     memset(r, 0, sizeof *r);
     if (tc_send(fd, method, path, extra, body))
         return -1;
+    return tc_read_resp(fd, method, r);
+}
+
+int tc_write(int fd, const void *p, size_t n) { return write_all(fd, p, n); }
+
+int tc_read_resp(int fd, const char *method, tc_resp_t *r)
+{
+    memset(r, 0, sizeof *r);
     rd_t *rd = reader_for(fd);
     char line[16384];
     if (rd_line(rd, line, sizeof line) || sscanf(line, "HTTP/1.%*d %d",
@@ -308,16 +317,36 @@ static int free_port(void)
     return ntohs(sa.sin_port);
 }
 
+/* Start the daemon: model NULL means no -m at all; nofile > 0 sets
+ * RLIMIT_NOFILE in the child before exec. */
+static int daemon_start(tc_daemon_t *d, const char *model, int nofile,
+                        const char *const *extra);
+
 int tc_daemon_start(tc_daemon_t *d, const char *const *extra)
 {
     const char *model = tc_model_path();
     if (!model)
         return -1;
-    return tc_daemon_start_model(d, model, extra);
+    return daemon_start(d, model, 0, extra);
 }
 
 int tc_daemon_start_model(tc_daemon_t *d, const char *model,
                           const char *const *extra)
+{
+    return daemon_start(d, model, 0, extra);
+}
+
+int tc_daemon_start_ex(tc_daemon_t *d, const char *model_path, int nofile,
+                       const char *const *extra)
+{
+    const char *model = model_path ? model_path : tc_model_path();
+    if (!model)
+        return -1;
+    return daemon_start(d, model, nofile, extra);
+}
+
+static int daemon_start(tc_daemon_t *d, const char *model, int nofile,
+                        const char *const *extra)
 {
     const char *bin = getenv("QD_BIN");
     const char *tmp = getenv("QD_TMP") ? getenv("QD_TMP") : "/tmp";
@@ -344,6 +373,11 @@ int tc_daemon_start_model(tc_daemon_t *d, const char *model,
     if (d->pid == 0) {
         FILE *f = freopen(d->log, "w", stderr);
         (void)f;
+        if (nofile > 0) {
+            struct rlimit rl = {(rlim_t)nofile, (rlim_t)nofile};
+            if (setrlimit(RLIMIT_NOFILE, &rl))
+                _exit(126);
+        }
         execv(bin, (char *const *)argv);
         _exit(127);
     }

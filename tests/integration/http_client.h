@@ -32,6 +32,11 @@ const char *tc_header(const tc_resp_t *r, const char *name, char *out,
 int tc_send(int fd, const char *method, const char *path, const char *extra,
             const char *body);
 ssize_t tc_read_some(int fd, char *buf, size_t cap, int timeout_ms);
+/* Write raw bytes (0 or -1). */
+int tc_write(int fd, const void *p, size_t n);
+/* Read one response (status, headers, body) from fd; method "HEAD" means
+ * no body. Several calls read pipelined responses in order. 0 or -1. */
+int tc_read_resp(int fd, const char *method, tc_resp_t *r);
 
 /* The daemon under test. */
 typedef struct {
@@ -48,6 +53,10 @@ int tc_daemon_start(tc_daemon_t *d, const char *const *extra_args);
 /* The same with another model (file or directory); NULL: no -m at all. */
 int tc_daemon_start_model(tc_daemon_t *d, const char *model,
                           const char *const *extra_args);
+/* Same, serving model_path (NULL: the test model) with RLIMIT_NOFILE set
+ * to nofile in the child before exec (0: inherited). */
+int tc_daemon_start_ex(tc_daemon_t *d, const char *model_path, int nofile,
+                       const char *const *extra);
 /* SIGTERM (then SIGKILL after 10 s); returns the exit status or -1. */
 int tc_daemon_stop(tc_daemon_t *d);
 /* A metric's value from /metrics (first sample whose line starts with
