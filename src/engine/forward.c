@@ -730,6 +730,11 @@ int qd_ctx_decode(qd_ctx_t *c, const qd_batch_t *b)
         if (b->logits ? b->logits[t] != 0 : t == n - 1)
             c->out_rows[c->n_out++] = t;
     c->b = b;
+    /* Multiply-adds of this step's attention, to decide whether it is
+     * worth splitting over the pool. */
+    double attn_work = 0;
+    for (int32_t t = 0; t < n; t++)
+        attn_work += 2.0 * (b->pos[t] + 1) * hp->n_head * hp->head_dim;
     run_tok(c, n, phase_embed);
     for (int il = 0; il < hp->n_layer; il++) {
         const qd_layer_t *L = &m->layers[il];
@@ -740,7 +745,10 @@ int qd_ctx_decode(qd_ctx_t *c, const qd_batch_t *b)
         matmul(c, c->k, c->n_kv, &L->wk, c->xn, hp->n_embd, n);
         matmul(c, c->v, c->n_kv, &L->wv, c->xn, hp->n_embd, n);
         run_tok(c, n, phase_qkv_post);
-        qd_pool_run(c->pool, phase_attention, c);
+        if (attn_work < (double)(1 << 18))
+            phase_attention(c, 0, 1); /* too small to split */
+        else
+            qd_pool_run(c->pool, phase_attention, c);
         matmul(c, c->tmp, hp->n_embd, &L->wo, c->att, c->n_q, n);
         run_tok(c, n, phase_attn_residual);
         matmul(c, c->gate, hp->n_ff, &L->w_gate, c->xn, hp->n_embd, n);

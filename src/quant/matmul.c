@@ -129,7 +129,13 @@ void qd__matmul_with(const qd_kernels_t *k, qd_pool_t *pool,
     } else {
         qd_pool_run(pool, quantize_phase, &j);
     }
-    qd_pool_run(pool, dot_phase, &j);
+    /* Below about 2^18 multiply-adds (tens of microseconds) a pool
+     * hand-off costs more than it saves: small models' matrices run on
+     * the caller. Each output is computed the same way either way. */
+    if ((double)w->n_rows * (double)w->n_cols * n_tok < (double)(1 << 18))
+        dot_phase(&j, 0, 1);
+    else
+        qd_pool_run(pool, dot_phase, &j);
 }
 
 void qd_matmul(qd_pool_t *pool, float *restrict out, int64_t ldo,
