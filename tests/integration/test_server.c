@@ -575,3 +575,45 @@ Test(server, sighup_reloads_keys_keeps_connections, .fini = stop_daemon)
     cr_assert_gt(n, 0);
     cr_assert(reload_seen, "no log line about the reload");
 }
+
+/* A stream waiting in the queue behind another request gets
+ * ": keep-alive" comments every --sse-keepalive-s seconds. */
+Test(server, sse_keepalive_while_queued, .fini = stop_daemon)
+{
+    const char *args[] = {"-c", "65536", "--n-seq-max", "1",
+                          "--sse-keepalive-s", "1", NULL};
+    need_daemon(args);
+    int busy = tc_connect(D.port);
+    cr_assert(busy >= 0);
+    cr_assert_eq(tc_send(busy, "POST", "/v1/completions", NULL,
+                         "{\"model\":\"" MODEL "\",\"prompt\":\"Once\","
+                         "\"max_tokens\":60000,\"logit_bias\":{\"2\":-100},"
+                         "\"stream\":true}"),
+                 0);
+    char buf[8192];
+    cr_assert(tc_read_some(busy, buf, sizeof buf, 10000) > 0);
+
+    int fd = tc_connect(D.port);
+    cr_assert(fd >= 0);
+    cr_assert_eq(tc_send(fd, "POST", "/v1/completions", NULL,
+                         "{\"model\":\"" MODEL "\",\"prompt\":\"Once\","
+                         "\"max_tokens\":4,\"stream\":true}"),
+                 0);
+    char got[4096] = "";
+    size_t n = 0;
+    for (int i = 0; i < 40 && !strstr(got, ": keep-alive\n\n"); i++) {
+        ssize_t k = tc_read_some(fd, got + n, sizeof got - 1 - n, 200);
+        if (k > 0) {
+            n += (size_t)k;
+            got[n] = '\0';
+        }
+        tc_read_some(busy, buf, sizeof buf, 1); /* keep the first flowing */
+    }
+    cr_assert(strstr(got, ": keep-alive\n\n"), "no keep-alive: %s", got);
+    close(busy); /* cancels the long one; the queued one then runs */
+    tc_resp_t r;
+    cr_assert_eq(tc_fetch(D.port, "GET", "/health", NULL, NULL, &r), 0);
+    cr_assert_eq(r.status, 200);
+    tc_resp_free(&r);
+    close(fd);
+}
