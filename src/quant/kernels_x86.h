@@ -532,9 +532,9 @@ static void x86_vec_dot(qd_type_t wt, int n, float *restrict s,
 
 /* Decode streams each weight row once: the hardware prefetcher restarts at
  * every 4 KiB page and the dots leave little slack to hide the misses, so
- * the row drivers ask for the bytes QD_X86_PF_DIST (2 KiB measured best of 1-16 KiB) ahead into L2
- * (T1 measured 5% faster than T0: more misses in flight) of the row being
- * computed, one row's worth per row. */
+ * before each row the row drivers prefetch one row's worth of bytes
+ * QD_X86_PF_DIST ahead into L2. 2 KiB was the best of 1-16 KiB, and T1
+ * (L2) about 5% faster than T0 (more misses in flight). */
 #ifndef QD_X86_PF_HINT
 #define QD_X86_PF_HINT _MM_HINT_T1
 #endif
