@@ -96,9 +96,10 @@ static void (*axpy_q8_0)(float *, float, const qd_block_q8_0 *, int);
 static void f16_table_init(void)
 {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c")) {
+    /* The x86 attention loops need AVX2+FMA+F16C, which every SIMD kernel
+     * set requires: follow the set chosen at start-up (so QD_KERNELS=scalar
+     * runs the plain attention too). */
+    if (strcmp(qd_kernels_name(), "scalar") != 0) {
         dot_q_f16 = dot_q_f16_x86;
         axpy_f16 = axpy_f16_x86;
         dot_q_q8_0 = dot_q_q8_0_x86;
