@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "convert/calib_int.h"
+#include "convert/convert_int.h"
 #include "quantd/common.h"
 #include "quantd/convert.h"
 #include "quantd/engine.h"
@@ -430,38 +431,6 @@ static int tens_float(tens_t *t)
     return 0;
 }
 
-static int get_i32_or(const qd_gguf_t *g, const char *key, int32_t dflt)
-{
-    uint32_t v;
-    return qd_gguf_get_u32(g, key, &v) == 0 && v <= INT32_MAX ? (int32_t)v
-                                                              : dflt;
-}
-
-static void model_info(const qd_gguf_t *g, qd_recipe_model_t *m)
-{
-    const char *arch = "";
-    size_t len;
-    char key[256];
-    if (qd_gguf_get_str(g, "general.architecture", &arch, &len))
-        arch = "";
-    m->arch = arch;
-    snprintf(key, sizeof key, "%s.block_count", arch);
-    m->n_layer = get_i32_or(g, key, 0);
-    snprintf(key, sizeof key, "%s.attention.head_count", arch);
-    m->n_head = get_i32_or(g, key, 0);
-    snprintf(key, sizeof key, "%s.attention.head_count_kv", arch);
-    m->n_head_kv = get_i32_or(g, key, m->n_head);
-    snprintf(key, sizeof key, "%s.expert_count", arch);
-    m->n_expert = get_i32_or(g, key, 0);
-}
-
-static int key_dropped(const char *k)
-{
-    return !strcmp(k, "general.file_type") ||
-           !strcmp(k, "general.quantization_version") ||
-           !strcmp(k, "split.no") || !strcmp(k, "split.count") ||
-           !strcmp(k, "split.tensors.count");
-}
 
 /* AWQ on one group: the weights named by ws[0..nw) share the input whose
  * statistics are in slot s; fold 1/s into the `prev` vector (a norm weight,
@@ -608,7 +577,7 @@ static int calibrated(const char *in_path, const char *out_path,
     if ((rc = qd_gguf_open(in_path, &g)))
         return rc;
     int64_t n = qd_gguf_n_tensors(g);
-    model_info(g, &model);
+    qd__recipe_model_info(g, &model, NULL);
     size_t nn = (size_t)QD_MAX(n, 1);
     names = qd_calloc(nn, sizeof *names);
     perm = qd_calloc(nn, sizeof *perm);
@@ -670,7 +639,7 @@ static int calibrated(const char *in_path, const char *out_path,
         goto oom;
     }
     for (int64_t i = 0; i < qd_gguf_n_kv(g) && !rc; i++)
-        if (fold_only || !key_dropped(qd_gguf_kv_key(g, i)))
+        if (fold_only || !qd__quantize_key_dropped(qd_gguf_kv_key(g, i)))
             rc = qd_gguf_writer_copy_kv(w, g, i);
     const char *mname = method == QD_QUANT_AWQ ? "awq" : "gptq";
     if (!rc && !fold_only)

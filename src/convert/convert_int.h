@@ -7,6 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quantd/convert.h"
+#include "quantd/gguf.h"
+
 /* ---- importance matrices (imatrix.c) ------------------------------------ */
 /*
  * An importance matrix gives, per weight matrix and input column, the mean
@@ -37,5 +40,13 @@ int64_t qd_imatrix_count(const qd_imatrix_t *im);
 void qd_imatrix_lookup(const qd_imatrix_t *im, const char *name,
                        int64_t n_cols, int64_t n_mat, const float **w,
                        int *per_mat);
+
+/* Fill the recipe's model description from the metadata (*arch_out, may
+ * be NULL: the architecture name, owned by g, "" when absent). */
+void qd__recipe_model_info(const qd_gguf_t *g, qd_recipe_model_t *m,
+                           const char **arch_out);
+/* 1 for metadata keys llama-quantize drops from its input (and re-sets or
+ * omits): general.file_type, general.quantization_version, split.*. */
+int qd__quantize_key_dropped(const char *k);
 
 #endif /* QUANTD_CONVERT_INT_H */

@@ -57,17 +57,16 @@ static int get_i32_or(const qd_gguf_t *g, const char *key, int32_t dflt)
                                                               : dflt;
 }
 
-/* Fill the recipe's model description from the metadata (*arch_out: the
- * architecture name, owned by g, "" when absent). */
-static void model_info(const qd_gguf_t *g, qd_recipe_model_t *m,
-                       const char **arch_out)
+void qd__recipe_model_info(const qd_gguf_t *g, qd_recipe_model_t *m,
+                           const char **arch_out)
 {
     const char *arch = "";
     size_t len;
     char key[256];
     if (qd_gguf_get_str(g, "general.architecture", &arch, &len))
         arch = "";
-    *arch_out = arch;
+    if (arch_out)
+        *arch_out = arch;
     m->arch = arch;
     snprintf(key, sizeof key, "%s.block_count", arch);
     m->n_layer = get_i32_or(g, key, 0);
@@ -79,8 +78,7 @@ static void model_info(const qd_gguf_t *g, qd_recipe_model_t *m,
     m->n_expert = get_i32_or(g, key, 0);
 }
 
-/* Keys llama-quantize drops from the input (and re-sets or omits). */
-static int key_dropped(const char *k)
+int qd__quantize_key_dropped(const char *k)
 {
     return !strcmp(k, "general.file_type") ||
            !strcmp(k, "general.quantization_version") ||
@@ -331,7 +329,7 @@ static int build_kvs(qd_gguf_writer_t *w, const qd_gguf_t *g,
 {
     int rc = 0;
     for (int64_t i = 0; i < qd_gguf_n_kv(g) && !rc; i++)
-        if (!key_dropped(qd_gguf_kv_key(g, i)))
+        if (!qd__quantize_key_dropped(qd_gguf_kv_key(g, i)))
             rc = qd_gguf_writer_copy_kv(w, g, i);
     const qd_recipe_params_t *r = &params->recipe;
     const char *method = r->pure ? "pure" : "llama.cpp-recipe";
@@ -416,7 +414,7 @@ int qd_quantize_model(const char *in_path, const char *out_path,
     if ((rc = qd_gguf_open(in_path, &g)))
         goto out;
     int64_t n = qd_gguf_n_tensors(g);
-    model_info(g, &model, &arch);
+    qd__recipe_model_info(g, &model, &arch);
 
     if (params->imatrix_path) {
         if ((rc = qd_imatrix_load(params->imatrix_path, &im)))
