@@ -446,8 +446,10 @@ Test(abuse, json_bodies_4xx, .fini = stop_daemon)
 
 /* ---- faults ---------------------------------------------------------------- */
 
+/* Long enough to still run while the test looks (the daemon is started
+ * with -c 65536: stories260K decodes ~10k tokens/s). */
 static const char *long_stream =
-    "{\"model\":\"" MODEL "\",\"prompt\":\"Once\",\"max_tokens\":1500,"
+    "{\"model\":\"" MODEL "\",\"prompt\":\"Once\",\"max_tokens\":60000,"
     "\"logit_bias\":{\"2\":-100},\"stream\":true,\"seed\":5}";
 
 #define KV_USED "quantd_kv_blocks_used{model=\"" MODEL "\"}"
@@ -471,7 +473,7 @@ static double settle(double idle)
 
 Test(abuse, disconnect_frees_kv, .fini = stop_daemon)
 {
-    const char *args[] = {"--n-seq-max", "1", NULL};
+    const char *args[] = {"--n-seq-max", "1", "-c", "65536", NULL};
     need_daemon(args);
     double idle = tc_metric(D.port, KV_USED);
     cr_assert(idle >= 0, "no KV metric");
@@ -487,6 +489,9 @@ Test(abuse, disconnect_frees_kv, .fini = stop_daemon)
     for (int i = 0; i < 50 && tc_metric(D.port, QUEUED) < 1; i++)
         msleep(50);
     cr_assert_eq(tc_metric(D.port, QUEUED), 1, "second request not queued");
+    /* KV figures are published once per engine step: give it a moment. */
+    for (int i = 0; i < 40 && tc_metric(D.port, KV_USED) <= idle; i++)
+        msleep(50);
     cr_assert(tc_metric(D.port, KV_USED) > idle, "KV unused while decoding");
     close(b);
     close(a);
