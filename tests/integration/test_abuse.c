@@ -569,7 +569,8 @@ Test(abuse, sigterm_during_streams, .fini = stop_daemon)
 
 Test(abuse, second_sigterm_exits_now, .fini = stop_daemon)
 {
-    need_daemon(NULL);
+    const char *args[] = {"--n-seq-max", "1", "-c", "65536", NULL};
+    need_daemon(args);
     int fd = tc_connect(D.port);
     cr_assert_eq(tc_send(fd, "POST", "/v1/completions", NULL, long_stream), 0);
     char buf[4096];
