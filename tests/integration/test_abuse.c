@@ -483,16 +483,19 @@ Test(abuse, disconnect_frees_kv, .fini = stop_daemon)
     cr_assert_eq(tc_send(a, "POST", "/v1/completions", NULL, long_stream), 0);
     char buf[4096];
     cr_assert(tc_read_some(a, buf, sizeof buf, 10000) > 0);
-    /* queueing: a second request waits behind it (one slot) */
-    int b = tc_connect(D.port);
-    cr_assert_eq(tc_send(b, "POST", "/v1/completions", NULL, long_stream), 0);
-    for (int i = 0; i < 50 && tc_metric(D.port, QUEUED) < 1; i++)
-        msleep(50);
-    cr_assert_eq(tc_metric(D.port, QUEUED), 1, "second request not queued");
-    /* KV figures are published once per engine step: give it a moment. */
-    for (int i = 0; i < 40 && tc_metric(D.port, KV_USED) <= idle; i++)
+    /* The first bytes (headers, role chunk) can precede admission: wait
+     * until the first request really runs (KV gauge, published once per
+     * engine step) before queueing the second behind it (one slot). */
+    for (int i = 0; i < 100 && (tc_metric(D.port, KV_USED) <= idle ||
+                                tc_metric(D.port, RUNNING) < 1);
+         i++)
         msleep(50);
     cr_assert(tc_metric(D.port, KV_USED) > idle, "KV unused while decoding");
+    int b = tc_connect(D.port);
+    cr_assert_eq(tc_send(b, "POST", "/v1/completions", NULL, long_stream), 0);
+    for (int i = 0; i < 100 && tc_metric(D.port, QUEUED) != 1; i++)
+        msleep(50);
+    cr_assert_eq(tc_metric(D.port, QUEUED), 1, "second request not queued");
     close(b);
     close(a);
     cr_assert_eq(settle(idle), idle, "KV not freed after disconnects");
