@@ -12,6 +12,7 @@
 #include "loader/gguf_int.h"
 #include "quantd/common.h"
 #include "quantd/gguf.h"
+#include "quantd/hf_import.h"
 
 #define INSPECT_MAX_ELEMS 8   /* array elements shown per kv */
 #define INSPECT_VALUE_CAP 512 /* bytes of a value shown */
@@ -99,14 +100,35 @@ int qd_cmd_inspect(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    /* A checkpoint directory (HF / AWQ / GPTQ): show what it imports to —
+     * the cached GGUF the engine maps — after a line about the import. */
+    qd_hf_import_result_t imp;
+    memset(&imp, 0, sizeof imp);
+    const char *dir = NULL;
+    if (qd_hf_is_model_dir(path)) {
+        int irc = qd_hf_import(path, NULL, &imp);
+        if (irc) {
+            fprintf(stderr, "quantd inspect: %s (%s)\n", qd_errmsg(),
+                    qd_strerror(irc));
+            return 1;
+        }
+        printf("checkpoint: %s (%s; %d Q4_0, %d Q4_1, %d Q8_0, %d float "
+               "tensors; tokenizer %s)\n",
+               path, imp.from_cache ? "cached import" : "imported now",
+               imp.n_q4_0, imp.n_q4_1, imp.n_q8_0, imp.n_float,
+               imp.tokenizer_json ? imp.tokenizer_json : "none");
+        dir = path;
+        path = imp.gguf_path;
+    }
     qd_gguf_t *g;
     int rc = qd_gguf_open(path, &g);
     if (rc) {
         fprintf(stderr, "quantd inspect: %s (%s)\n", qd_errmsg(),
                 qd_strerror(rc));
+        qd_hf_import_result_free(&imp);
         return 1;
     }
-    printf("file:       %s\n", path);
+    printf("file:       %s%s\n", path, dir ? " (imported weights)" : "");
     printf("size:       %zu bytes\n", qd_gguf_file_size(g));
     printf("version:    GGUF v%" PRIu32 "\n", qd_gguf_version(g));
     printf("alignment:  %" PRIu32 "\n", qd_gguf_alignment(g));
@@ -116,5 +138,6 @@ int qd_cmd_inspect(int argc, char **argv)
     print_kvs(g);
     print_tensors(g);
     qd_gguf_close(g);
+    qd_hf_import_result_free(&imp);
     return 0;
 }

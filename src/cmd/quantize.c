@@ -12,6 +12,7 @@
 #include "cmd/cmd.h"
 #include "quantd/common.h"
 #include "quantd/convert.h"
+#include "quantd/hf_import.h"
 
 #define MAX_OVERRIDES 256
 
@@ -19,6 +20,12 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: quantd quantize [options] IN.gguf OUT.gguf TYPE [THREADS]\n"
+            "       quantd quantize --to awq|gptq [--group-size G]\n"
+            "                       [--tokenizer tokenizer.json]\n"
+            "                       [--tokenizer-config tokenizer_config.json]\n"
+            "                       IN.gguf OUTDIR\n"
+            "         (writes an AutoAWQ-GEMM / AutoGPTQ-v1 checkpoint directory\n"
+            "          from an F32/F16/BF16 model; quantd serve loads it back)\n"
             "\n"
             "TYPE: Q8_0 Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q4_K_M Q4_K_S Q4_1 Q4_0\n"
             "      Q3_K_L Q3_K_M Q3_K_S Q2_K IQ4_XS IQ4_NL BF16 F16 F32\n"
@@ -94,6 +101,9 @@ int qd_cmd_quantize(int argc, char **argv)
     const char *pos[4] = {0};
     progress_state_t ps = {0};
     qd_quant_method_t method = QD_QUANT_RTN;
+    int to_hf = 0, hf_group = 128;
+    qd_hf_export_fmt_t hf_fmt = QD_HF_EXPORT_AWQ;
+    const char *hf_tok = NULL, *hf_tok_cfg = NULL;
     const char *calib = NULL;
     qd_calib_params_t cp;
     qd_calib_params_default(&cp);
@@ -112,6 +122,29 @@ int qd_cmd_quantize(int argc, char **argv)
             ps.quiet = 1;
         } else if (!strcmp(a, "--imatrix") && i + 1 < argc) {
             qp.imatrix_path = argv[++i];
+        } else if (!strcmp(a, "--to") && i + 1 < argc) {
+            const char *f = argv[++i];
+            if (!strcmp(f, "awq")) {
+                hf_fmt = QD_HF_EXPORT_AWQ;
+            } else if (!strcmp(f, "gptq")) {
+                hf_fmt = QD_HF_EXPORT_GPTQ;
+            } else {
+                fprintf(stderr, "quantd quantize: --to wants awq or gptq, "
+                                "got '%s'\n", f);
+                goto out;
+            }
+            to_hf = 1;
+        } else if (!strcmp(a, "--group-size") && i + 1 < argc) {
+            if (parse_int(argv[++i], &hf_group) ||
+                (hf_group != -1 && (hf_group < 32 || hf_group % 32))) {
+                fprintf(stderr, "quantd quantize: bad --group-size '%s' (a "
+                                "multiple of 32, or -1)\n", argv[i]);
+                goto out;
+            }
+        } else if (!strcmp(a, "--tokenizer") && i + 1 < argc) {
+            hf_tok = argv[++i];
+        } else if (!strcmp(a, "--tokenizer-config") && i + 1 < argc) {
+            hf_tok_cfg = argv[++i];
         } else if (!strcmp(a, "--calib") && i + 1 < argc) {
             calib = argv[++i];
         } else if (!strcmp(a, "--method") && i + 1 < argc) {
@@ -202,6 +235,30 @@ int qd_cmd_quantize(int argc, char **argv)
             usage(stderr);
             goto out;
         }
+    }
+    if (to_hf) {
+        if (n_pos != 2) {
+            fprintf(stderr, "quantd quantize --to: wants IN.gguf OUTDIR\n");
+            goto out;
+        }
+        qd_hf_export_params_t hp;
+        qd_hf_export_params_default(&hp);
+        hp.format = hf_fmt;
+        hp.group_size = hf_group;
+        hp.tokenizer_json = hf_tok;
+        hp.tokenizer_config = hf_tok_cfg;
+        uint64_t t0 = qd_now_ns();
+        int rc = qd_hf_export(pos[0], pos[1], &hp);
+        if (rc) {
+            fprintf(stderr, "quantd quantize: %s: %s\n", qd_strerror(rc),
+                    qd_errmsg());
+            goto out;
+        }
+        fprintf(stderr, "quantd quantize: %s -> %s (%s, group %d) in %.1f s\n",
+                pos[0], pos[1], hf_fmt == QD_HF_EXPORT_AWQ ? "AWQ" : "GPTQ",
+                hf_group, (double)(qd_now_ns() - t0) / 1e9);
+        status = 0;
+        goto out;
     }
     if (n_pos < 3) {
         usage(stderr);
