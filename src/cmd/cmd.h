@@ -16,4 +16,10 @@ int qd_cmd_perplexity(int argc, char **argv);
 int qd_cmd_imatrix(int argc, char **argv);
 int qd_cmd_gen_model(int argc, char **argv);
 
+/* Parse a whole decimal integer in [lo, hi] (hi <= INT32_MAX for the i32
+ * form): 0, or -1 for junk, trailing characters or out of range. */
+#include <stdint.h>
+int qd__parse_int(const char *s, long lo, long hi, long *out);
+int qd__parse_i32(const char *s, long lo, long hi, int32_t *out);
+
 #endif

@@ -35,10 +35,12 @@ int qd_cmd_gen_model(int argc, char **argv)
             preset = v;
         else if (!strcmp(a, "--type"))
             type = v;
-        else if (!strcmp(a, "--vocab"))
-            vocab = strtol(v, NULL, 10);
-        else if (!strcmp(a, "--layers"))
-            layers = strtol(v, NULL, 10);
+        else if (!strcmp(a, "--vocab") || !strcmp(a, "--layers")) {
+            if (qd__parse_int(v, 1, 1000000, a[2] == 'v' ? &vocab : &layers)) {
+                fprintf(stderr, "quantd gen-model: bad %s '%s'\n", a, v);
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--seed"))
             seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "-o"))

@@ -25,16 +25,6 @@ static void usage(FILE *f)
             "  -t, --threads N     threads (default: physical cores)\n");
 }
 
-static int parse_pos(const char *s, int32_t *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < 1 || v > (1 << 24))
-        return -1;
-    *out = (int32_t)v;
-    return 0;
-}
-
 int qd_cmd_imatrix(int argc, char **argv)
 {
     const char *model = NULL, *text = NULL, *out = NULL;
@@ -64,8 +54,8 @@ int qd_cmd_imatrix(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        if (num && (parse_pos(v, num) || (num == &p.n_ctx && *num < 4) ||
-                    (num == &p.n_threads && *num > 1024))) {
+        if (num && qd__parse_i32(v, num == &p.n_ctx ? 4 : 1,
+                                 num == &p.n_threads ? 1024 : 1 << 24, num)) {
             fprintf(stderr, "quantd imatrix: bad value '%s' for %s\n", v, a);
             return 2;
         }

@@ -59,16 +59,6 @@ static void on_chunk(void *ud, int32_t chunk, int32_t n_chunks, double ppl)
         fputc('\n', stderr);
 }
 
-static int parse_pos(const char *s, int32_t *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < 1 || v > (1 << 24))
-        return -1;
-    *out = (int32_t)v;
-    return 0;
-}
-
 int qd_cmd_perplexity(int argc, char **argv)
 {
     const char *model_path = NULL, *text_path = NULL, *base_path = NULL;
@@ -94,19 +84,19 @@ int qd_cmd_perplexity(int argc, char **argv)
             base_path = v;
             i++;
         } else if ((!strcmp(a, "-c") || !strcmp(a, "--ctx")) && v) {
-            if (parse_pos(v, &pp.n_ctx) || pp.n_ctx < 4) {
+            if (qd__parse_i32(v, 4, 1 << 24, &pp.n_ctx)) {
                 fprintf(stderr, "quantd perplexity: bad --ctx '%s'\n", v);
                 return 2;
             }
             i++;
         } else if (!strcmp(a, "--chunks") && v) {
-            if (parse_pos(v, &pp.n_chunks)) {
+            if (qd__parse_i32(v, 1, 1 << 24, &pp.n_chunks)) {
                 fprintf(stderr, "quantd perplexity: bad --chunks '%s'\n", v);
                 return 2;
             }
             i++;
         } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && v) {
-            if (parse_pos(v, &pp.n_threads) || pp.n_threads > 1024) {
+            if (qd__parse_i32(v, 1, 1024, &pp.n_threads)) {
                 fprintf(stderr, "quantd perplexity: bad thread count '%s'\n",
                         v);
                 return 2;

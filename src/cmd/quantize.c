@@ -82,16 +82,6 @@ static void on_progress(void *ud, const qd_quantize_progress_t *p)
         fputc('\n', stderr);
 }
 
-static int parse_int(const char *s, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < 1 || v > 4096)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 int qd_cmd_quantize(int argc, char **argv)
 {
     qd_quantize_params_t qp;
@@ -135,12 +125,14 @@ int qd_cmd_quantize(int argc, char **argv)
             }
             to_hf = 1;
         } else if (!strcmp(a, "--group-size") && i + 1 < argc) {
-            if (parse_int(argv[++i], &hf_group) ||
-                (hf_group != -1 && (hf_group < 32 || hf_group % 32))) {
+            long g;
+            if (qd__parse_int(argv[++i], -1, 1 << 20, &g) ||
+                (g != -1 && (g < 32 || g % 32))) {
                 fprintf(stderr, "quantd quantize: bad --group-size '%s' (a "
                                 "multiple of 32, or -1)\n", argv[i]);
                 goto out;
             }
+            hf_group = (int)g;
         } else if (!strcmp(a, "--tokenizer") && i + 1 < argc) {
             hf_tok = argv[++i];
         } else if (!strcmp(a, "--tokenizer-config") && i + 1 < argc) {
@@ -162,8 +154,9 @@ int qd_cmd_quantize(int argc, char **argv)
             }
         } else if ((!strcmp(a, "--calib-chunks") ||
                     !strcmp(a, "--calib-ctx")) && i + 1 < argc) {
-            int v, is_ctx = !strcmp(a, "--calib-ctx");
-            if (parse_int(argv[++i], &v) || (is_ctx && v < 4)) {
+            int is_ctx = !strcmp(a, "--calib-ctx");
+            int32_t v;
+            if (qd__parse_i32(argv[++i], is_ctx ? 4 : 1, 1 << 24, &v)) {
                 fprintf(stderr, "quantd quantize: bad %s '%s'\n", a, argv[i]);
                 goto out;
             }
@@ -173,7 +166,7 @@ int qd_cmd_quantize(int argc, char **argv)
                 cp.n_chunks = v;
         } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) &&
                    i + 1 < argc) {
-            if (parse_int(argv[++i], &qp.n_threads)) {
+            if (qd__parse_i32(argv[++i], 1, 1024, &qp.n_threads)) {
                 fprintf(stderr, "quantd quantize: bad thread count '%s'\n",
                         argv[i]);
                 goto out;
@@ -269,7 +262,7 @@ int qd_cmd_quantize(int argc, char **argv)
                 pos[2]);
         goto out;
     }
-    if (n_pos == 4 && parse_int(pos[3], &qp.n_threads)) {
+    if (n_pos == 4 && qd__parse_i32(pos[3], 1, 1024, &qp.n_threads)) {
         fprintf(stderr, "quantd quantize: bad thread count '%s'\n", pos[3]);
         goto out;
     }

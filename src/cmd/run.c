@@ -51,16 +51,13 @@ typedef struct {
 static int parse_long(const char *opt, const char *s, long lo, long hi,
                       long *out)
 {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) {
+    if (qd__parse_int(s, lo, hi, out)) {
         fprintf(stderr,
                 "quantd run: %s: '%s' is not an integer in [%ld, "
                 "%ld]\n",
                 opt, s, lo, hi);
         return -1;
     }
-    *out = v;
     return 0;
 }
 
