@@ -560,7 +560,6 @@ static int calibrated(const char *in_path, const char *out_path,
     qd_gguf_writer_t *w = NULL;
     int32_t *toks = NULL;
     int64_t n_toks = 0, *perm = NULL;
-    const char **names = NULL;
     qd_recipe_tensor_t *rt = NULL;
     qd_type_t *types = NULL;
     int *pflags = NULL;
@@ -579,25 +578,14 @@ static int calibrated(const char *in_path, const char *out_path,
     int64_t n = qd_gguf_n_tensors(g);
     qd__recipe_model_info(g, &model, NULL);
     size_t nn = (size_t)QD_MAX(n, 1);
-    names = qd_calloc(nn, sizeof *names);
-    perm = qd_calloc(nn, sizeof *perm);
-    rt = qd_calloc(nn, sizeof *rt);
+    if ((rc = qd__recipe_tensors(g, &perm, &rt)))
+        goto out;
     types = qd_calloc(nn, sizeof *types);
     ts = qd_calloc(nn, sizeof *ts);
-    if (!names || !perm || !rt || !types || !ts) {
+    if (!types || !ts) {
         rc = QD_ENOMEM;
         qd_set_errmsg("out of memory planning %lld tensors", (long long)n);
         goto out;
-    }
-    for (int64_t i = 0; i < n; i++)
-        names[i] = qd_gguf_tensor(g, i)->name;
-    if ((rc = qd_recipe_sort(names, n, perm)))
-        goto out;
-    for (int64_t i = 0; i < n; i++) {
-        const qd_gguf_tensor_t *t = qd_gguf_tensor(g, perm[i]);
-        rt[i].name = t->name;
-        rt[i].type = t->type;
-        memcpy(rt[i].ne, t->ne, sizeof rt[i].ne);
     }
     if (!(pflags = qd_calloc(nn, sizeof *pflags))) {
         rc = QD_ENOMEM;
@@ -730,7 +718,6 @@ out:
     qd_free(pflags);
     qd_free(rt);
     qd_free(perm);
-    qd_free(names);
     qd_gguf_close(g);
     return rc;
 }

@@ -45,6 +45,11 @@ void qd_imatrix_lookup(const qd_imatrix_t *im, const char *name,
  * be NULL: the architecture name, owned by g, "" when absent). */
 void qd__recipe_model_info(const qd_gguf_t *g, qd_recipe_model_t *m,
                            const char **arch_out);
+/* The tensors of g in llama.cpp's output order: (*perm)[i] is the reader
+ * index of the i-th, (*rt)[i] its description for the recipe. Both
+ * qd_malloc'd, freed by the caller (NULL on failure). */
+int qd__recipe_tensors(const qd_gguf_t *g, int64_t **perm,
+                       qd_recipe_tensor_t **rt);
 /* 1 for metadata keys llama-quantize drops from its input (and re-sets or
  * omits): general.file_type, general.quantization_version, split.*. */
 int qd__quantize_key_dropped(const char *k);

@@ -78,6 +78,43 @@ void qd__recipe_model_info(const qd_gguf_t *g, qd_recipe_model_t *m,
     m->n_expert = get_i32_or(g, key, 0);
 }
 
+int qd__recipe_tensors(const qd_gguf_t *g, int64_t **perm_out,
+                       qd_recipe_tensor_t **rt_out)
+{
+    int64_t n = qd_gguf_n_tensors(g);
+    size_t nn = (size_t)QD_MAX(n, 1);
+    const char **names = qd_calloc(nn, sizeof *names);
+    int64_t *perm = qd_calloc(nn, sizeof *perm);
+    qd_recipe_tensor_t *rt = qd_calloc(nn, sizeof *rt);
+    int rc = 0;
+    *perm_out = NULL;
+    *rt_out = NULL;
+    if (!names || !perm || !rt) {
+        rc = QD_ENOMEM;
+        qd_set_errmsg("out of memory planning %lld tensors", (long long)n);
+        goto out;
+    }
+    for (int64_t i = 0; i < n; i++)
+        names[i] = qd_gguf_tensor(g, i)->name;
+    if ((rc = qd_recipe_sort(names, n, perm)))
+        goto out;
+    for (int64_t i = 0; i < n; i++) {
+        const qd_gguf_tensor_t *t = qd_gguf_tensor(g, perm[i]);
+        rt[i].name = t->name;
+        rt[i].type = t->type;
+        memcpy(rt[i].ne, t->ne, sizeof rt[i].ne);
+    }
+    *perm_out = perm;
+    *rt_out = rt;
+    perm = NULL;
+    rt = NULL;
+out:
+    qd_free(names);
+    qd_free(perm);
+    qd_free(rt);
+    return rc;
+}
+
 int qd__quantize_key_dropped(const char *k)
 {
     return !strcmp(k, "general.file_type") ||
@@ -397,7 +434,6 @@ int qd_quantize_model(const char *in_path, const char *out_path,
     qd_type_t *types = NULL;
     int *flags = NULL;
     int64_t *perm = NULL, *bad = NULL;
-    const char **names = NULL;
     void *kvbuf = NULL;
     float *f32buf = NULL;
     void *outbuf = NULL;
@@ -423,26 +459,15 @@ int qd_quantize_model(const char *in_path, const char *out_path,
     }
 
     /* plan: output order, types, sizes, offsets */
-    names = qd_calloc((size_t)QD_MAX(n, 1), sizeof *names);
-    perm = qd_calloc((size_t)QD_MAX(n, 1), sizeof *perm);
-    rt = qd_calloc((size_t)QD_MAX(n, 1), sizeof *rt);
+    if ((rc = qd__recipe_tensors(g, &perm, &rt)))
+        goto out;
     types = qd_calloc((size_t)QD_MAX(n, 1), sizeof *types);
     flags = qd_calloc((size_t)QD_MAX(n, 1), sizeof *flags);
     plan = qd_calloc((size_t)QD_MAX(n, 1), sizeof *plan);
-    if (!names || !perm || !rt || !types || !flags || !plan) {
+    if (!types || !flags || !plan) {
         rc = QD_ENOMEM;
         qd_set_errmsg("out of memory planning %lld tensors", (long long)n);
         goto out;
-    }
-    for (int64_t i = 0; i < n; i++)
-        names[i] = qd_gguf_tensor(g, i)->name;
-    if ((rc = qd_recipe_sort(names, n, perm)))
-        goto out;
-    for (int64_t i = 0; i < n; i++) {
-        const qd_gguf_tensor_t *t = qd_gguf_tensor(g, perm[i]);
-        rt[i].name = t->name;
-        rt[i].type = t->type;
-        memcpy(rt[i].ne, t->ne, sizeof rt[i].ne);
     }
     if ((rc = qd_recipe_plan(&model, &recipe, rt, n, types, flags)))
         goto out;
@@ -650,7 +675,6 @@ out:
     qd_free(types);
     qd_free(rt);
     qd_free(perm);
-    qd_free(names);
     qd_imatrix_free(im);
     qd_gguf_close(g);
     return rc;
