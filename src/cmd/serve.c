@@ -64,6 +64,7 @@ typedef struct {
     uint64_t drain_deadline;
     int draining;
     int stopping;
+    int exit_now; /* second signal: leave without stopping MHD */
     int exit_code;
     uint64_t watchdog_ns;
     _Atomic uint64_t last_ping;
@@ -215,7 +216,10 @@ static void stop_everything(server_t *s)
     uv_close((uv_handle_t *)&s->sig_term, on_closed);
     uv_close((uv_handle_t *)&s->sig_int, on_closed);
     uv_close((uv_handle_t *)&s->sig_hup, on_closed);
-    qd_http_stop(s->http);
+    if (s->exit_now)
+        qd_http_abandon(s->http);
+    else
+        qd_http_stop(s->http);
     s->http = NULL;
     uv_stop(&s->loop);
 }
@@ -239,6 +243,7 @@ static void on_term(uv_signal_t *h, int signum)
     server_t *s = h->data;
     if (s->draining) {
         QD_WARN("serve", "second signal %d: exiting now", signum);
+        s->exit_now = 1;
         stop_everything(s);
         return;
     }

@@ -520,22 +520,46 @@ static void on_closed(uv_handle_t *hd)
         qd_free(h);
 }
 
-void qd_http_stop(qd_http_t *h)
+static void close_handles(qd_http_t *h)
 {
-    if (!h)
-        return;
-    /* Suspended connections must be resumed before MHD can stop. */
-    for (conn_t *c = h->conns; c; c = c->next) {
-        if (c->req && c->req->suspended) {
-            c->req->suspended = 0;
-            c->req->peer_gone = 1;
-            MHD_resume_connection(c->req->mc);
-        }
-    }
-    MHD_run(h->d);
-    MHD_stop_daemon(h->d);
     h->in_run = 0;
     uv_close((uv_handle_t *)&h->poll, on_closed);
     uv_close((uv_handle_t *)&h->run_timer, on_closed);
     uv_close((uv_handle_t *)&h->sweep, on_closed);
+}
+
+void qd_http_abandon(qd_http_t *h)
+{
+    if (h)
+        close_handles(h);
+}
+
+void qd_http_stop(qd_http_t *h)
+{
+    if (!h)
+        return;
+    /* MHD aborts the process if it is stopped with a suspended connection.
+     * Resume every one (marked gone, so its reader ends instead of
+     * suspending again) and let MHD process the resumptions; repeat while
+     * any is still parked. Should one stay suspended, leave the daemon
+     * unstopped: the process is exiting and the kernel closes the sockets. */
+    int parked = 1;
+    for (int round = 0; round < 16 && parked; round++) {
+        parked = 0;
+        for (conn_t *c = h->conns; c; c = c->next) {
+            if (c->req && c->req->suspended) {
+                c->req->suspended = 0;
+                c->req->peer_gone = 1;
+                MHD_resume_connection(c->req->mc);
+                parked = 1;
+            }
+        }
+        MHD_run(h->d);
+    }
+    if (parked)
+        QD_WARN("http", "connections still suspended at shutdown: "
+                        "closing without stopping libmicrohttpd");
+    else
+        MHD_stop_daemon(h->d);
+    close_handles(h);
 }

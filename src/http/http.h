@@ -22,5 +22,9 @@ void qd_http_reload(qd_http_t *h, const qd_config_t *cfg);
 int qd_http_n_connections(const qd_http_t *h);
 /* Stop MHD (closing every connection) and free. NULL is a no-op. */
 void qd_http_stop(qd_http_t *h);
+/* For an immediate exit (second SIGTERM): stop polling but leave
+ * libmicrohttpd's connections to the process exit, which closes them —
+ * MHD cannot be stopped while a streaming connection is suspended. */
+void qd_http_abandon(qd_http_t *h);
 
 #endif
