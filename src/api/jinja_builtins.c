@@ -1180,8 +1180,11 @@ static int select_common(jj_ctx_t *c, size_t pos, const jv_t *in, const jj_args_
             return jj_fail(c, pos, QD_EINVAL, "no test named '%.*s'", (int)QD_MIN(test.n, 40),
                            test.p);
     }
-    jj_args_t targs = {.n = a->n - QD_MIN(a->n, first + 1), .v = a->v + QD_MIN(a->n, first + 1),
-                       .kw = a->kw + QD_MIN(a->n, first + 1)};
+    /* The test's own arguments follow the attribute and test name; a
+     * filter called with none has no argument arrays at all. */
+    size_t skip = QD_MIN(a->n, first + 1);
+    jj_args_t targs = {.n = a->n - skip, .v = a->v ? a->v + skip : NULL,
+                       .kw = a->kw ? a->kw + skip : NULL};
     vec_t res = {0};
     if (jj_step(c, pos, (long)n))
         return c->err;

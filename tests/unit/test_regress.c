@@ -84,3 +84,31 @@ Test(regress, utf8_complete_len_bounds)
     cr_expect_eq(qd_utf8_complete_len("\xFF", 1), 1);
     cr_expect_eq(qd_utf8_complete_len("", 0), 0);
 }
+
+/* fuzz_jinja found: select/reject/selectattr called without arguments
+ * offset a NULL argument array ("applying zero offset to null pointer").
+ * clang's UBSan reports that, gcc's does not: the input itself is in the
+ * fuzz corpus, replayed by `make fuzz-smoke` (clang) in CI. */
+#include "api/jinja.h"
+Test(regress, jinja_select_without_arguments)
+{
+    static const char *const tmpls[] = {
+        "{{ [0, 1, 2] | select | list }}",
+        "{{ [0, 1, 2] | reject | list }}",
+        "{{ messages | selectattr('role') | list | length }}",
+        "{{ messages | rejectattr('role') | list | length }}",
+        "{{ undefined_name | reject | list }}", /* the fuzzer's case */
+    };
+    static const char *const want[] = {"[1, 2]", "[0]", "1", "0", "[]"};
+    json_t *vars = json_pack("{s:[{s:s}]}", "messages", "role", "user");
+    for (size_t i = 0; i < sizeof tmpls / sizeof *tmpls; i++) {
+        char *out = NULL;
+        size_t n = 0;
+        int rc = qd_jinja_render(tmpls[i], strlen(tmpls[i]), vars, NULL, &out,
+                                 &n);
+        cr_assert_eq(rc, 0, "%s: %s", tmpls[i], qd_errmsg());
+        cr_expect_str_eq(out, want[i], "%s", tmpls[i]);
+        qd_free(out);
+    }
+    json_decref(vars);
+}
