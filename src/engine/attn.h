@@ -39,6 +39,11 @@ void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
                      int64_t ldq, const int32_t *pos, float *o, int64_t ldo,
                      float *ws);
 
+/* Other AVX-512 loops of the forward pass. */
+
+/* g = silu(g) * u over n values (exp within 2 ulp of expf). */
+void qd__swiglu_avx512(float *g, const float *u, int n);
+
 /* fp32 -> fp16 (round to nearest even), n values, with F16C. */
 void qd__f32_to_f16_avx512(const float *x, uint16_t *y, int n);
 

@@ -291,3 +291,17 @@ void qd__f32_to_f16_avx512(const float *x, uint16_t *y, int n)
                                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     }
 }
+
+void qd__swiglu_avx512(float *g, const float *u, int n)
+{
+    int i = 0;
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_loadu_ps(g + i);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)),
+                                              _mm512_loadu_ps(u + i)));
+    }
+    for (; i < n; i++)
+        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}

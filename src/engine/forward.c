@@ -96,7 +96,8 @@ static void axpy_q8_0_x86(float *o, float w, const qd_block_q8_0 *v, int n);
 static float (*dot_q_q8_0)(const float *, const qd_block_q8_0 *, int);
 static void (*axpy_q8_0)(float *, float, const qd_block_q8_0 *, int);
 
-/* Blocked attention (attn_avx512.c) with the AVX-512 kernel sets. */
+/* Blocked attention and the vectorized SwiGLU / KV store (attn_avx512.c)
+ * with the AVX-512 kernel sets. */
 static int attn_blocked;
 
 static void f16_table_init(void)
@@ -695,6 +696,12 @@ static void phase_swiglu(void *arg, int ith, int nth)
     for (int32_t t = t0; t < t1; t++) {
         float *g = c->gate + (size_t)t * n;
         const float *u = c->up + (size_t)t * n;
+#if defined(QD_ARCH_X86)
+        if (attn_blocked) {
+            qd__swiglu_avx512(g, u, n);
+            continue;
+        }
+#endif
         for (int i = 0; i < n; i++)
             g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
     }

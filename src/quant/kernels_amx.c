@@ -117,6 +117,8 @@ static void decode_bf16(const qd_qmat_t *w, const uint8_t *row0, int nr,
     }
     for (int c = 0; c < nk / 32; c++) {
         __m512i v[16];
+        /* subblocks of the two halves of this chunk */
+        const int s0 = S == 32 ? c : 2 * c, s1 = S == 32 ? c : 2 * c + 1;
         for (int r = 0; r < 16; r++) {
             if (r >= nr) {
                 v[r] = _mm512_setzero_si512();
@@ -126,7 +128,6 @@ static void decode_bf16(const qd_qmat_t *w, const uint8_t *row0, int nr,
             __m128i b1 = _mm_load_si128((const __m128i *)(u[r] + 32 * c + 16));
             __m512 f0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b0));
             __m512 f1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b1));
-            int s0 = 32 * c / S, s1 = (32 * c + 16) / S;
             f0 = _mm512_fmadd_ps(f0, _mm512_set1_ps(ds[r][s0]), _mm512_set1_ps(cr[r][s0]));
             f1 = _mm512_fmadd_ps(f1, _mm512_set1_ps(ds[r][s1]), _mm512_set1_ps(cr[r][s1]));
             /* element j of the result: value j (j < 16 from f0) */
