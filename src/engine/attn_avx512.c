@@ -16,12 +16,16 @@
 #include <string.h>
 
 #define BLK 16
+/* Positions whose scores pass 0 keeps for pass 1 (per row); longer
+ * contexts recompute them. */
+#define SCAP 2048
 
 size_t qd__attn_ws_floats(int hd)
 {
-    /* qf, O: ROWS x hd; Kt: hd x 16; Vf: 16 x hd; m, l: ROWS; p: 16 */
+    /* qf, O: ROWS x hd; Kt: hd x 16; Vf: 16 x hd; m, l: ROWS; p: 16;
+     * score cache: ROWS x SCAP */
     return (size_t)QD_ATTN_ROWS * (size_t)hd * 2 + (size_t)hd * BLK * 2 +
-           QD_ATTN_ROWS * 2 + BLK + 64;
+           QD_ATTN_ROWS * 2 + BLK + 64 + (size_t)QD_ATTN_ROWS * SCAP;
 }
 
 /* e^x, x <= 0 or moderate; about 1 ulp over the range used here. */
@@ -189,9 +193,11 @@ void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
     float *Kt = O + (size_t)QD_ATTN_ROWS * hd, *Vf = Kt + (size_t)hd * BLK;
     float *m = Vf + (size_t)BLK * hd, *l = m + QD_ATTN_ROWS;
     float *p_buf = (float *)(((uintptr_t)(l + QD_ATTN_ROWS) + 63) & ~(uintptr_t)63);
+    float *sc = p_buf + BLK;
     int32_t pmax = 0;
     for (int i = 0; i < n_tok; i++)
         pmax = pos[i] > pmax ? pos[i] : pmax;
+    const int cached = kv->f16 && pmax < SCAP;
     for (int r = 0; r < rows; r++) {
         const float *src = q + (size_t)(r / nrep) * ldq + (size_t)(r % nrep) * hd;
         for (int d = 0; d < hd; d += 16) {
@@ -208,7 +214,8 @@ void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
      * softmax weights are normalized before they are rounded to fp16 (as
      * a matrix product of f16 V by the rounded weights does), which needs
      * the final maximum and sum first: pass 0 computes them, pass 1
-     * recomputes the scores and accumulates V. */
+     * accumulates V (reading pass 0's scores, or recomputing them past
+     * SCAP positions). */
     for (int pass = kv->f16 ? 0 : 1; pass < 2; pass++) {
         int two = kv->f16;
         for (int32_t b = 0; b * BLK <= pmax; b++) {
@@ -216,6 +223,13 @@ void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
             const int nv = pmax + 1 - p0 < BLK ? pmax + 1 - p0 : BLK;
             const uint8_t *blk = kv->data + (size_t)kv->tab[b] * kv->block_bytes;
             for (int d = 0; d < hd; d += 16) {
+                if (pass == 1 && cached) { /* V only */
+                    for (int i = 0; i < nv; i++) {
+                        const uint8_t *vr = blk + kv->voff + (size_t)i * kv->row_bytes + eoff;
+                        _mm512_storeu_ps(Vf + (size_t)i * hd + d, load_row16(vr, kv->f16, d));
+                    }
+                    continue;
+                }
                 __m512 v[16];
                 for (int i = 0; i < BLK; i++) {
                     if (i < nv) {
@@ -249,12 +263,21 @@ void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
                 if (!any)
                     continue;
                 __m512 sv[4];
-                scores4(qf + (size_t)r0 * hd, hd, nr, Kt, sv);
+                if (!(pass == 1 && cached))
+                    scores4(qf + (size_t)r0 * hd, hd, nr, Kt, sv);
                 for (int k = 0; k < nr; k++) {
                     if (!mk[k])
                         continue;
                     int r = r0 + k;
-                    __m512 sk = _mm512_mul_ps(sv[k], scale);
+                    float *sr = sc + (size_t)r * SCAP + p0;
+                    __m512 sk;
+                    if (pass == 1 && cached) {
+                        sk = _mm512_load_ps(sr);
+                    } else {
+                        sk = _mm512_mul_ps(sv[k], scale);
+                        if (cached)
+                            _mm512_store_ps(sr, sk);
+                    }
                     if (pass == 0)
                         stats_update(sk, mk[k], &m[r], &l[r]);
                     else if (two)
