@@ -62,15 +62,6 @@ int qd__tile_sub(qd_type_t t);
 void qd__tile_decode(qd_type_t t, const uint8_t *row0, size_t row_bytes,
                      int n_rows, int64_t k0, int nk, uint8_t *restrict u,
                      float *restrict dsc, float *restrict corr);
-/* One row's values [k0, k0+nk) in natural order: u[0..nk) and dsc/corr
- * per subblock (nk/S each); the weights are dsc*u + corr. */
-void qd__tile_decode_row(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
-                         uint8_t *u, float *dsc, float *corr);
-/* The same with AVX-512 where kernels_avx512.c has a vectorized decoder
- * for t; returns 0, doing nothing, otherwise. */
-int qd__tile_decode_row_512(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
-                            uint8_t *u, float *dsc, float *corr);
-
 /* From one activation row (vec_dot_type of weight type wt, n values):
  * qs[n] int8 values, ta[n/S], tb[n/S]. */
 void qd__tile_act(qd_type_t wt, const void *act, int64_t n,
@@ -83,11 +74,16 @@ void qd__matmul_with(const qd_kernels_t *k, qd_pool_t *pool,
                      const float *restrict x, int64_t ldx, int n_tok,
                      void *scratch);
 
-/* qd__tile_decode with AVX-512 for the types that have a vectorized row
- * decoder (kernels_avx512.c); returns 0, doing nothing, for the others. */
+/* qd__tile_decode with AVX-512 (tiledec_avx512.c) for Q4_0, Q4_1, Q8_0,
+ * Q4_K and Q6_K with k0 and nk multiples of 64; returns 0, doing nothing,
+ * otherwise. */
 int qd__tile_decode_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
                         int n_rows, int64_t k0, int nk, uint8_t *restrict u,
                         float *restrict dsc, float *restrict corr);
+/* The same weights as bf16 in AMX's B layout (see tiledec_avx512.c); same
+ * types and conditions, 0 otherwise. */
+int qd__tile_decode_bf16_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
+                             int n_rows, int64_t k0, int nk, uint16_t *wb);
 
 /* SIMD sets (kernels_avx2.c, kernels_avx512.c); call only when the CPU
  * supports them (x86 builds only). */

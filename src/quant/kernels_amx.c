@@ -71,72 +71,41 @@ static void cfg_load(int nt0, int nt1, int nr0, int nr1)
     _tile_loadconfig(&c);
 }
 
-/* 16x16 transpose of 32-bit elements. */
-static inline void transpose16(__m512i r[16])
-{
-    __m512i t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    /* now r[i] holds, per 128-bit lane L, the 4 elements of rows
-     * 4*(i/4)..+3 at column 4L + (i%4) ... gather the lanes */
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
-        t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
-        r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
-        r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
-    }
-}
-
 /* Decode values [k0, k0+nk) of nr (<= 16) rows into one B operand block:
- * for chunk s of 32 values, 16 pairs p, row r: the two bf16 of values
- * 32s+2p, 32s+2p+1 at wb[(s*16 + p)*32 + 2r]. Missing rows are zero. */
+ * for chunk s of 32 values, pair p, row r: the two bf16 of values
+ * 32s+2p, 32s+2p+1 at wb[(s*16 + p)*32 + 2r]. Missing rows are zero. The
+ * common types go straight to bf16 (tiledec_avx512.c); the others through
+ * the generic u8 tile (quant/tile.c), converted here. */
 static void decode_bf16(const qd_qmat_t *w, const uint8_t *row0, int nr,
                         int64_t k0, int nk, uint16_t *wb)
 {
+    if (qd__tile_decode_bf16_512(w->type, row0, w->row_bytes, nr, k0, nk, wb))
+        return;
     const int S = qd__tile_sub(w->type);
-    _Alignas(64) uint8_t u[16][KC];
-    _Alignas(64) float ds[16][KC / 16], cr[16][KC / 16];
-    for (int r = 0; r < nr; r++) {
-        const uint8_t *row = row0 + (size_t)r * w->row_bytes;
-        if (!qd__tile_decode_row_512(w->type, row, k0, nk, u[r], ds[r], cr[r]))
-            qd__tile_decode_row(w->type, row, k0, nk, u[r], ds[r], cr[r]);
-    }
-    for (int c = 0; c < nk / 32; c++) {
-        __m512i v[16];
-        /* subblocks of the two halves of this chunk */
-        const int s0 = S == 32 ? c : 2 * c, s1 = S == 32 ? c : 2 * c + 1;
-        for (int r = 0; r < 16; r++) {
-            if (r >= nr) {
-                v[r] = _mm512_setzero_si512();
-                continue;
-            }
-            __m128i b0 = _mm_load_si128((const __m128i *)(u[r] + 32 * c));
-            __m128i b1 = _mm_load_si128((const __m128i *)(u[r] + 32 * c + 16));
-            __m512 f0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b0));
-            __m512 f1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b1));
-            f0 = _mm512_fmadd_ps(f0, _mm512_set1_ps(ds[r][s0]), _mm512_set1_ps(cr[r][s0]));
-            f1 = _mm512_fmadd_ps(f1, _mm512_set1_ps(ds[r][s1]), _mm512_set1_ps(cr[r][s1]));
-            /* element j of the result: value j (j < 16 from f0) */
-            v[r] = (__m512i)_mm512_cvtne2ps_pbh(f1, f0);
+    _Alignas(64) uint8_t u[QD_TILE_ROWS * KC];
+    _Alignas(64) float dsc[KC / 16 * QD_TILE_ROWS], corr[KC / 16 * QD_TILE_ROWS];
+    qd__tile_decode(w->type, row0, w->row_bytes, nr, k0, nk, u, dsc, corr);
+    /* group g: 64 bytes = 16 rows x values 4g..4g+3 (u[g*64 + r*4 + j]) */
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    for (int g = 0; g < nk / 4; g++) {
+        int s = 4 * g / S;
+        __m512 dv = _mm512_load_ps(dsc + s * 16), cv = _mm512_load_ps(corr + s * 16);
+        __m512 f[4];
+        for (int q = 0; q < 4; q++) {
+            /* lanes: row 4q + i/4, value 4g + i%4 */
+            __m512i ri = _mm512_srli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 2);
+            ri = _mm512_add_epi32(ri, _mm512_set1_epi32(4 * q));
+            __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                _mm_load_si128((const __m128i *)(u + (size_t)g * 64 + 16 * q))));
+            f[q] = _mm512_fmadd_ps(x, _mm512_permutexvar_ps(ri, dv), _mm512_permutexvar_ps(ri, cv));
         }
-        /* v[r] = 16 pairs (dwords) of row r; transpose to pairs x rows */
-        transpose16(v);
-        for (int p = 0; p < 16; p++)
-            _mm512_store_si512((void *)(wb + ((size_t)c * 16 + p) * 32), v[p]);
+        /* dwords: (row, values 4g+0/1) and (row, 4g+2/3) alternate */
+        __m512i X = (__m512i)_mm512_cvtne2ps_pbh(f[1], f[0]);
+        __m512i Y = (__m512i)_mm512_cvtne2ps_pbh(f[3], f[2]);
+        int c = g / 8, p = 2 * (g % 8);
+        _mm512_store_si512((void *)(wb + ((size_t)c * 16 + p) * 32), _mm512_permutex2var_epi32(X, ev, Y));
+        _mm512_store_si512((void *)(wb + ((size_t)c * 16 + p + 1) * 32), _mm512_permutex2var_epi32(X, od, Y));
     }
 }
 

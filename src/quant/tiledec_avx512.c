@@ -1,0 +1,248 @@
+/*
+ * tiledec_avx512.c — AVX-512 weight decoding for the tiled paths.
+ *
+ * The tiled matrix products (kernels_avx512.c's VNNI tiles, kernels_amx.c's
+ * BF16 tiles) need 16 weight rows at a time, decoded to u8 values (and a
+ * scale and correction per subblock, as quant/tile.c defines them) and
+ * interleaved across the rows. Here each row's 64 values at a time are
+ * decoded into one register, in their natural order, and 16 rows' registers
+ * are transposed as 16 x 16 four-byte groups — which is exactly the VNNI
+ * layout u[(k/4)*64 + r*4 + k%4] — instead of being stored and gathered.
+ *
+ * Types decoded here: Q4_0, Q4_1, Q8_0, Q4_K, Q6_K (the formats of the
+ * usual model files and of imported AWQ checkpoints); the others, and chunks
+ * that are not a multiple of 64 values, use the scalar decoder (tile.c).
+ */
+#include "quant/kernels.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "quantd/common.h"
+
+static inline float h2f(qd_fp16_t h) { return _cvtsh_ss(h); }
+
+/* 16 x 16 transpose of 32-bit elements, in place. */
+static inline void transpose16(__m512i r[16])
+{
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+        r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+        r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
+    }
+}
+
+/* 32 nibbles of a legacy block: low nibbles are values 0..15, high 16..31 */
+static inline __m256i nib32(const uint8_t *qs)
+{
+    __m128i q = _mm_loadu_si128((const __m128i *)qs), m4 = _mm_set1_epi8(0x0f);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
+}
+
+static void k4_scale_min(int j, const uint8_t *q, int *sc, int *m)
+{
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+/* Values [k, k+64) of one row (k a multiple of 64) as u8, plus the scale
+ * and correction of each subblock among them (64/S entries). */
+static inline __m512i dec64(qd_type_t t, const uint8_t *row, int64_t k,
+                            float *ds, float *cr)
+{
+    switch (t) {
+    case QD_TYPE_Q4_0: {
+        const qd_block_q4_0 *b = (const qd_block_q4_0 *)row + k / 32;
+        for (int i = 0; i < 2; i++) {
+            ds[i] = h2f(b[i].d);
+            cr[i] = -8.0f * ds[i];
+        }
+        return _mm512_inserti64x4(_mm512_castsi256_si512(nib32(b[0].qs)), nib32(b[1].qs), 1);
+    }
+    case QD_TYPE_Q4_1: {
+        const qd_block_q4_1 *b = (const qd_block_q4_1 *)row + k / 32;
+        for (int i = 0; i < 2; i++) {
+            ds[i] = h2f(b[i].d);
+            cr[i] = h2f(b[i].m);
+        }
+        return _mm512_inserti64x4(_mm512_castsi256_si512(nib32(b[0].qs)), nib32(b[1].qs), 1);
+    }
+    case QD_TYPE_Q8_0: {
+        const qd_block_q8_0 *b = (const qd_block_q8_0 *)row + k / 32;
+        const __m256i x80 = _mm256_set1_epi8((char)0x80);
+        for (int i = 0; i < 2; i++) {
+            ds[i] = h2f(b[i].d);
+            cr[i] = -128.0f * ds[i];
+        }
+        __m256i q0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b[0].qs), x80);
+        __m256i q1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b[1].qs), x80);
+        return _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
+    }
+    case QD_TYPE_Q4_K: {
+        const qd_block_q4_K *b = (const qd_block_q4_K *)row + k / QD_QK_K;
+        int j = (int)(k % QD_QK_K) / 64;
+        float d = h2f(b->d), dmin = h2f(b->dmin);
+        for (int h = 0; h < 2; h++) {
+            int sc, m;
+            k4_scale_min(2 * j + h, b->scales, &sc, &m);
+            ds[h] = d * (float)sc;
+            cr[h] = -dmin * (float)m;
+        }
+        const __m512i shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+        __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qs + 32 * j)));
+        return _mm512_and_si512(_mm512_srlv_epi16(q, shv), _mm512_set1_epi8(0x0f));
+    }
+    case QD_TYPE_Q6_K: {
+        const qd_block_q6_K *b = (const qd_block_q6_K *)row + k / QD_QK_K;
+        int qi = (int)(k % QD_QK_K) / 64, h = qi / 2;
+        float d = h2f(b->d);
+        for (int i = 0; i < 4; i++) {
+            ds[i] = d * (float)b->scales[4 * qi + i];
+            cr[i] = -32.0f * ds[i];
+        }
+        const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(3);
+        __m512i L = _mm512_loadu_si512(b->ql + 64 * h);
+        __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
+        if (qi % 2 == 0) {
+            const __m512i sh = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+            return _mm512_or_si512(_mm512_and_si512(L, m4),
+                                   _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, sh), m3), 4));
+        }
+        const __m512i sh = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+        return _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
+                               _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, sh), m3), 4));
+    }
+    default:
+        return _mm512_setzero_si512();
+    }
+}
+
+static int has_dec64(qd_type_t t)
+{
+    return t == QD_TYPE_Q4_0 || t == QD_TYPE_Q4_1 || t == QD_TYPE_Q8_0 ||
+           t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K;
+}
+
+static inline __attribute__((always_inline)) void
+tile_body(const qd_type_t t, const int S, const uint8_t *row0,
+          size_t row_bytes, int n_rows, int64_t k0, int nk, uint8_t *u,
+          float *dsc, float *corr)
+{
+    const int per = 64 / S; /* subblocks per 64 values */
+    for (int g = 0; g < nk / 64; g++) {
+        __m512i v[16];
+        float ds[4], cr[4];
+        for (int r = 0; r < 16; r++) {
+            if (r < n_rows) {
+                v[r] = dec64(t, row0 + (size_t)r * row_bytes, k0 + 64 * g, ds, cr);
+            } else {
+                v[r] = _mm512_setzero_si512();
+                memset(ds, 0, sizeof ds);
+                memset(cr, 0, sizeof cr);
+            }
+            for (int i = 0; i < per; i++) {
+                dsc[(g * per + i) * QD_TILE_ROWS + r] = ds[i];
+                corr[(g * per + i) * QD_TILE_ROWS + r] = cr[i];
+            }
+        }
+        transpose16(v);
+        for (int i = 0; i < 16; i++)
+            _mm512_store_si512((void *)(u + ((size_t)g * 16 + i) * 64), v[i]);
+    }
+}
+
+int qd__tile_decode_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
+                        int n_rows, int64_t k0, int nk, uint8_t *restrict u,
+                        float *restrict dsc, float *restrict corr)
+{
+    if (!has_dec64(t) || nk % 64 || k0 % 64)
+        return 0;
+    /* one instance per type, so dec64's switch folds away */
+    switch (t) {
+    case QD_TYPE_Q4_0: tile_body(QD_TYPE_Q4_0, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
+    case QD_TYPE_Q4_1: tile_body(QD_TYPE_Q4_1, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
+    case QD_TYPE_Q8_0: tile_body(QD_TYPE_Q8_0, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
+    case QD_TYPE_Q4_K: tile_body(QD_TYPE_Q4_K, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
+    case QD_TYPE_Q6_K: tile_body(QD_TYPE_Q6_K, 16, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
+    default: return 0;
+    }
+    return 1;
+}
+
+/* BF16 decoding for the AMX set: values [k0, k0+nk) of n_rows (<= 16)
+ * rows as bf16 (w = dsc*u + corr), in TDPBF16PS's B layout: for chunk c of
+ * 32 values, pair p, row r, the bf16 of values 32c+2p and 32c+2p+1 at
+ * wb[(c*16 + p)*32 + 2r + {0,1}]. */
+static inline __attribute__((always_inline)) void
+bf16_body(const qd_type_t t, const int S, const uint8_t *row0,
+          size_t row_bytes, int n_rows, int64_t k0, int nk, uint16_t *wb)
+{
+    for (int g = 0; g < nk / 64; g++) {
+        __m512i v[16];
+        float ds[16][4], cr[16][4];
+        for (int r = 0; r < 16; r++) {
+            if (r < n_rows)
+                v[r] = dec64(t, row0 + (size_t)r * row_bytes, k0 + 64 * g, ds[r], cr[r]);
+        }
+        for (int h = 0; h < 2; h++) {
+            __m512i w[16];
+            for (int r = 0; r < 16; r++) {
+                if (r >= n_rows) {
+                    w[r] = _mm512_setzero_si512();
+                    continue;
+                }
+                __m256i q = h ? _mm512_extracti64x4_epi64(v[r], 1) : _mm512_castsi512_si256(v[r]);
+                __m512 f0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(q)));
+                __m512 f1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(q, 1)));
+                /* subblock of values 32h..32h+15 and 32h+16..32h+31 */
+                int s0 = (32 * h) / S, s1 = (32 * h + 16) / S;
+                f0 = _mm512_fmadd_ps(f0, _mm512_set1_ps(ds[r][s0]), _mm512_set1_ps(cr[r][s0]));
+                f1 = _mm512_fmadd_ps(f1, _mm512_set1_ps(ds[r][s1]), _mm512_set1_ps(cr[r][s1]));
+                w[r] = (__m512i)_mm512_cvtne2ps_pbh(f1, f0);
+            }
+            transpose16(w);
+            uint16_t *dst = wb + ((size_t)(2 * g + h) * 16) * 32;
+            for (int p = 0; p < 16; p++)
+                _mm512_store_si512((void *)(dst + (size_t)p * 32), w[p]);
+        }
+    }
+}
+
+int qd__tile_decode_bf16_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
+                         int n_rows, int64_t k0, int nk, uint16_t *wb)
+{
+    if (!has_dec64(t) || nk % 64 || k0 % 64)
+        return 0;
+    switch (t) {
+    case QD_TYPE_Q4_0: bf16_body(QD_TYPE_Q4_0, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
+    case QD_TYPE_Q4_1: bf16_body(QD_TYPE_Q4_1, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
+    case QD_TYPE_Q8_0: bf16_body(QD_TYPE_Q8_0, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
+    case QD_TYPE_Q4_K: bf16_body(QD_TYPE_Q4_K, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
+    case QD_TYPE_Q6_K: bf16_body(QD_TYPE_Q6_K, 16, row0, row_bytes, n_rows, k0, nk, wb); break;
+    default: return 0;
+    }
+    return 1;
+}
