@@ -40,6 +40,14 @@
 #include <unistd.h>
 #endif
 
+/* GCC 12 does not see that LDTILECFG reads the configuration and drops
+ * the stores to a local one; this makes them happen first. */
+#define CFG_LOAD(c)                                        \
+    do {                                                   \
+        __asm__ volatile("" : : "r"(&(c)) : "memory");     \
+        _tile_loadconfig(&(c));                            \
+    } while (0)
+
 typedef struct {
     uint8_t palette;
     uint8_t start_row;
@@ -68,7 +76,7 @@ static void cfg_load(int nt0, int nt1, int nr0, int nr1)
             c.colsb[i] = (uint16_t)cols[i];
         }
     }
-    _tile_loadconfig(&c);
+    CFG_LOAD(c);
 }
 
 /* Decode values [k0, k0+nk) of nr (<= 16) rows into one B operand block:
