@@ -9,7 +9,8 @@
 // first's.
 //
 //   node bench/load.mjs --url http://127.0.0.1:8080 [--model NAME]
-//        [--n 1,4,8,16] [--max-tokens 64] [--system-words 700] [--json]
+//        [--n 1,4,8,16] [--max-tokens 64] [--prompt-words 12]
+//        [--system-words 700] [--json]
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => {
@@ -19,6 +20,7 @@ const args = Object.fromEntries(
 const url = (args.url || 'http://127.0.0.1:8080').replace(/\/$/, '');
 const Ns = (args.n || '1,4,8,16').split(',').map(Number);
 const maxTokens = Number(args['max-tokens'] || 64);
+const promptWords = Number(args['prompt-words'] || 12);
 const systemWords = Number(args['system-words'] || 700);
 const apiKey = args['api-key'] || process.env.QUANTD_API_KEY || '';
 
@@ -105,7 +107,7 @@ async function main() {
   for (const N of Ns) {
     const t0 = now();
     const rs = await Promise.all(Array.from({ length: N }, (_, i) =>
-      chat(model, [{ role: 'user', content: prompt(base + i, 12) }])));
+      chat(model, [{ role: 'user', content: prompt(base + i, promptWords) }])));
     base += N;
     const wall = (now() - t0) / 1000;
     const gen = rs.reduce((a, r) => a + (r.usage?.completion_tokens ?? r.chunks), 0);
@@ -115,18 +117,21 @@ async function main() {
                 itl_p50: pct(gaps, 50), itl_p99: pct(gaps, 99) });
   }
   // Shared system prompt: the second request should adopt the first's
-  // system-prompt blocks.
-  const system = 'You are a careful assistant. ' + prompt(7, systemWords);
-  const a = await chat(model, [{ role: 'system', content: system },
-                               { role: 'user', content: 'First question?' }]);
-  const b = await chat(model, [{ role: 'system', content: system },
-                               { role: 'user', content: 'Second question?' }]);
-  const prefix = {
-    prompt_tokens: b.usage?.prompt_tokens,
-    first_cached: a.usage?.prompt_tokens_details?.cached_tokens ?? 0,
-    second_cached: b.usage?.prompt_tokens_details?.cached_tokens ?? 0,
-    first_ttft_ms: a.ttft, second_ttft_ms: b.ttft,
-  };
+  // system-prompt blocks (skipped with --system-words 0).
+  let prefix = null;
+  if (systemWords > 0) {
+    const system = 'You are a careful assistant. ' + prompt(7, systemWords);
+    const a = await chat(model, [{ role: 'system', content: system },
+                                 { role: 'user', content: 'First question?' }]);
+    const b = await chat(model, [{ role: 'system', content: system },
+                                 { role: 'user', content: 'Second question?' }]);
+    prefix = {
+      prompt_tokens: b.usage?.prompt_tokens,
+      first_cached: a.usage?.prompt_tokens_details?.cached_tokens ?? 0,
+      second_cached: b.usage?.prompt_tokens_details?.cached_tokens ?? 0,
+      first_ttft_ms: a.ttft, second_ttft_ms: b.ttft,
+    };
+  }
   if (args.json) {
     console.log(JSON.stringify({ model, max_tokens: maxTokens, rows, prefix }, null, 1));
     return;
@@ -138,7 +143,7 @@ async function main() {
     console.log(`| ${String(r.N).padStart(2)} | ${String(r.gen).padStart(7)} | ${r.wall_s.toFixed(2).padStart(6)} | ` +
       `${f(r.tok_s).padStart(5)} | ${f(r.ttft_p50).padStart(11)} | ${f(r.ttft_p99).padStart(11)} | ` +
       `${f(r.itl_p50).padStart(10)} | ${f(r.itl_p99).padStart(10)} |`);
-  console.log(`shared system prompt (${prefix.prompt_tokens} prompt tokens): cached_tokens ` +
+  if (prefix) console.log(`shared system prompt (${prefix.prompt_tokens} prompt tokens): cached_tokens ` +
     `${prefix.first_cached} -> ${prefix.second_cached}; TTFT ${f(prefix.first_ttft_ms)} ms -> ` +
     `${f(prefix.second_ttft_ms)} ms`);
 }
