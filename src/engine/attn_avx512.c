@@ -90,6 +90,58 @@ static inline void transpose16(__m512 v[16])
     }
 }
 
+/* O (hd floats) = O*cv + sum_i p[i]*V_i over nv rows of Vf, 64 values
+ * (4 registers) at a time; fma: contract (the online f32 path) or multiply
+ * then add (the f16 path, as the unblocked axpy). */
+static inline __attribute__((always_inline)) void
+pv4(const int FMA, float *O, const float *Vf, int hd, int nv, const float *p,
+    int scale, __m512 cv)
+{
+    for (int d = 0; d < hd; d += 64) {
+        __m512 a0 = _mm512_loadu_ps(O + d), a1 = _mm512_loadu_ps(O + d + 16);
+        __m512 a2 = _mm512_loadu_ps(O + d + 32), a3 = _mm512_loadu_ps(O + d + 48);
+        if (scale) {
+            a0 = _mm512_mul_ps(a0, cv), a1 = _mm512_mul_ps(a1, cv);
+            a2 = _mm512_mul_ps(a2, cv), a3 = _mm512_mul_ps(a3, cv);
+        }
+        const float *v = Vf + d;
+        for (int i = 0; i < nv; i++, v += hd) {
+            __m512 w = _mm512_set1_ps(p[i]);
+            if (FMA) {
+                a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v), a0);
+                a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 16), a1);
+                a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 32), a2);
+                a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 48), a3);
+            } else {
+                a0 = _mm512_add_ps(a0, _mm512_mul_ps(w, _mm512_loadu_ps(v)));
+                a1 = _mm512_add_ps(a1, _mm512_mul_ps(w, _mm512_loadu_ps(v + 16)));
+                a2 = _mm512_add_ps(a2, _mm512_mul_ps(w, _mm512_loadu_ps(v + 32)));
+                a3 = _mm512_add_ps(a3, _mm512_mul_ps(w, _mm512_loadu_ps(v + 48)));
+            }
+        }
+        _mm512_storeu_ps(O + d, a0);
+        _mm512_storeu_ps(O + d + 16, a1);
+        _mm512_storeu_ps(O + d + 32, a2);
+        _mm512_storeu_ps(O + d + 48, a3);
+    }
+}
+
+/* The same for hd a multiple of 16 but not of 64: one register at a time. */
+static inline void pv1(int fma, float *O, const float *Vf, int hd, int nv,
+                       const float *p, int scale, __m512 cv)
+{
+    for (int d = 0; d < hd; d += 16) {
+        __m512 a = _mm512_loadu_ps(O + d);
+        if (scale)
+            a = _mm512_mul_ps(a, cv);
+        for (int i = 0; i < nv; i++) {
+            __m512 w = _mm512_set1_ps(p[i]), v = _mm512_loadu_ps(Vf + (size_t)i * hd + d);
+            a = fma ? _mm512_fmadd_ps(w, v, a) : _mm512_add_ps(a, _mm512_mul_ps(w, v));
+        }
+        _mm512_storeu_ps(O + d, a);
+    }
+}
+
 /* Update one row with the scores s (16 lanes, masked lanes ignored). */
 static inline void row_update(__m512 s, __mmask16 mask, float *m, float *l,
                               float *O, const float *Vf, int hd, int nv,
@@ -105,49 +157,72 @@ static inline void row_update(__m512 s, __mmask16 mask, float *m, float *l,
     *m = mn;
     _mm512_store_ps(p_buf, p);
     __m512 cv = _mm512_set1_ps(corr);
-    for (int d = 0; d < hd; d += 64) {
-        int nd = hd - d >= 64 ? 4 : (hd - d) / 16;
-        __m512 acc[4];
-        for (int k = 0; k < nd; k++)
-            acc[k] = _mm512_mul_ps(_mm512_loadu_ps(O + d + 16 * k), cv);
-        for (int i = 0; i < nv; i++) {
-            __m512 w = _mm512_set1_ps(p_buf[i]);
-            for (int k = 0; k < nd; k++)
-                acc[k] = _mm512_fmadd_ps(w, _mm512_loadu_ps(Vf + (size_t)i * hd + d + 16 * k), acc[k]);
-        }
-        for (int k = 0; k < nd; k++)
-            _mm512_storeu_ps(O + d + 16 * k, acc[k]);
-    }
+    if (hd % 64 == 0)
+        pv4(1, O, Vf, hd, nv, p_buf, 1, cv);
+    else
+        pv1(1, O, Vf, hd, nv, p_buf, 1, cv);
 }
 
 /* Scores of nr (<= 4) rows against the transposed block: 16 lanes each.
  * Each score is summed in the order of the per-key dot product of the
- * unblocked path (forward.c, dot_q_f16_x86): 16 partial sums over
- * d = c, c+16, ... then a fixed reduction tree, so both paths give the
- * same scores to the bit. */
-static inline __m512 score_row(const float *q, int hd, const float *Kt)
+ * unblocked path (forward.c, dot_q_f16_x86): partial sums a_c over
+ * d = c, c+16, ... (c < 16), then the tree
+ *   ((a0+a8 + a4+a12) + (a2+a10 + a6+a14)) + ((a1+a9 + a5+a13) + (a3+a11 + a7+a15))
+ * so both paths give the same scores to the bit. The partial sums are
+ * formed in the tree's order, a few at a time, so the rows share each
+ * load of Kt. */
+static inline __attribute__((always_inline)) void
+chain(const int NR, const float *q0, int hd, const float *Kt, int c, __m512 *x)
 {
-    __m512 a[16];
-    for (int c = 0; c < 16; c++)
-        a[c] = _mm512_mul_ps(_mm512_set1_ps(q[c]), _mm512_load_ps(Kt + (size_t)c * BLK));
-    for (int d = 16; d < hd; d += 16)
-        for (int c = 0; c < 16; c++)
-            a[c] = _mm512_fmadd_ps(_mm512_set1_ps(q[d + c]),
-                                   _mm512_load_ps(Kt + (size_t)(d + c) * BLK), a[c]);
-    for (int c = 0; c < 8; c++)
-        a[c] = _mm512_add_ps(a[c], a[c + 8]);
-    for (int c = 0; c < 4; c++)
-        a[c] = _mm512_add_ps(a[c], a[c + 4]);
-    a[0] = _mm512_add_ps(a[0], a[2]);
-    a[1] = _mm512_add_ps(a[1], a[3]);
-    return _mm512_add_ps(a[0], a[1]);
+    __m512 kt = _mm512_load_ps(Kt + (size_t)c * BLK);
+    for (int k = 0; k < NR; k++)
+        x[k] = _mm512_mul_ps(_mm512_set1_ps(q0[(size_t)k * hd + c]), kt);
+    for (int d = c + 16; d < hd; d += 16) {
+        kt = _mm512_load_ps(Kt + (size_t)d * BLK);
+        for (int k = 0; k < NR; k++)
+            x[k] = _mm512_fmadd_ps(_mm512_set1_ps(q0[(size_t)k * hd + d]), kt, x[k]);
+    }
+}
+
+/* h_j = (a_j + a_{j+8}) + (a_{j+4} + a_{j+12}) */
+static inline __attribute__((always_inline)) void
+quad(const int NR, const float *q0, int hd, const float *Kt, int j, __m512 *h)
+{
+    __m512 a[4], b[4];
+    chain(NR, q0, hd, Kt, j, a);
+    chain(NR, q0, hd, Kt, j + 8, b);
+    for (int k = 0; k < NR; k++)
+        a[k] = _mm512_add_ps(a[k], b[k]);
+    chain(NR, q0, hd, Kt, j + 4, b);
+    __m512 c[4];
+    chain(NR, q0, hd, Kt, j + 12, c);
+    for (int k = 0; k < NR; k++)
+        h[k] = _mm512_add_ps(a[k], _mm512_add_ps(b[k], c[k]));
+}
+
+static inline __attribute__((always_inline)) void
+scores_n(const int NR, const float *q0, int hd, const float *Kt, __m512 *s)
+{
+    __m512 h0[4], h2[4], h1[4], h3[4];
+    quad(NR, q0, hd, Kt, 0, h0);
+    quad(NR, q0, hd, Kt, 2, h2);
+    for (int k = 0; k < NR; k++)
+        h0[k] = _mm512_add_ps(h0[k], h2[k]);
+    quad(NR, q0, hd, Kt, 1, h1);
+    quad(NR, q0, hd, Kt, 3, h3);
+    for (int k = 0; k < NR; k++)
+        s[k] = _mm512_add_ps(h0[k], _mm512_add_ps(h1[k], h3[k]));
 }
 
 static inline void scores4(const float *q0, int hd, int nr, const float *Kt,
                            __m512 *s)
 {
-    for (int k = 0; k < nr; k++)
-        s[k] = score_row(q0 + (size_t)k * hd, hd, Kt);
+    switch (nr) {
+    case 4: scores_n(4, q0, hd, Kt, s); break;
+    case 3: scores_n(3, q0, hd, Kt, s); break;
+    case 2: scores_n(2, q0, hd, Kt, s); break;
+    default: scores_n(1, q0, hd, Kt, s); break;
+    }
 }
 
 /* Running maximum and sum of exp(s - max) (pass 0 of the f16 case). */
@@ -169,19 +244,10 @@ static inline void accumulate(__m512 s, __mmask16 mask, float m, float l,
     __m512 p = _mm512_maskz_mov_ps(mask, exp512(_mm512_sub_ps(s, _mm512_set1_ps(m))));
     p = round_f16(_mm512_mul_ps(p, _mm512_set1_ps(1.0f / l)));
     _mm512_store_ps(p_buf, p);
-    for (int d = 0; d < hd; d += 64) {
-        int nd = hd - d >= 64 ? 4 : (hd - d) / 16;
-        __m512 acc[4];
-        for (int k = 0; k < nd; k++)
-            acc[k] = _mm512_loadu_ps(O + d + 16 * k);
-        for (int i = 0; i < nv; i++) {
-            __m512 w = _mm512_set1_ps(p_buf[i]);
-            for (int k = 0; k < nd; k++)
-                acc[k] = _mm512_add_ps(acc[k], _mm512_mul_ps(w, _mm512_loadu_ps(Vf + (size_t)i * hd + d + 16 * k)));
-        }
-        for (int k = 0; k < nd; k++)
-            _mm512_storeu_ps(O + d + 16 * k, acc[k]);
-    }
+    if (hd % 64 == 0)
+        pv4(0, O, Vf, hd, nv, p_buf, 0, _mm512_setzero_ps());
+    else
+        pv1(0, O, Vf, hd, nv, p_buf, 0, _mm512_setzero_ps());
 }
 
 void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
