@@ -140,6 +140,24 @@ static inline __m512i dec64(qd_type_t t, const uint8_t *row, int64_t k,
     }
 }
 
+/* Prefetch the bytes of values [k, k+64) of a row: each of the 16 rows is
+ * its own stream, more than the hardware prefetcher follows at once. */
+#define PF_AHEAD 512 /* values */
+static inline void pf64(qd_type_t t, const uint8_t *row, int64_t k)
+{
+    size_t off;
+    switch (t) {
+    case QD_TYPE_Q4_0: off = (size_t)(k / 32) * sizeof(qd_block_q4_0); break;
+    case QD_TYPE_Q4_1: off = (size_t)(k / 32) * sizeof(qd_block_q4_1); break;
+    case QD_TYPE_Q8_0: off = (size_t)(k / 32) * sizeof(qd_block_q8_0); break;
+    case QD_TYPE_Q4_K: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_q4_K) + 16 + (size_t)(k % QD_QK_K) / 2; break;
+    case QD_TYPE_Q6_K: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_q6_K) + (size_t)(k % QD_QK_K) / 2; break;
+    default: return;
+    }
+    _mm_prefetch((const char *)row + off, _MM_HINT_T0);
+    _mm_prefetch((const char *)row + off + 63, _MM_HINT_T0);
+}
+
 static int has_dec64(qd_type_t t)
 {
     return t == QD_TYPE_Q4_0 || t == QD_TYPE_Q4_1 || t == QD_TYPE_Q8_0 ||
@@ -157,6 +175,7 @@ tile_body(const qd_type_t t, const int S, const uint8_t *row0,
         float ds[4], cr[4];
         for (int r = 0; r < 16; r++) {
             if (r < n_rows) {
+                pf64(t, row0 + (size_t)r * row_bytes, k0 + 64 * g + PF_AHEAD);
                 v[r] = dec64(t, row0 + (size_t)r * row_bytes, k0 + 64 * g, ds, cr);
             } else {
                 v[r] = _mm512_setzero_si512();
@@ -203,9 +222,9 @@ bf16_body(const qd_type_t t, const int S, const uint8_t *row0,
     for (int g = 0; g < nk / 64; g++) {
         __m512i v[16];
         float ds[16][4], cr[16][4];
-        for (int r = 0; r < 16; r++) {
-            if (r < n_rows)
-                v[r] = dec64(t, row0 + (size_t)r * row_bytes, k0 + 64 * g, ds[r], cr[r]);
+        for (int r = 0; r < n_rows; r++) {
+            pf64(t, row0 + (size_t)r * row_bytes, k0 + 64 * g + PF_AHEAD);
+            v[r] = dec64(t, row0 + (size_t)r * row_bytes, k0 + 64 * g, ds[r], cr[r]);
         }
         for (int h = 0; h < 2; h++) {
             __m512i w[16];
