@@ -32,23 +32,45 @@ void qd__awq_scales(const double *act_mean, int64_t n, float alpha, float *s)
         s[j] = (float)(s[j] / norm);
 }
 
-/* Σ over sample rows of ‖(W − Wq) x‖², Wq the rounding of W diag(s)
- * brought back by diag(1/s). ws, qb, dq: scratch of rows × n floats /
- * row bytes. */
-static double group_error(const float *sample, int64_t n_sample, int64_t n,
-                          const float *w, int64_t rows, qd_type_t type,
-                          const float *s, float *ws, void *qb, float *dq)
+static int type_round(void *ud, int k, const float *w, int64_t rows,
+                      int64_t n, float *out)
 {
-    const qd_type_traits_t *tr = qd_type_traits(type);
+    const qd_type_t *types = ud;
+    const qd_type_traits_t *tr = qd_type_traits(types[k]);
+    if (!tr->is_quantized) {
+        memcpy(out, w, (size_t)(rows * n) * sizeof *out);
+        return 0;
+    }
+    void *qb = qd_malloc(QD_MAX(qd_row_size(types[k], n) * (size_t)rows, 1));
+    if (!qb) {
+        qd_set_errmsg("awq: out of memory");
+        return QD_ENOMEM;
+    }
+    tr->quantize(w, qb, rows, n, NULL);
+    tr->to_float(qb, out, rows * n);
+    qd_free(qb);
+    return 0;
+}
+
+qd_awq_rounder_t qd__awq_type_rounder(const qd_type_t *types)
+{
+    qd_awq_rounder_t r = {type_round, (void *)types};
+    return r;
+}
+
+/* Σ over sample rows of ‖(W − Wq) x‖², Wq the rounding of W diag(s)
+ * brought back by diag(1/s). ws, dq: scratch of rows × n floats. */
+static int group_error(const float *sample, int64_t n_sample, int64_t n,
+                       const float *w, int64_t rows, int k,
+                       const qd_awq_rounder_t *rd, const float *s, float *ws,
+                       float *dq, double *out)
+{
     for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < n; j++)
             ws[r * n + j] = w[r * n + j] * s[j];
-    if (tr->is_quantized) {
-        tr->quantize(ws, qb, rows, n, NULL);
-        tr->to_float(qb, dq, rows * n);
-    } else {
-        memcpy(dq, ws, (size_t)(rows * n) * sizeof *dq);
-    }
+    int rc = rd->round(rd->ud, k, ws, rows, n, dq);
+    if (rc)
+        return rc;
     /* dq becomes the weight error D = W − deq · diag(1/s) */
     for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < n; j++)
@@ -64,32 +86,27 @@ static double group_error(const float *sample, int64_t n_sample, int64_t n,
             err += acc * acc;
         }
     }
-    return err;
+    *out = err;
+    return 0;
 }
 
 int qd__awq_search(const float *sample, int64_t n_sample, int64_t n,
                    const double *act_mean, const float *const *w,
-                   const int64_t *rows, const qd_type_t *types, int nw,
+                   const int64_t *rows, int nw, const qd_awq_rounder_t *rd,
                    float *s, float *alpha, double *err, double *err0)
 {
     int64_t max_rows = 0;
-    size_t max_qb = 0;
-    for (int k = 0; k < nw; k++) {
+    int rc = 0;
+    for (int k = 0; k < nw; k++)
         max_rows = QD_MAX(max_rows, rows[k]);
-        max_qb = QD_MAX(max_qb, qd_row_size(types[k], n) * (size_t)rows[k]);
-    }
     size_t nf = (size_t)(max_rows * n);
     float *ws = qd_malloc(QD_MAX(nf, 1) * sizeof *ws);
     float *dq = qd_malloc(QD_MAX(nf, 1) * sizeof *dq);
     float *cur = qd_malloc((size_t)n * sizeof *cur);
-    void *qb = qd_malloc(QD_MAX(max_qb, 1));
-    if (!ws || !dq || !cur || !qb) {
-        qd_free(ws);
-        qd_free(dq);
-        qd_free(cur);
-        qd_free(qb);
+    if (!ws || !dq || !cur) {
         qd_set_errmsg("awq: out of memory");
-        return QD_ENOMEM;
+        rc = QD_ENOMEM;
+        goto out;
     }
     double best = INFINITY;
     *alpha = 0;
@@ -97,9 +114,13 @@ int qd__awq_search(const float *sample, int64_t n_sample, int64_t n,
         float a = (float)gi / N_GRID;
         qd__awq_scales(act_mean, n, a, cur);
         double e = 0;
-        for (int k = 0; k < nw; k++)
-            e += group_error(sample, n_sample, n, w[k], rows[k], types[k], cur,
-                             ws, qb, dq);
+        for (int k = 0; k < nw; k++) {
+            double ek;
+            if ((rc = group_error(sample, n_sample, n, w[k], rows[k], k, rd,
+                                  cur, ws, dq, &ek)))
+                goto out;
+            e += ek;
+        }
         if (gi == 0)
             *err0 = e;
         if (e < best) {
@@ -109,9 +130,9 @@ int qd__awq_search(const float *sample, int64_t n_sample, int64_t n,
         }
     }
     *err = best;
+out:
     qd_free(ws);
     qd_free(dq);
     qd_free(cur);
-    qd_free(qb);
-    return 0;
+    return rc;
 }
