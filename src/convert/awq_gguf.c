@@ -15,8 +15,10 @@
 
 #include "convert/calib_int.h"
 #include "quantd/common.h"
+#include "quantd/compute.h"
 
 #define N_GRID 20
+#define SAMPLE_BATCH 64 /* sample rows per matmul */
 
 void qd__awq_scales(const double *act_mean, int64_t n, float alpha, float *s)
 {
@@ -58,13 +60,22 @@ qd_awq_rounder_t qd__awq_type_rounder(const qd_type_t *types)
     return r;
 }
 
+/* Scratch of one search. */
+typedef struct {
+    qd_pool_t *pool;   /* one thread: the search is single threaded */
+    float *ws, *dq;    /* rows × n */
+    float *y;          /* n_sample × rows */
+    void *scratch;     /* for qd_matmul */
+} search_buf_t;
+
 /* Σ over sample rows of ‖(W − Wq) x‖², Wq the rounding of W diag(s)
- * brought back by diag(1/s). ws, dq: scratch of rows × n floats. */
+ * brought back by diag(1/s); the products D·x by the engine's F32 matmul. */
 static int group_error(const float *sample, int64_t n_sample, int64_t n,
                        const float *w, int64_t rows, int k,
-                       const qd_awq_rounder_t *rd, const float *s, float *ws,
-                       float *dq, double *out)
+                       const qd_awq_rounder_t *rd, const float *s,
+                       search_buf_t *b, double *out)
 {
+    float *ws = b->ws, *dq = b->dq;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < n; j++)
             ws[r * n + j] = w[r * n + j] * s[j];
@@ -75,16 +86,13 @@ static int group_error(const float *sample, int64_t n_sample, int64_t n,
     for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < n; j++)
             dq[r * n + j] = w[r * n + j] - dq[r * n + j] / s[j];
+    qd_qmat_t d = {QD_TYPE_F32, rows, n, (size_t)n * sizeof(float), dq, NULL};
     double err = 0;
-    for (int64_t t = 0; t < n_sample; t++) {
-        const float *x = sample + t * n;
-        for (int64_t r = 0; r < rows; r++) {
-            const float *d = dq + r * n;
-            double acc = 0;
-            for (int64_t j = 0; j < n; j++)
-                acc += (double)d[j] * x[j];
-            err += acc * acc;
-        }
+    for (int64_t t0 = 0; t0 < n_sample; t0 += SAMPLE_BATCH) {
+        int nt = (int)QD_MIN(SAMPLE_BATCH, n_sample - t0);
+        qd_matmul(b->pool, b->y, rows, &d, sample + t0 * n, n, nt, b->scratch);
+        for (int64_t i = 0; i < (int64_t)nt * rows; i++)
+            err += (double)b->y[i] * b->y[i];
     }
     *out = err;
     return 0;
@@ -100,10 +108,17 @@ int qd__awq_search(const float *sample, int64_t n_sample, int64_t n,
     for (int k = 0; k < nw; k++)
         max_rows = QD_MAX(max_rows, rows[k]);
     size_t nf = (size_t)(max_rows * n);
-    float *ws = qd_malloc(QD_MAX(nf, 1) * sizeof *ws);
-    float *dq = qd_malloc(QD_MAX(nf, 1) * sizeof *dq);
+    search_buf_t b = {0};
+    qd_qmat_t big = {QD_TYPE_F32, max_rows, n, (size_t)n * sizeof(float),
+                     NULL, NULL};
     float *cur = qd_malloc((size_t)n * sizeof *cur);
-    if (!ws || !dq || !cur) {
+    b.ws = qd_malloc(QD_MAX(nf, 1) * sizeof *b.ws);
+    b.dq = qd_malloc(QD_MAX(nf, 1) * sizeof *b.dq);
+    b.y = qd_malloc((size_t)QD_MAX(max_rows * SAMPLE_BATCH, 1) * sizeof *b.y);
+    b.scratch = qd_malloc_aligned(
+        QD_MAX(qd_matmul_scratch_bytes(&big, SAMPLE_BATCH), 64), 64);
+    if (!cur || !b.ws || !b.dq || !b.y || !b.scratch ||
+        qd_pool_create(1, &b.pool)) {
         qd_set_errmsg("awq: out of memory");
         rc = QD_ENOMEM;
         goto out;
@@ -117,7 +132,7 @@ int qd__awq_search(const float *sample, int64_t n_sample, int64_t n,
         for (int k = 0; k < nw; k++) {
             double ek;
             if ((rc = group_error(sample, n_sample, n, w[k], rows[k], k, rd,
-                                  cur, ws, dq, &ek)))
+                                  cur, &b, &ek)))
                 goto out;
             e += ek;
         }
@@ -131,8 +146,11 @@ int qd__awq_search(const float *sample, int64_t n_sample, int64_t n,
     }
     *err = best;
 out:
-    qd_free(ws);
-    qd_free(dq);
+    qd_pool_destroy(b.pool);
+    qd_free_aligned(b.scratch);
+    qd_free(b.y);
+    qd_free(b.ws);
+    qd_free(b.dq);
     qd_free(cur);
     return rc;
 }
