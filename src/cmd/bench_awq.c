@@ -14,16 +14,17 @@
  * of weights each one streams. The import repacks because the repacked
  * path is the faster one (docs/awq.md has the figures).
  */
+#include "cmd/bench_awq.h"
+
+#include "cmd/bench.h"
+#include "quantd/common.h"
+#include "quantd/compute.h"
+#include "quantd/hf_import.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "cmd/bench.h"
-#include "cmd/bench_awq.h"
-#include "quantd/common.h"
-#include "quantd/compute.h"
-#include "quantd/hf_import.h"
 
 static uint64_t awq_rng = 0x9E3779B97F4A7C15ull;
 static uint32_t rnd(void)
@@ -37,8 +38,8 @@ static uint32_t rnd(void)
 /* Scalar reference of the direct kernel (any CPU). */
 static void gemv_scalar(const int32_t *qw, const int32_t *qz,
                         const uint16_t *sc, const float *x, const float *xsum,
-                        int64_t K, int64_t N, int64_t G, int64_t b0,
-                        int64_t b1, float *y)
+                        int64_t K, int64_t N, int64_t G, int64_t b0, int64_t b1,
+                        float *y)
 {
     static const int order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
     const int64_t nw = N / 8;
@@ -68,8 +69,8 @@ static void gemv_scalar(const int32_t *qw, const int32_t *qz,
 }
 
 typedef void (*gemv_fn)(const int32_t *, const int32_t *, const uint16_t *,
-                        const float *, const float *, int64_t, int64_t,
-                        int64_t, int64_t, int64_t, float *);
+                        const float *, const float *, int64_t, int64_t, int64_t,
+                        int64_t, int64_t, float *);
 
 typedef struct {
     gemv_fn fn;
@@ -117,8 +118,8 @@ static double rel_err(const float *y, const double *ref, int64_t n)
 
 int qd__bench_awq_layout(int n_threads, int reps)
 {
-    static const int64_t shapes[][2] = {{2048, 2048}, {8192, 2048},
-                                        {2048, 8192}}; /* N out, K in */
+    static const int64_t shapes[][2] = {
+        {2048, 2048}, {8192, 2048}, {2048, 8192}}; /* N out, K in */
     const int64_t G = 128;
     qd_pool_t *pool = NULL;
     int status = 1;
@@ -139,8 +140,8 @@ int qd__bench_awq_layout(int n_threads, int reps)
     printf("awq-layout: %d threads, group %d, direct kernel %s, qd_matmul "
            "kernels %s; median of %d x 20 products\n",
            n_threads, (int)G, kname, qd_kernels_name(), reps);
-    printf("%-14s %-7s %9s %8s %10s\n", "out x in", "path", "us/matvec",
-           "GB/s", "max rel err");
+    printf("%-14s %-7s %9s %8s %10s\n", "out x in", "path", "us/matvec", "GB/s",
+           "max rel err");
     for (size_t si = 0; si < QD_ARRAY_SIZE(shapes); si++) {
         int64_t N = shapes[si][0], K = shapes[si][1];
         qd_q4mat_t m = {0};
@@ -184,13 +185,13 @@ int qd__bench_awq_layout(int n_threads, int reps)
         for (int64_t i = 0; i < N; i++)
             y[i] = NAN;
         qd_qmat_t w = {q41_type, N, K, qd_row_size(q41_type, K), q41, NULL};
-        scratch = qd_malloc_aligned(
-            QD_MAX(qd_matmul_scratch_bytes(&w, 1), 64), 64);
+        scratch =
+            qd_malloc_aligned(QD_MAX(qd_matmul_scratch_bytes(&w, 1), 64), 64);
         if (!scratch)
             goto fail;
         direct_job_t j = {fn, qw, qz, sc, x, xsum, y, K, N, G};
-        size_t direct_bytes = (size_t)(K * N / 2 + K / G * N / 2 +
-                                       K / G * N * 2);
+        size_t direct_bytes =
+            (size_t)(K * N / 2 + K / G * N / 2 + K / G * N * 2);
         for (int path = 0; path < 2; path++) {
             int nt = reps * 20;
             for (int r = -2; r < nt; r++) {
@@ -214,10 +215,10 @@ int qd__bench_awq_layout(int n_threads, int reps)
         }
         status = 0;
         goto next;
-fail:
+    fail:
         fprintf(stderr, "bench --awq-layout: out of memory\n");
         status = 1;
-next:
+    next:
         qd_q4mat_free(&m);
         qd_free(qw);
         qd_free(qz);

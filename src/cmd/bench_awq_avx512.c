@@ -16,21 +16,20 @@
  * converted to float as q·16^i (exact) and the power of 16 removed once
  * per group; the top nibble is shifted down instead (sign bit).
  */
+#include "cmd/bench_awq.h"
+
 #include <immintrin.h>
 #include <stdint.h>
 
-#include "cmd/bench_awq.h"
-
 void qd__awq_gemv_avx512(const int32_t *qw, const int32_t *qz,
-                         const uint16_t *sc, const float *x,
-                         const float *xsum, int64_t K, int64_t N, int64_t G,
-                         int64_t b0, int64_t b1, float *y)
+                         const uint16_t *sc, const float *x, const float *xsum,
+                         int64_t K, int64_t N, int64_t G, int64_t b0,
+                         int64_t b1, float *y)
 {
-    const int64_t nw = N / 8;                 /* words per row */
+    const int64_t nw = N / 8; /* words per row */
     static const int order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
     const __m512i lane8 = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
-                          15),
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32(8));
     for (int64_t b = b0; b < b1; b++) {
         const int64_t w0 = b * 16; /* first word of the block */
@@ -46,10 +45,9 @@ void qd__awq_gemv_avx512(const int32_t *qw, const int32_t *qz,
                 __m512 xv = _mm512_set1_ps(x[g * G + k]);
                 __m512i w = _mm512_loadu_si512(row);
                 for (int i = 0; i < 7; i++) {
-                    __m512i q = _mm512_and_si512(
-                        w, _mm512_set1_epi32(0xF << (4 * i)));
-                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), xv,
-                                             acc[i]);
+                    __m512i q =
+                        _mm512_and_si512(w, _mm512_set1_epi32(0xF << (4 * i)));
+                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), xv, acc[i]);
                 }
                 acc[7] = _mm512_fmadd_ps(
                     _mm512_cvtepi32_ps(_mm512_srli_epi32(w, 28)), xv, acc[7]);
@@ -73,8 +71,8 @@ void qd__awq_gemv_avx512(const int32_t *qw, const int32_t *qz,
             for (int j = 0; j < 8; j++) {
                 __m512 sj = _mm512_cvtph_ps(
                     _mm256_loadu_si256((const __m256i *)(s + 16 * j)));
-                yv[j] = _mm512_fmadd_ps(sj, _mm512_load_ps(tmp + 16 * j),
-                                        yv[j]);
+                yv[j] =
+                    _mm512_fmadd_ps(sj, _mm512_load_ps(tmp + 16 * j), yv[j]);
             }
         }
         for (int j = 0; j < 8; j++)

@@ -25,23 +25,29 @@
  * pieces themselves; BPE cannot, so such pieces (gen-model's synthetic
  * vocabulary has them: "▁e" without "▁") are counted and warned about.
  */
+#include "convert/convert_int.h"
+#include "quantd/common.h"
+#include "quantd/gguf.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "convert/convert_int.h"
-#include "quantd/common.h"
-#include "quantd/gguf.h"
-
 #define MOD "hf_tokenizer"
-#define KP "tokenizer.ggml."
+#define KP  "tokenizer.ggml."
 
-enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4,
-       TT_UNUSED = 5, TT_BYTE = 6 };
+enum {
+    TT_NORMAL = 1,
+    TT_UNKNOWN = 2,
+    TT_CONTROL = 3,
+    TT_USER = 4,
+    TT_UNUSED = 5,
+    TT_BYTE = 6
+};
 
 typedef struct {
-    float score;   /* of the merged piece */
+    float score; /* of the merged piece */
     int32_t id, l, r;
 } merge_t;
 
@@ -92,9 +98,8 @@ static json_t *tp_special(const char *text)
                      0);
 }
 
-static json_t *post_processor(const char *const *text,
-                              int32_t bos, int32_t eos, int add_bos,
-                              int add_eos)
+static json_t *post_processor(const char *const *text, int32_t bos, int32_t eos,
+                              int add_bos, int add_eos)
 {
     json_t *single = json_array(), *pair = json_array(),
            *specials = json_object();
@@ -105,9 +110,9 @@ static json_t *post_processor(const char *const *text,
         for (int s = 0; s <= part; s++) {
             if (add_bos && bos >= 0)
                 json_array_append_new(arr, tp_special(text[bos]));
-            json_array_append_new(
-                arr, json_pack("{s:{s:s, s:i}}", "Sequence", "id",
-                               s ? "B" : "A", "type_id", s));
+            json_array_append_new(arr,
+                                  json_pack("{s:{s:s, s:i}}", "Sequence", "id",
+                                            s ? "B" : "A", "type_id", s));
             if (add_eos && eos >= 0)
                 json_array_append_new(arr, tp_special(text[eos]));
         }
@@ -115,10 +120,10 @@ static json_t *post_processor(const char *const *text,
     int32_t ids[2] = {add_bos ? bos : -1, add_eos ? eos : -1};
     for (int i = 0; i < 2; i++)
         if (ids[i] >= 0)
-            json_object_set_new(
-                specials, text[ids[i]],
-                json_pack("{s:s, s:[i], s:[s]}", "id", text[ids[i]], "ids",
-                          ids[i], "tokens", text[ids[i]]));
+            json_object_set_new(specials, text[ids[i]],
+                                json_pack("{s:s, s:[i], s:[s]}", "id",
+                                          text[ids[i]], "ids", ids[i], "tokens",
+                                          text[ids[i]]));
     return json_pack("{s:s, s:o, s:o, s:o}", "type", "TemplateProcessing",
                      "single", single, "pair", pair, "special_tokens",
                      specials);
@@ -157,19 +162,21 @@ int qd__hf_write_tokenizer(const qd_gguf_t *g, const char *outdir,
     }
     if (strcmp(model, "llama") != 0) {
         qd_set_errmsg("tokenizer export: vocabulary type '%s' is not "
-                      "supported (only SentencePiece 'llama')", model);
+                      "supported (only SentencePiece 'llama')",
+                      model);
         return QD_EUNSUPPORTED;
     }
     if (qd_gguf_get_arr(g, KP "tokens", &toks) != 0 ||
-        toks.elem_type != QD_GGUF_STRING || toks.n == 0 || toks.n > (1u << 24)) {
+        toks.elem_type != QD_GGUF_STRING || toks.n == 0 ||
+        toks.n > (1u << 24)) {
         qd_set_errmsg("tokenizer export: bad %stokens", KP);
         return QD_EFORMAT;
     }
     int32_t n = (int32_t)toks.n;
-    int has_scores = qd_gguf_get_arr(g, KP "scores", &scores) == 0 &&
-                     scores.n == toks.n;
-    int has_types = qd_gguf_get_arr(g, KP "token_type", &types) == 0 &&
-                    types.n == toks.n;
+    int has_scores =
+        qd_gguf_get_arr(g, KP "scores", &scores) == 0 && scores.n == toks.n;
+    int has_types =
+        qd_gguf_get_arr(g, KP "token_type", &types) == 0 && types.n == toks.n;
     if (!(text = qd_calloc((size_t)n, sizeof *text)) ||
         !(root = json_object()) || !(vocab = json_object()) ||
         !(merges = json_array()) || !(added = json_array()))
@@ -185,7 +192,8 @@ int qd__hf_write_tokenizer(const qd_gguf_t *g, const char *outdir,
         text[i] = c;
         if (strlen(c) != len || json_object_get(vocab, c)) {
             qd_set_errmsg("tokenizer export: token %d ('%.40s') is empty, has "
-                          "a NUL or repeats an earlier token", (int)i, c);
+                          "a NUL or repeats an earlier token",
+                          (int)i, c);
             rc = QD_EUNSUPPORTED;
             goto out;
         }
@@ -207,8 +215,8 @@ int qd__hf_write_tokenizer(const qd_gguf_t *g, const char *outdir,
         add_space = opt_flag(g, KP "add_space_prefix", 1);
 
     for (int32_t i = 0; i < n; i++) {
-        int tt = has_types ? (int)qd_gguf_arr_i64(&types, (uint64_t)i)
-                           : TT_NORMAL;
+        int tt =
+            has_types ? (int)qd_gguf_arr_i64(&types, (uint64_t)i) : TT_NORMAL;
         if (tt == TT_CONTROL || tt == TT_UNKNOWN || tt == TT_USER) {
             json_t *e = json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id",
                                   i, "content", text[i], "single_word", 0,
@@ -257,7 +265,8 @@ int qd__hf_write_tokenizer(const qd_gguf_t *g, const char *outdir,
             n_unreach++;
     }
     if (n_unreach)
-        QD_WARN(MOD, "%d of %d pieces are not pairs of pieces (their "
+        QD_WARN(MOD,
+                "%d of %d pieces are not pairs of pieces (their "
                 "characters are not in the vocabulary): BPE cannot form them "
                 "and text containing them tokenizes differently from the GGUF",
                 (int)n_unreach, (int)n);
@@ -287,26 +296,24 @@ int qd__hf_write_tokenizer(const qd_gguf_t *g, const char *outdir,
     if (!norm_list)
         goto oom;
     if (add_space)
-        json_array_append_new(norm_list, json_pack("{s:s, s:s}", "type",
-                                                   "Prepend", "prepend",
-                                                   "\xe2\x96\x81"));
-    json_array_append_new(norm_list,
-                          json_pack("{s:s, s:{s:s}, s:s}", "type", "Replace",
-                                    "pattern", "String", " ", "content",
-                                    "\xe2\x96\x81"));
+        json_array_append_new(norm_list,
+                              json_pack("{s:s, s:s}", "type", "Prepend",
+                                        "prepend", "\xe2\x96\x81"));
+    json_array_append_new(norm_list, json_pack("{s:s, s:{s:s}, s:s}", "type",
+                                               "Replace", "pattern", "String",
+                                               " ", "content", "\xe2\x96\x81"));
     json_t *decoder = json_pack(
         "{s:s, s:[{s:s, s:{s:s}, s:s}, {s:s}, {s:s}, {s:s, s:s, s:i, s:i}]}",
-        "type", "Sequence", "decoders", "type", "Replace", "pattern",
-        "String", "\xe2\x96\x81", "content", " ", "type", "ByteFallback",
-        "type", "Fuse", "type", "Strip", "content", " ", "start",
-        add_space ? 1 : 0, "stop", 0);
+        "type", "Sequence", "decoders", "type", "Replace", "pattern", "String",
+        "\xe2\x96\x81", "content", " ", "type", "ByteFallback", "type", "Fuse",
+        "type", "Strip", "content", " ", "start", add_space ? 1 : 0, "stop", 0);
     json_t *pp = post_processor(text, bos, eos, add_bos, add_eos);
-    json_t *bpe = json_pack(
-        "{s:s, s:n, s:s?, s:n, s:n, s:b, s:b, s:b, s:O, s:O}", "type", "BPE",
-        "dropout", "unk_token", unk >= 0 ? text[unk] : NULL,
-        "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk", 1,
-        "byte_fallback", 1, "ignore_merges", 0, "vocab", vocab, "merges",
-        merges);
+    json_t *bpe =
+        json_pack("{s:s, s:n, s:s?, s:n, s:n, s:b, s:b, s:b, s:O, s:O}", "type",
+                  "BPE", "dropout", "unk_token", unk >= 0 ? text[unk] : NULL,
+                  "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk",
+                  1, "byte_fallback", 1, "ignore_merges", 0, "vocab", vocab,
+                  "merges", merges);
     if (json_object_set_new(root, "version", json_string("1.0")) ||
         json_object_set_new(root, "truncation", json_null()) ||
         json_object_set_new(root, "padding", json_null()) ||
@@ -323,8 +330,8 @@ int qd__hf_write_tokenizer(const qd_gguf_t *g, const char *outdir,
         goto out;
 
     cfg = json_pack("{s:b, s:b, s:b, s:b, s:s}", "add_bos_token", add_bos,
-                    "add_eos_token", add_eos, "clean_up_tokenization_spaces",
-                    0, "legacy", 1, "tokenizer_class", "LlamaTokenizer");
+                    "add_eos_token", add_eos, "clean_up_tokenization_spaces", 0,
+                    "legacy", 1, "tokenizer_class", "LlamaTokenizer");
     if (!cfg)
         goto oom;
     const char *keys[4] = {"bos_token", "eos_token", "unk_token", "pad_token"};

@@ -20,14 +20,14 @@
  *     and zero ffn_down columns.
  * F32 output. The vocabulary and every other key are copied.
  */
-#include <math.h>
-#include <stdio.h>
-#include <string.h>
-
 #include "convert/convert_int.h"
 #include "quantd/common.h"
 #include "quantd/gguf.h"
 #include "quantd/quant.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
 
 static int64_t round_up(int64_t x, int64_t m)
 {
@@ -95,7 +95,8 @@ int qd__model_widen(const char *in_path, const char *out_path, int mult)
         H2++;
     if (H2 * hd != E2) {
         qd_set_errmsg("widen: no head count gives width %lld with head size "
-                      "%lld", (long long)E2, (long long)hd);
+                      "%lld",
+                      (long long)E2, (long long)hd);
         rc = QD_EUNSUPPORTED;
         goto out;
     }
@@ -120,9 +121,9 @@ int qd__model_widen(const char *in_path, const char *out_path, int mult)
                                      (uint32_t)hd)) ||
         (rc = qd_gguf_writer_set_u32(w, "llama.attention.value_length",
                                      (uint32_t)hd)) ||
-        (rc = qd_gguf_writer_set_f32(
-             w, "llama.attention.layer_norm_rms_epsilon",
-             (float)(eps * shrink))) ||
+        (rc =
+             qd_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon",
+                                    (float)(eps * shrink))) ||
         (rc = qd_gguf_writer_set_u32(w, "general.file_type", 0)))
         goto out;
     for (int64_t i = 0; i < qd_gguf_n_tensors(g); i++) {
@@ -174,9 +175,9 @@ int qd__model_widen(const char *in_path, const char *out_path, int mult)
         /* old rows/columns keep their index: heads and channels append */
         for (int64_t r = 0; r < r0; r++)
             for (int64_t c = 0; c < c0; c++)
-                dst[r * c2 + c] =
-                    is_norm ? (float)(src[r * c0 + c] * sqrt(shrink))
-                            : src[r * c0 + c];
+                dst[r * c2 + c] = is_norm
+                                      ? (float)(src[r * c0 + c] * sqrt(shrink))
+                                      : src[r * c0 + c];
         int64_t ne[2] = {c2, r2};
         rc = qd_gguf_writer_add_tensor(w, nm, QD_TYPE_F32, t->n_dims, ne, dst,
                                        (size_t)(c2 * r2) * sizeof *dst, 1);

@@ -3,18 +3,18 @@
  * vocabulary does: Llama-2's real 32k vocabulary on llama.cpp's test
  * strings and on English text, stories260K, and the synthetic vocabulary
  * of gen-model. */
+#include "convert/convert_int.h"
+#include "quantd/common.h"
+#include "quantd/genmodel.h"
+#include "quantd/gguf.h"
+#include "quantd/tokenizer.h"
+
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "convert/convert_int.h"
-#include "quantd/common.h"
-#include "quantd/genmodel.h"
-#include "quantd/gguf.h"
-#include "quantd/tokenizer.h"
 
 #define SEP "\n__ggml_vocab_test__\n"
 
@@ -101,8 +101,7 @@ Test(hf_tokenizer, llama2_vocab_matches_gguf_on_vectors_and_text)
     if (!shared())
         cr_skip_test("test data not found: QD_SHARED");
     char gguf[1024], inp[1100];
-    snprintf(gguf, sizeof gguf, "%s/vocab/ggml-vocab-llama-spm.gguf",
-             shared());
+    snprintf(gguf, sizeof gguf, "%s/vocab/ggml-vocab-llama-spm.gguf", shared());
     qd_tokenizer_t *a, *b;
     int32_t unreach = -1;
     both(gguf, "llama2", &a, &b, &unreach);
@@ -126,8 +125,7 @@ Test(hf_tokenizer, llama2_vocab_matches_gguf_on_vectors_and_text)
     cr_expect_gt(count, 20);
     cr_expect_eq(bad, 0, "%d of %d test strings differ", bad, count);
 
-    snprintf(inp, sizeof inp, "%s/text/wikitext-2-raw-test.crlf.raw",
-             shared());
+    snprintf(inp, sizeof inp, "%s/text/wikitext-2-raw-test.crlf.raw", shared());
     check_text(a, b, inp, 60000, 1500);
     snprintf(inp, sizeof inp, "%s/text/tinyshakespeare.txt", shared());
     check_text(a, b, inp, 30000, 1500);
@@ -192,7 +190,8 @@ Test(hf_tokenizer, refuses_other_vocabularies)
     snprintf(gguf, sizeof gguf, "%s/vocab/ggml-vocab-gpt-2.gguf", shared());
     qd_gguf_t *g;
     cr_assert_eq(qd_gguf_open(gguf, &g), 0);
-    cr_expect_eq(qd__hf_write_tokenizer(g, "/nonexistent", NULL), QD_EUNSUPPORTED);
+    cr_expect_eq(qd__hf_write_tokenizer(g, "/nonexistent", NULL),
+                 QD_EUNSUPPORTED);
     cr_expect(strstr(qd_errmsg(), "gpt2"), "%s", qd_errmsg());
     qd_gguf_close(g);
 }

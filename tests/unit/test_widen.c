@@ -1,16 +1,16 @@
 /* test_widen.c — gen-model --widen (convert/widen.c): stories260K padded
  * with zeros to widths of 128 computes the same logits, and its shapes are
  * the ones an AWQ checkpoint needs. */
+#include "convert/convert_int.h"
+#include "quantd/common.h"
+#include "quantd/engine.h"
+#include "quantd/gguf.h"
+
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-#include "convert/convert_int.h"
-#include "quantd/common.h"
-#include "quantd/engine.h"
-#include "quantd/gguf.h"
 
 /* Logits of every token of toks[0..n) (n ≤ 48), n × n_vocab floats. */
 static float *all_logits(const char *path, const int32_t *toks, int n,
