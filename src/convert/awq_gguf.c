@@ -62,7 +62,7 @@ qd_awq_rounder_t qd__awq_type_rounder(const qd_type_t *types)
 
 /* Scratch of one search. */
 typedef struct {
-    qd_pool_t *pool;   /* one thread: the search is single threaded */
+    qd_pool_t *pool;   /* for the error products */
     float *ws, *dq;    /* rows × n */
     float *y;          /* n_sample × rows */
     void *scratch;     /* for qd_matmul */
@@ -101,7 +101,8 @@ static int group_error(const float *sample, int64_t n_sample, int64_t n,
 int qd__awq_search(const float *sample, int64_t n_sample, int64_t n,
                    const double *act_mean, const float *const *w,
                    const int64_t *rows, int nw, const qd_awq_rounder_t *rd,
-                   float *s, float *alpha, double *err, double *err0)
+                   int n_threads, float *s, float *alpha, double *err,
+                   double *err0)
 {
     int64_t max_rows = 0;
     int rc = 0;
@@ -118,7 +119,8 @@ int qd__awq_search(const float *sample, int64_t n_sample, int64_t n,
     b.scratch = qd_malloc_aligned(
         QD_MAX(qd_matmul_scratch_bytes(&big, SAMPLE_BATCH), 64), 64);
     if (!cur || !b.ws || !b.dq || !b.y || !b.scratch ||
-        qd_pool_create(1, &b.pool)) {
+        qd_pool_create(n_threads > 0 ? n_threads : qd_physical_cores(),
+                       &b.pool)) {
         qd_set_errmsg("awq: out of memory");
         rc = QD_ENOMEM;
         goto out;

@@ -437,6 +437,7 @@ typedef struct {
     int fixed;                   /* 1: alpha below, no search */
     float alpha;
     const qd_awq_rounder_t *rd;  /* NULL: round to each tensor's type */
+    int n_threads;               /* of the search's products (0: cores) */
 } awq_opts_t;
 
 /* AWQ on one group: the weights named by ws[0..nw) share the input whose
@@ -501,8 +502,8 @@ static int awq_group(tens_t *ts, int64_t nt, const qd_calib_slot_t *s,
     } else if (!any_q || !s->sample) {
         goto done;
     } else if ((rc = qd__awq_search(s->sample, s->n_sample, n, mean, wf, rows,
-                                    nw, o->rd ? o->rd : &trd, sc, &alpha,
-                                    &err, &err0))) {
+                                    nw, o->rd ? o->rd : &trd, o->n_threads,
+                                    sc, &alpha, &err, &err0))) {
         goto done;
     } else {
         QD_INFO(MOD, "awq layer %d %s: alpha %.2f, output error %.4g -> %.4g",
@@ -590,7 +591,8 @@ static int calibrated(const char *in_path, const char *out_path,
                       const awq_opts_t *fold, qd_quantize_stats_t *stats)
 {
     int fold_only = fold != NULL;
-    awq_opts_t search = {0, 0.0f, NULL};
+    awq_opts_t opts = fold ? *fold : (awq_opts_t){0, 0.0f, NULL, 0};
+    opts.n_threads = cp->n_threads;
     qd_gguf_t *g = NULL;
     qd_model_t *m = NULL;
     qd_calib_stats_t *st = NULL;
@@ -654,8 +656,7 @@ static int calibrated(const char *in_path, const char *out_path,
     QD_INFO(MOD, "calibration: %d windows of %d tokens from %s",
             (int)st->n_chunks, cp->n_ctx, calib_path);
     if (method == QD_QUANT_AWQ &&
-        (rc = awq_apply(ts, n, st, qd_model_hparams(m)->n_layer,
-                        fold ? fold : &search)))
+        (rc = awq_apply(ts, n, st, qd_model_hparams(m)->n_layer, &opts)))
         goto out;
 
     /* metadata */
@@ -784,7 +785,7 @@ int qd__awq_write_folded(const char *in_path, const char *out_path,
     qd_quantize_params_t qp;
     qd_quantize_params_default(&qp);
     qp.recipe.ftype = QD_FTYPE_ALL_F32;
-    awq_opts_t o = {1, alpha, NULL};
+    awq_opts_t o = {1, alpha, NULL, 0};
     return calibrated(in_path, out_path, &qp, QD_QUANT_AWQ, text_path, p, &o,
                       NULL);
 }
@@ -796,7 +797,7 @@ int qd__awq_write_searched(const char *in_path, const char *out_path,
     qd_quantize_params_t qp;
     qd_quantize_params_default(&qp);
     qp.recipe.ftype = QD_FTYPE_ALL_F32;
-    awq_opts_t o = {0, 0.0f, rd};
+    awq_opts_t o = {0, 0.0f, rd, 0};
     return calibrated(in_path, out_path, &qp, QD_QUANT_AWQ, text_path, p, &o,
                       NULL);
 }

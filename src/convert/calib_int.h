@@ -73,13 +73,15 @@ qd_awq_rounder_t qd__awq_type_rounder(const qd_type_t *types);
 /* Grid-search alpha in {0, 1/20, …, 19/20} for the nw weights that share
  * an input of n columns (w[k]: rows[k] × n floats, rounded by rd):
  * minimizes Σ_k ‖W_k x − R(W_k diag(s)) diag(1/s) x‖² over the sample rows
- * x (n_sample × n). Fills s[n], *alpha, and *err / *err0 (the error at the
- * best alpha and at alpha = 0, i.e. plain rounding: s = 1).
+ * x (n_sample × n), the products on n_threads (0: physical cores; the
+ * result does not depend on it). Fills s[n], *alpha, and *err / *err0
+ * (the error at the best alpha and at alpha = 0, i.e. plain rounding).
  * 0, QD_ENOMEM or the rounder's error. */
 int qd__awq_search(const float *sample, int64_t n_sample, int64_t n,
                    const double *act_mean, const float *const *w,
                    const int64_t *rows, int nw, const qd_awq_rounder_t *rd,
-                   float *s, float *alpha, double *err, double *err0);
+                   int n_threads, float *s, float *alpha, double *err,
+                   double *err0);
 
 /* ---- GPTQ (gptq.c) ------------------------------------------------------- */
 /* Quantize w (rows × cols floats, row-major) to type with GPTQ's error

@@ -77,7 +77,7 @@ static double kld_mean(const char *bin, const char *model, const char *base,
  * with zeros to widths of 128 so AWQ can hold it), calibrated on stories it
  * wrote itself (seeds 1-8), must be no further from the float model than
  * plain rounding on other stories (seeds 11-18). Measured: KL 0.100 →
- * 0.092 (see docs/awq.md). */
+ * 0.091 (see docs/awq.md). */
 Test(cli_awq, calibrated_export_not_worse_than_rtn, .timeout = 120)
 {
     const char *bin = getenv("QD_BIN"), *sh = getenv("QD_SHARED");
