@@ -254,13 +254,13 @@ typedef enum {
  *    ffn_gate/up after ffn_norm, ffn_down after ffn_up's rows), scales
  *    s = mean|x|^alpha with alpha grid-searched on sampled input rows; 1/s
  *    folded into the norm weight (ffn_up's rows for ffn_down), s into the
- *    weights' columns; attn_output is left alone (no foldable op in front
- *    of it without changing V's layout).
+ *    weights' columns; attn_output after attn_v's rows when their shapes
+ *    match (no grouped-query attention), else left alone.
  *  GPTQ: every quantized layer matrix by qd__gptq_quantize with H from its
  *    own input; output.weight and token_embd by plain rounding.
  * The output is a plain GGUF (quantize.method "awq" / "gptq"). Single
- * threaded apart from the calibration forward passes; holds the whole
- * output in memory. 0 or a QD_E* code with qd_errmsg() set.
+ * threaded apart from the calibration forward passes and the AWQ search's
+ * error products (cp->n_threads); holds the whole output in memory. 0 or a QD_E* code with qd_errmsg() set.
  */
 int qd_quantize_calibrated(const char *in_path, const char *out_path,
                            const qd_quantize_params_t *qp,

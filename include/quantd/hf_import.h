@@ -138,6 +138,11 @@ typedef struct {
     uint64_t seed;             /* act-order permutation */
     const char *tokenizer_json;   /* copied into the directory if set */
     const char *tokenizer_config; /* idem */
+    /* AWQ only: calibration text for the activation-aware scale search
+     * (NULL: plain rounding), its windows (0: 512 tokens) and how many
+     * (0: all), threads of the calibration passes (0: physical cores). */
+    const char *calib_path;
+    int32_t calib_ctx, calib_chunks, n_threads;
 } qd_hf_export_params_t;
 
 void qd_hf_export_params_default(qd_hf_export_params_t *p);
@@ -156,7 +161,10 @@ int qd_gptq_quantize(const float *w, int64_t n_out, int64_t n_in, int64_t G,
 /* Write an AutoAWQ-GEMM (or GPTQ v1) directory from an F32/F16/BF16 GGUF
  * model (llama, qwen2, qwen3): config.json with quantization_config,
  * model.safetensors (HF names, q/k rows back in HF order, non-linear
- * tensors fp16), generation_config.json, tokenizer files if given. */
+ * tensors fp16), generation_config.json, tokenizer files if given.
+ * With p->calib_path (AWQ), AWQ's scale search (convert/calib.c, the one
+ * `quantize --method awq` runs) picks per-group scales against this
+ * format's own rounding and folds them into the model first. */
 int qd_hf_export(const char *in_gguf, const char *outdir,
                  const qd_hf_export_params_t *p);
 /* AWQ with group_size (0: 128) — what `quantd quantize --to awq` runs. */

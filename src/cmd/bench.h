@@ -9,4 +9,8 @@ int qd__bench_membw(int n_threads, int reps);
 /* qd_matmul throughput per type (comma-separated names). Exit status. */
 int qd__bench_kernels(int n_threads, int reps, const char *types);
 
+/* AWQ GEMM layout computed directly vs repacked into Q4_1 + qd_matmul,
+ * on 1B-shaped matrices (bench_awq.c). Exit status. */
+int qd__bench_awq_layout(int n_threads, int reps);
+
 #endif

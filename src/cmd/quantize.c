@@ -21,6 +21,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: quantd quantize [options] IN.gguf OUT.gguf TYPE [THREADS]\n"
             "       quantd quantize --to awq|gptq [--group-size G]\n"
+            "                       [--calib TEXT] (awq: AWQ's scale search)\n"
             "                       [--tokenizer tokenizer.json]\n"
             "                       [--tokenizer-config tokenizer_config.json]\n"
             "                       IN.gguf OUTDIR\n"
@@ -240,6 +241,21 @@ int qd_cmd_quantize(int argc, char **argv)
         hp.group_size = hf_group;
         hp.tokenizer_json = hf_tok;
         hp.tokenizer_config = hf_tok_cfg;
+        hp.calib_path = calib;
+        hp.calib_ctx = cp.n_ctx;
+        hp.calib_chunks = cp.n_chunks;
+        hp.n_threads = qp.n_threads;
+        if (qp.imatrix_path) {
+            fprintf(stderr, "quantd quantize --to: --imatrix is not used by "
+                            "the checkpoint export; give --calib TEXT for "
+                            "AWQ's scale search\n");
+            goto out;
+        }
+        if (calib && hf_fmt != QD_HF_EXPORT_AWQ) {
+            fprintf(stderr, "quantd quantize --to gptq: --calib is not "
+                            "supported (GPTQ export is plain rounding)\n");
+            goto out;
+        }
         uint64_t t0 = qd_now_ns();
         int rc = qd_hf_export(pos[0], pos[1], &hp);
         if (rc) {
@@ -247,9 +263,11 @@ int qd_cmd_quantize(int argc, char **argv)
                     qd_errmsg());
             goto out;
         }
-        fprintf(stderr, "quantd quantize: %s -> %s (%s, group %d) in %.1f s\n",
+        fprintf(stderr, "quantd quantize: %s -> %s (%s, group %d%s) in "
+                        "%.1f s\n",
                 pos[0], pos[1], hf_fmt == QD_HF_EXPORT_AWQ ? "AWQ" : "GPTQ",
-                hf_group, (double)(qd_now_ns() - t0) / 1e9);
+                hf_group, calib ? ", scales searched" : "",
+                (double)(qd_now_ns() - t0) / 1e9);
         status = 0;
         goto out;
     }

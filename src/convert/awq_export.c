@@ -5,9 +5,11 @@
  *
  * Quantization is round-to-nearest exactly as the reference tools do it
  * (AutoAWQ's pseudo_quantize_tensor + WQLinear_GEMM.from_linear; AutoGPTQ's
- * Quantizer.find_params + QuantLinear.pack), without the calibration
- * search: AWQ's activation-aware scaling only rescales the float weights
- * before this step, so the format is the same. Linear layers become
+ * Quantizer.find_params + QuantLinear.pack). AWQ's activation-aware
+ * scaling only rescales the float weights before this step: with a
+ * calibration text the search of convert/calib.c (the one `quantize
+ * --method awq` uses, here with this format's rounding as its yardstick)
+ * writes a folded float copy of the model, which is then exported. Linear layers become
  * qweight/qzeros/scales; embeddings, norms and lm_head stay fp16, as
  * AutoAWQ leaves them. q/k rows go back from llama.cpp's interleaved RoPE
  * order to Hugging Face's half-split order.
@@ -20,7 +22,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "convert/calib_int.h"
+#include "convert/convert_int.h"
 #include "quantd/common.h"
+#include "quantd/convert.h"
 #include "quantd/gguf.h"
 #include "quantd/hf_import.h"
 #include "quantd/quant.h"
@@ -386,6 +391,36 @@ static json_t *make_config(const char *arch, const uint32_t *hp, float eps,
         q);
 }
 
+/* The search's view of this format: AutoAWQ's rounding with group G. */
+static int awq_round(void *ud, int k, const float *w, int64_t rows, int64_t n,
+                     float *out)
+{
+    int64_t G = *(const int64_t *)ud;
+    qd_q4mat_t m = {0};
+    int rc = qd_awq_quantize(w, rows, n, G > 0 ? G : n, &m);
+    if (rc == 0)
+        qd_q4mat_dequant(&m, out);
+    qd_q4mat_free(&m);
+    return rc;
+}
+
+/* Write the model with AWQ scales searched on p->calib_path folded in to
+ * tmp (a GGUF inside outdir, which exists). */
+static int awq_search(const char *in_gguf, const char *tmp,
+                      const qd_hf_export_params_t *p)
+{
+    qd_calib_params_t cp;
+    qd_calib_params_default(&cp);
+    if (p->calib_ctx > 0)
+        cp.n_ctx = p->calib_ctx;
+    cp.n_chunks = p->calib_chunks;
+    cp.n_threads = p->n_threads;
+    int64_t G = p->group_size;
+    qd_awq_rounder_t rd = {awq_round, &G};
+    QD_INFO(MOD, "awq: searching scales on %s", p->calib_path);
+    return qd__awq_write_searched(in_gguf, tmp, p->calib_path, &cp, &rd);
+}
+
 int qd_hf_export(const char *in_gguf, const char *outdir,
                  const qd_hf_export_params_t *p)
 {
@@ -394,6 +429,7 @@ int qd_hf_export(const char *in_gguf, const char *outdir,
     exp_t e = {0};
     json_t *cfg = NULL, *gen = NULL;
     float *row = NULL;
+    char tmp[4096];
     int rc;
     if (!p) {
         qd_hf_export_params_default(&defp);
@@ -406,8 +442,33 @@ int qd_hf_export(const char *in_gguf, const char *outdir,
                       p->group_size);
         return QD_EINVAL;
     }
-    if ((rc = qd_gguf_open(in_gguf, &g)))
+    if (p->calib_path) {
+        if (p->format != QD_HF_EXPORT_AWQ) {
+            qd_set_errmsg("export: calibration is supported for AWQ only");
+            return QD_EUNSUPPORTED;
+        }
+        if (mkdir(outdir, 0755) != 0 && errno != EEXIST) {
+            qd_set_errmsg("awq export: cannot create '%s': %s", outdir,
+                          strerror(errno));
+            return QD_EIO;
+        }
+        if (snprintf(tmp, sizeof tmp, "%s/.quantd-awq-search.gguf",
+                     outdir) >= (int)sizeof tmp) {
+            qd_set_errmsg("awq export: path too long: '%s'", outdir);
+            return QD_EINVAL;
+        }
+        if ((rc = awq_search(in_gguf, tmp, p))) {
+            unlink(tmp);
+            return rc;
+        }
+        /* read through the mapping; the name can go now */
+        rc = qd_gguf_open(tmp, &g);
+        unlink(tmp);
+        if (rc)
+            return rc;
+    } else if ((rc = qd_gguf_open(in_gguf, &g))) {
         return rc;
+    }
     const char *arch;
     size_t alen;
     if (qd_gguf_get_str(g, "general.architecture", &arch, &alen) != 0 ||
@@ -557,15 +618,24 @@ int qd_hf_export(const char *in_gguf, const char *outdir,
     if ((rc = dump_json(cfg, outdir, "config.json")) ||
         (rc = dump_json(gen, outdir, "generation_config.json")))
         goto out;
-    if (p->tokenizer_json &&
-        (rc = copy_file(p->tokenizer_json, outdir, "tokenizer.json")))
-        goto out;
+    if (p->tokenizer_json) {
+        if ((rc = copy_file(p->tokenizer_json, outdir, "tokenizer.json")))
+            goto out;
+    } else {
+        /* the GGUF's own vocabulary, as Hugging Face's converter writes it
+         * (tokenizer_config.json too, unless one is given below) */
+        rc = qd__hf_write_tokenizer(g, outdir, NULL);
+        if (rc == QD_EUNSUPPORTED) {
+            QD_WARN(MOD, "no tokenizer written to '%s' (give --tokenizer): "
+                    "%s", outdir, qd_errmsg());
+            rc = 0;
+        } else if (rc) {
+            goto out;
+        }
+    }
     if (p->tokenizer_config &&
         (rc = copy_file(p->tokenizer_config, outdir, "tokenizer_config.json")))
         goto out;
-    if (!p->tokenizer_json)
-        QD_INFO(MOD, "no tokenizer.json given: '%s' has weights and config "
-                "only", outdir);
 out:
     qd_free(row);
     json_decref(cfg);

@@ -432,13 +432,22 @@ static int tens_float(tens_t *t)
 }
 
 
+/* How awq_apply chooses scales. */
+typedef struct {
+    int fixed;                   /* 1: alpha below, no search */
+    float alpha;
+    const qd_awq_rounder_t *rd;  /* NULL: round to each tensor's type */
+    int n_threads;               /* of the search's products (0: cores) */
+} awq_opts_t;
+
 /* AWQ on one group: the weights named by ws[0..nw) share the input whose
  * statistics are in slot s; fold 1/s into the `prev` vector (a norm weight,
- * or the rows of a matrix when prev_rows). Groups where no weight is
- * quantized are left alone. */
+ * or the rows of a matrix, and its bias if any, when prev_rows). Groups
+ * where no weight is quantized, or whose shapes do not match (attn_output
+ * after a grouped-query attn_v), are left alone. */
 static int awq_group(tens_t *ts, int64_t nt, const qd_calib_slot_t *s,
                      const char *const *ws, int nw, const char *prev,
-                     int prev_rows, int fixed, float fixed_alpha, int il)
+                     int prev_rows, const awq_opts_t *o, int il)
 {
     tens_t *tw[4], *tp = find_tens(ts, nt, prev);
     const float *wf[4];
@@ -455,12 +464,24 @@ static int awq_group(tens_t *ts, int64_t nt, const qd_calib_slot_t *s,
         wf[k] = tw[k]->f;
         rows[k] = tensor_rows(tw[k]->in);
         types[k] = tw[k]->to;
-        any_q |= qd_type_traits(types[k])->is_quantized;
+        any_q |= o->rd || qd_type_traits(types[k])->is_quantized;
     }
     int64_t n = s->n_cols;
     if (prev_rows ? tensor_rows(tp->in) != n : tp->in->ne[0] != n)
         return 0;
-    if ((rc = tens_float(tp)))
+    tens_t *tb = NULL;
+    if (prev_rows) {
+        char bn[128];
+        size_t pl = strlen(prev);
+        if (pl > 7 && pl - 7 + 6 < sizeof bn &&
+            !strcmp(prev + pl - 7, ".weight")) {
+            snprintf(bn, sizeof bn, "%.*s.bias", (int)(pl - 7), prev);
+            tb = find_tens(ts, nt, bn);
+            if (tb && tb->in->ne[0] != n)
+                return 0;
+        }
+    }
+    if ((rc = tens_float(tp)) || (tb && (rc = tens_float(tb))))
         return rc;
     float *sc = qd_malloc((size_t)n * sizeof *sc);
     double *mean = qd_malloc((size_t)n * sizeof *mean);
@@ -472,15 +493,17 @@ static int awq_group(tens_t *ts, int64_t nt, const qd_calib_slot_t *s,
     }
     for (int64_t j = 0; j < n; j++)
         mean[j] = s->sum_abs[j] / (double)s->count;
-    float alpha = fixed_alpha;
+    float alpha = o->alpha;
     double err = 0, err0 = 0;
+    qd_awq_rounder_t trd = qd__awq_type_rounder(types);
     rc = 0;
-    if (fixed) {
+    if (o->fixed) {
         qd__awq_scales(mean, n, alpha, sc);
     } else if (!any_q || !s->sample) {
         goto done;
     } else if ((rc = qd__awq_search(s->sample, s->n_sample, n, mean, wf, rows,
-                                    types, nw, sc, &alpha, &err, &err0))) {
+                                    nw, o->rd ? o->rd : &trd, o->n_threads,
+                                    sc, &alpha, &err, &err0))) {
         goto done;
     } else {
         QD_INFO(MOD, "awq layer %d %s: alpha %.2f, output error %.4g -> %.4g",
@@ -495,6 +518,8 @@ static int awq_group(tens_t *ts, int64_t nt, const qd_calib_slot_t *s,
         for (int64_t r = 0; r < n; r++)
             for (int64_t j = 0; j < pc; j++)
                 tp->f[r * pc + j] /= sc[r];
+        for (int64_t r = 0; tb && r < n; r++)
+            tb->f[r] /= sc[r];
     } else {
         for (int64_t j = 0; j < n; j++)
             tp->f[j] /= sc[j];
@@ -505,28 +530,37 @@ done:
     return rc;
 }
 
+/* The groups, in AutoAWQ's order: q/k/v after attn_norm, attn_output
+ * after attn_v's rows (only when their shapes match: not with grouped-
+ * query attention, as AutoAWQ), gate/up after ffn_norm, down after up's
+ * rows. */
 static int awq_apply(tens_t *ts, int64_t nt, const qd_calib_stats_t *st,
-                     int n_layer, int fixed, float alpha)
+                     int n_layer, const awq_opts_t *o)
 {
-    char q[96], k[96], v[96], g[96], u[96], d[96], an[96], fn[96];
+    char q[96], k[96], v[96], ao[96], g[96], u[96], d[96], an[96], fn[96];
     int rc = 0;
     for (int il = 0; il < n_layer && !rc; il++) {
         qd__calib_weight_name(il, QD_MM_ATTN_Q, q, sizeof q);
         qd__calib_weight_name(il, QD_MM_ATTN_K, k, sizeof k);
         qd__calib_weight_name(il, QD_MM_ATTN_V, v, sizeof v);
+        qd__calib_weight_name(il, QD_MM_ATTN_OUTPUT, ao, sizeof ao);
         qd__calib_weight_name(il, QD_MM_FFN_GATE, g, sizeof g);
         qd__calib_weight_name(il, QD_MM_FFN_UP, u, sizeof u);
         qd__calib_weight_name(il, QD_MM_FFN_DOWN, d, sizeof d);
         snprintf(an, sizeof an, "blk.%d.attn_norm.weight", il);
         snprintf(fn, sizeof fn, "blk.%d.ffn_norm.weight", il);
-        const char *attn[3] = {q, k, v}, *ffn[2] = {g, u}, *down[1] = {d};
+        const char *attn[3] = {q, k, v}, *out[1] = {ao}, *ffn[2] = {g, u},
+                   *down[1] = {d};
         if ((rc = awq_group(ts, nt, qd__calib_slot(st, il, QD_MM_ATTN_Q, 1),
-                            attn, 3, an, 0, fixed, alpha, il)) ||
+                            attn, 3, an, 0, o, il)) ||
+            (rc = awq_group(ts, nt,
+                            qd__calib_slot(st, il, QD_MM_ATTN_OUTPUT, 1), out,
+                            1, v, 1, o, il)) ||
             (rc = awq_group(ts, nt, qd__calib_slot(st, il, QD_MM_FFN_GATE, 1),
-                            ffn, 2, fn, 0, fixed, alpha, il)))
+                            ffn, 2, fn, 0, o, il)))
             break;
         rc = awq_group(ts, nt, qd__calib_slot(st, il, QD_MM_FFN_DOWN, 1), down,
-                       1, u, 1, fixed, alpha, il);
+                       1, u, 1, o, il);
     }
     return rc;
 }
@@ -548,12 +582,17 @@ static const qd_calib_slot_t *slot_of(const qd_calib_stats_t *st,
 }
 
 /* The shared pipeline: plan, calibrate, transform, quantize, write.
- * fold_only: write the AWQ-folded model with fixed alpha, types kept. */
+ * fold != NULL: write the AWQ-folded model without quantizing (tensors
+ * keep their types, except that with a rounder, i.e. a search for another
+ * format, the tensors the fold changed are written as F32). */
 static int calibrated(const char *in_path, const char *out_path,
                       const qd_quantize_params_t *qp, qd_quant_method_t method,
                       const char *calib_path, const qd_calib_params_t *cp,
-                      int fold_only, float alpha, qd_quantize_stats_t *stats)
+                      const awq_opts_t *fold, qd_quantize_stats_t *stats)
 {
+    int fold_only = fold != NULL;
+    awq_opts_t opts = fold ? *fold : (awq_opts_t){0, 0.0f, NULL, 0};
+    opts.n_threads = cp->n_threads;
     qd_gguf_t *g = NULL;
     qd_model_t *m = NULL;
     qd_calib_stats_t *st = NULL;
@@ -617,8 +656,7 @@ static int calibrated(const char *in_path, const char *out_path,
     QD_INFO(MOD, "calibration: %d windows of %d tokens from %s",
             (int)st->n_chunks, cp->n_ctx, calib_path);
     if (method == QD_QUANT_AWQ &&
-        (rc = awq_apply(ts, n, st, qd_model_hparams(m)->n_layer, fold_only,
-                        alpha)))
+        (rc = awq_apply(ts, n, st, qd_model_hparams(m)->n_layer, &opts)))
         goto out;
 
     /* metadata */
@@ -657,6 +695,8 @@ static int calibrated(const char *in_path, const char *out_path,
     for (int64_t i = 0; i < n; i++) {
         tens_t *t = &ts[i];
         const qd_gguf_tensor_t *in = t->in;
+        if (fold && fold->rd && t->f)
+            t->to = QD_TYPE_F32; /* the exporter rounds it, not us */
         int64_t nrows = tensor_rows(in), ncols = in->ne[0];
         size_t out_bytes = qd_row_size(t->to, ncols) * (size_t)nrows;
         const void *data = in->data;
@@ -734,7 +774,7 @@ int qd_quantize_calibrated(const char *in_path, const char *out_path,
         qd_set_errmsg("quantize: unknown method %d", (int)method);
         return QD_EINVAL;
     }
-    return calibrated(in_path, out_path, qp, method, calib_path, cp, 0, 0.0f,
+    return calibrated(in_path, out_path, qp, method, calib_path, cp, NULL,
                       stats);
 }
 
@@ -745,6 +785,19 @@ int qd__awq_write_folded(const char *in_path, const char *out_path,
     qd_quantize_params_t qp;
     qd_quantize_params_default(&qp);
     qp.recipe.ftype = QD_FTYPE_ALL_F32;
-    return calibrated(in_path, out_path, &qp, QD_QUANT_AWQ, text_path, p, 1,
-                      alpha, NULL);
+    awq_opts_t o = {1, alpha, NULL, 0};
+    return calibrated(in_path, out_path, &qp, QD_QUANT_AWQ, text_path, p, &o,
+                      NULL);
+}
+
+int qd__awq_write_searched(const char *in_path, const char *out_path,
+                           const char *text_path, const qd_calib_params_t *p,
+                           const qd_awq_rounder_t *rd)
+{
+    qd_quantize_params_t qp;
+    qd_quantize_params_default(&qp);
+    qp.recipe.ftype = QD_FTYPE_ALL_F32;
+    awq_opts_t o = {0, 0.0f, rd, 0};
+    return calibrated(in_path, out_path, &qp, QD_QUANT_AWQ, text_path, p, &o,
+                      NULL);
 }

@@ -59,16 +59,29 @@ void qd__calib_weight_name(int il, qd_mm_weight_t w, char *buf, size_t cap);
 /* s_j = a_j^alpha (a: mean |x| per column, floored at 1e-8), normalized by
  * sqrt(max(s) * min(s)). */
 void qd__awq_scales(const double *act_mean, int64_t n, float alpha, float *s);
+/* How the searched weights will be stored: round(ud, k, w, rows, n, out)
+ * writes to out (rows × n floats) the dequantized rounding of w (weight k
+ * of the group) in the target format. 0 or a QD_E* code. */
+typedef struct {
+    int (*round)(void *ud, int k, const float *w, int64_t rows, int64_t n,
+                 float *out);
+    void *ud;
+} qd_awq_rounder_t;
+/* The rounder of GGUF block types: weight k becomes types[k] (quantize,
+ * then to_float; float types are used as is). */
+qd_awq_rounder_t qd__awq_type_rounder(const qd_type_t *types);
 /* Grid-search alpha in {0, 1/20, …, 19/20} for the nw weights that share
- * an input of n columns (w[k]: rows[k] × n floats, quantized to types[k]):
- * minimizes Σ_k ‖W_k x − deq(Q(W_k diag(s))) diag(1/s) x‖² over the
- * sample rows x (n_sample × n). Fills s[n], *alpha, and *err / *err0 (the
- * error at the best alpha and at alpha = 0, i.e. plain rounding).
- * 0 or QD_ENOMEM. */
+ * an input of n columns (w[k]: rows[k] × n floats, rounded by rd):
+ * minimizes Σ_k ‖W_k x − R(W_k diag(s)) diag(1/s) x‖² over the sample rows
+ * x (n_sample × n), the products on n_threads (0: physical cores; the
+ * result does not depend on it). Fills s[n], *alpha, and *err / *err0
+ * (the error at the best alpha and at alpha = 0, i.e. plain rounding).
+ * 0, QD_ENOMEM or the rounder's error. */
 int qd__awq_search(const float *sample, int64_t n_sample, int64_t n,
                    const double *act_mean, const float *const *w,
-                   const int64_t *rows, const qd_type_t *types, int nw,
-                   float *s, float *alpha, double *err, double *err0);
+                   const int64_t *rows, int nw, const qd_awq_rounder_t *rd,
+                   int n_threads, float *s, float *alpha, double *err,
+                   double *err0);
 
 /* ---- GPTQ (gptq.c) ------------------------------------------------------- */
 /* Quantize w (rows × cols floats, row-major) to type with GPTQ's error
@@ -90,5 +103,13 @@ int qd__gptq_quantize(qd_type_t type, const float *w, int64_t rows,
 int qd__awq_write_folded(const char *in_path, const char *out_path,
                          const char *text_path, const qd_calib_params_t *p,
                          float alpha);
+/* Run AWQ's search on in_path's model over the calibration text with the
+ * weights rounded by rd (rd->round's k: 0..2 for q/k/v, 0..1 gate/up, 0
+ * for attn_output / ffn_down) and write the model with the chosen scales
+ * folded in, unquantized: every tensor the fold changed as F32, the rest
+ * as stored. The export to AWQ checkpoints quantizes that file. */
+int qd__awq_write_searched(const char *in_path, const char *out_path,
+                           const char *text_path, const qd_calib_params_t *p,
+                           const qd_awq_rounder_t *rd);
 
 #endif

@@ -54,4 +54,19 @@ int qd__recipe_tensors(const qd_gguf_t *g, int64_t **perm,
  * omits): general.file_type, general.quantization_version, split.*. */
 int qd__quantize_key_dropped(const char *k);
 
+/* ---- tokenizer files (hf_tokenizer.c) --------------------------------- */
+/* Write outdir/tokenizer.json and tokenizer_config.json equivalent to g's
+ * GGUF vocabulary (SentencePiece "llama" only: see hf_tokenizer.c).
+ * *n_unreachable (may be NULL) gets the pieces BPE cannot form (logged).
+ * 0, QD_EUNSUPPORTED (another vocabulary type, or tokens that JSON cannot
+ * hold; qd_errmsg says which), QD_EIO or QD_ENOMEM. */
+int qd__hf_write_tokenizer(const qd_gguf_t *g, const char *outdir,
+                           int32_t *n_unreachable);
+
+/* ---- widening (widen.c) ---------------------------------------------- */
+/* Write in_path's llama model (any dequantizable types) to out_path as F32
+ * with its widths (embedding, heads, feed-forward) padded with zeros up to
+ * multiples of mult, computing the same function: see widen.c. */
+int qd__model_widen(const char *in_path, const char *out_path, int mult);
+
 #endif /* QUANTD_CONVERT_INT_H */

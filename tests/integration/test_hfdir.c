@@ -2,7 +2,7 @@
  * test_hfdir.c — HF/AWQ checkpoint directories as models: qd_model_load
  * on a directory, `quantd run -m DIR`, `quantd serve -m DIR`.
  *
- * gen-model's tiny F16 Llama is exported to AutoAWQ (qd_awq_export) with
+ * gen-model's tiny F16 Llama is exported to AutoAWQ or AutoGPTQ with
  * a byte-level BPE tokenizer.json written here (256 byte tokens, one
  * merge, <s> and </s>) and a tokenizer_config.json with a ChatML template.
  */
@@ -110,8 +110,8 @@ static void rm_rf(const char *dir)
 
 static char g_src[1024], g_dir[1024], g_tok[1024];
 
-/* src GGUF + AWQ directory (with tokenizer files). */
-static void make_awq_dir(int32_t n_vocab)
+/* src GGUF + AWQ (or GPTQ) directory (with tokenizer files). */
+static void make_dir(int32_t n_vocab, qd_hf_export_fmt_t fmt)
 {
     snprintf(g_src, sizeof g_src, "%s/hfdir-src-%d.gguf", tmp_dir(),
              (int)getpid());
@@ -133,10 +133,18 @@ static void make_awq_dir(int32_t n_vocab)
     snprintf(tc, sizeof tc, "%s/tokenizer_config.json", g_tok);
     qd_hf_export_params_t ep;
     qd_hf_export_params_default(&ep);
+    ep.format = fmt;
     ep.tokenizer_json = tj;
     ep.tokenizer_config = tc;
-    cr_assert_eq(qd_awq_export(g_src, g_dir, &ep), 0, "%s", qd_errmsg());
+    cr_assert_eq(qd_hf_export(g_src, g_dir, &ep), 0, "%s", qd_errmsg());
 }
+
+static void make_awq_dir(int32_t n_vocab)
+{
+    make_dir(n_vocab, QD_HF_EXPORT_AWQ);
+}
+
+static void serve_chat(void);
 
 static void cleanup(void)
 {
@@ -263,6 +271,30 @@ Test(hfdir, run_and_serve_directory, .fini = cleanup)
      * over all embedding rows). */
     cleanup();
     make_awq_dir(259);
+    serve_chat();
+}
+
+/* The same for an AutoGPTQ directory (sym: repacked to Q4_0). */
+Test(hfdir, serve_gptq_directory, .fini = cleanup)
+{
+    if (!getenv("QD_BIN"))
+        cr_skip_test("QD_BIN not set (run through make check-integration)");
+    make_dir(259, QD_HF_EXPORT_GPTQ);
+    char p[1100];
+    snprintf(p, sizeof p, "%s/config.json", g_dir);
+    json_t *cfg = json_load_file(p, 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(cfg, "quantization_config"),
+                         "quant_method")),
+                     "gptq");
+    json_decref(cfg);
+    serve_chat();
+}
+
+/* serve -m g_dir; one chat completion; its prompt token count equals the
+ * server's own tokenization of the rendered template. */
+static void serve_chat(void)
+{
     tc_daemon_t d;
     cr_assert_eq(tc_daemon_start_model(&d, g_dir, NULL), 0,
                  "serve -m DIR did not start");
@@ -278,6 +310,11 @@ Test(hfdir, run_and_serve_directory, .fini = cleanup)
                  0);
     cr_assert_eq(r.status, 200, "%s", r.body);
     json_t *j = json_loads(r.body, 0, NULL);
+    json_t *msg = json_object_get(
+        json_array_get(json_object_get(j, "choices"), 0), "message");
+    cr_assert(json_is_string(json_object_get(msg, "content")), "%s", r.body);
+    cr_assert_str_eq(json_string_value(json_object_get(msg, "role")),
+                     "assistant");
     int got = (int)json_integer_value(
         json_object_get(json_object_get(j, "usage"), "prompt_tokens"));
     json_decref(j);

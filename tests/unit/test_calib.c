@@ -26,14 +26,15 @@ static void tmp_file(char *buf, size_t cap, const char *tag)
     snprintf(buf, cap, "%s/calib-%d-%s", dir, (int)getpid(), tag);
 }
 
-/* A small F32 Llama and a text of ~2k bytes beside it. */
-static void make_model(char *model, char *text, size_t cap)
+/* A small F32 Llama (n_head_kv key/value heads of 4) and a text of ~2k
+ * bytes beside it. */
+static void make_model_kv(char *model, char *text, size_t cap, int n_head_kv)
 {
     qd_genmodel_params_t gp;
     cr_assert_eq(qd_genmodel_preset("tiny", &gp), 0);
     gp.n_embd = 64;
     gp.n_head = 4;
-    gp.n_head_kv = 2;
+    gp.n_head_kv = n_head_kv;
     gp.head_dim = 16;
     gp.n_ff = 128;
     gp.type = QD_TYPE_F32;
@@ -47,6 +48,11 @@ static void make_model(char *model, char *text, size_t cap)
         fprintf(f, "The %d quick brown foxes jump over %d lazy dogs; ", i,
                 i * 7 % 13);
     fclose(f);
+}
+
+static void make_model(char *model, char *text, size_t cap)
+{
+    make_model_kv(model, text, cap, 2);
 }
 
 Test(calib, imatrix_roundtrip_and_direct)
@@ -157,10 +163,12 @@ static void last_logits(const char *path, const int32_t *toks, int n,
     qd_model_free(m);
 }
 
-Test(calib, awq_fold_keeps_f32_logits)
+/* Fold with alpha 0.5 and compare logits; `changed` must differ from the
+ * source (the fold reached it). */
+static void fold_case(int n_head_kv, const char *changed, int64_t n_changed)
 {
     char model[256], text[256], folded[256];
-    make_model(model, text, sizeof model);
+    make_model_kv(model, text, sizeof model, n_head_kv);
     tmp_file(folded, sizeof folded, "folded.gguf");
     qd_calib_params_t p;
     qd_calib_params_default(&p);
@@ -174,12 +182,12 @@ Test(calib, awq_fold_keeps_f32_logits)
     qd_gguf_t *ga, *gb;
     cr_assert_eq(qd_gguf_open(model, &ga), 0);
     cr_assert_eq(qd_gguf_open(folded, &gb), 0);
-    const float *na = qd_gguf_find_tensor(ga, "blk.1.ffn_norm.weight")->data;
-    const float *nb = qd_gguf_find_tensor(gb, "blk.1.ffn_norm.weight")->data;
+    const float *na = qd_gguf_find_tensor(ga, changed)->data;
+    const float *nb = qd_gguf_find_tensor(gb, changed)->data;
     double diff = 0;
-    for (int j = 0; j < 64; j++)
+    for (int64_t j = 0; j < n_changed; j++)
         diff += fabs(na[j] - nb[j]);
-    cr_assert_gt(diff, 1.0, "norm weights unchanged (%g)", diff);
+    cr_assert_gt(diff, 1.0, "%s unchanged (%g)", changed, diff);
     qd_gguf_close(ga);
     qd_gguf_close(gb);
 
@@ -193,6 +201,41 @@ Test(calib, awq_fold_keeps_f32_logits)
     for (int i = 0; i < 512; i++)
         maxd = fmaxf(maxd, fabsf(la[i] - lb[i]));
     cr_assert_leq(maxd, 1e-4f, "max logit difference %g", maxd);
+    unlink(folded);
+    unlink(model);
+    unlink(text);
+}
+
+Test(calib, awq_fold_keeps_f32_logits)
+{
+    fold_case(2, "blk.1.ffn_norm.weight", 64);
+}
+
+/* With as many key/value heads as query heads, attn_output's scales fold
+ * into attn_v's rows. */
+Test(calib, awq_fold_into_v_keeps_f32_logits)
+{
+    char model[256], text[256];
+    fold_case(4, "blk.1.attn_output.weight", 64 * 64);
+    /* and not with grouped-query attention: v keeps its rows' scale */
+    make_model_kv(model, text, sizeof model, 2);
+    char folded[256];
+    tmp_file(folded, sizeof folded, "folded-gqa.gguf");
+    qd_calib_params_t p;
+    qd_calib_params_default(&p);
+    p.n_ctx = 32;
+    p.n_chunks = 2;
+    p.n_threads = 1;
+    cr_assert_eq(qd__awq_write_folded(model, folded, text, &p, 0.5f), 0);
+    qd_gguf_t *ga, *gb;
+    cr_assert_eq(qd_gguf_open(model, &ga), 0);
+    cr_assert_eq(qd_gguf_open(folded, &gb), 0);
+    const qd_gguf_tensor_t *oa = qd_gguf_find_tensor(ga, "blk.1.attn_output.weight");
+    const qd_gguf_tensor_t *ob = qd_gguf_find_tensor(gb, "blk.1.attn_output.weight");
+    cr_assert_eq(memcmp(oa->data, ob->data, oa->n_bytes), 0,
+                 "attn_output changed under GQA");
+    qd_gguf_close(ga);
+    qd_gguf_close(gb);
     unlink(folded);
     unlink(model);
     unlink(text);
