@@ -14,6 +14,10 @@
  * inside one group becomes one GGUF block
  *   - Q4_0 (x = d·(q − 8)) when every zero point of the tensor is 8
  *     (GPTQ sym): exact;
+ *   - else, when every run of 128 input columns lies inside one group
+ *     (group size 128 or a multiple, no act-order across groups), each run
+ *     becomes one block of quantd's Q4_G128 (x = d·q + m, 4.25 bits per
+ *     weight; quantd/quant.h), d and m as for Q4_1 just below;
  *   - Q4_1 (x = d·q + m) otherwise, with d = s (the fp16 scale, exact) and
  *     m = −z·s computed in f32 (exact: z ≤ 16, s has 11 significant bits)
  *     and rounded once to fp16: |error| ≤ 2^-11·|z·s| (2^-25 if subnormal);
@@ -43,6 +47,7 @@ typedef struct {
     char *tokenizer_config; /* DIR/tokenizer_config.json, or NULL */
     int from_cache;         /* 1: an existing fresh cache was used */
     int n_q4_0, n_q4_1, n_q8_0; /* repacked 4-bit layers by GGUF type */
+    int n_q4_g128;          /* … and as quantd's Q4_G128 (group 128) */
     int n_float;            /* tensors stored as F32/F16/BF16 */
 } qd_hf_import_result_t;
 

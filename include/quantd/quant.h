@@ -43,7 +43,10 @@ typedef enum {
     QD_TYPE_I64 = 27,
     QD_TYPE_F64 = 28,
     QD_TYPE_BF16 = 30,
-    QD_TYPE_COUNT = 40 /* ids below this may appear in files */
+    QD_TYPE_COUNT = 40, /* ids below this may appear in files */
+    /* quantd-private types, above every GGUF id: valid in memory and in
+     * quantd's own import caches only (see qd_type_internal) */
+    QD_TYPE_Q4_G128 = 1000
 } qd_type_t;
 
 #define QD_QK4_0 32
@@ -159,6 +162,20 @@ typedef struct {
 } qd_block_iq4_xs;
 static_assert(sizeof(qd_block_iq4_xs) == 136, "iq4_xs block size");
 
+/* Q4_G128 (quantd-private, QD_TYPE_Q4_G128): asymmetric 4-bit weights in
+ * groups of 128, the layout of AWQ/GPTQ group-128 checkpoints. Value i of
+ * the block is d*q_i + m (m = -z*d for a zero point z, rounded to fp16
+ * once). Nibble order: byte j holds value j in its low nibble and value
+ * j + 64 in its high nibble, so one 64-byte load gives values 0..63 (low
+ * nibbles) and 64..127 (high). 4.25 bits per weight. */
+#define QD_QK4_G128 128
+typedef struct {
+    qd_fp16_t d; /* scale */
+    qd_fp16_t m; /* value of q = 0 */
+    uint8_t qs[QD_QK4_G128 / 2];
+} qd_block_q4_g128;
+static_assert(sizeof(qd_block_q4_g128) == 68, "q4_g128 block size");
+
 /* ---- fp16 / bf16 ------------------------------------------------------ */
 float qd_fp16_to_fp32(qd_fp16_t h);
 qd_fp16_t qd_fp32_to_fp16(float f); /* round to nearest even, as ggml */
@@ -196,12 +213,16 @@ typedef struct {
     qd_vec_dot_fn vec_dot;  /* scalar reference */
 } qd_type_traits_t;
 
-/* 1 if id names a type this build knows (has a traits entry). */
+/* 1 if id names a type this build knows (has a traits entry), GGUF's or
+ * quantd-private. */
 int qd_type_valid(int id);
+/* 1 for quantd-private type ids (not GGUF's: QD_TYPE_Q4_G128), which only
+ * quantd's own files may hold. */
+int qd_type_internal(int id);
 /* Traits of a valid type (undefined for invalid ids: check first). */
 const qd_type_traits_t *qd_type_traits(qd_type_t t);
 const char *qd_type_name(qd_type_t t);
-/* Parse "Q4_K", "q4_k", "F16" … into *out. 0 or QD_EINVAL. */
+/* Parse "Q4_K", "q4_k", "F16", "Q4_G128" … into *out. 0 or QD_EINVAL. */
 int qd_type_from_name(const char *name, qd_type_t *out);
 /* Bytes of one row of n values (n must be a multiple of the block size). */
 size_t qd_row_size(qd_type_t t, int64_t n);

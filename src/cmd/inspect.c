@@ -41,7 +41,7 @@ static void print_kvs(const qd_gguf_t *g)
 
 static void print_tensors(const qd_gguf_t *g)
 {
-    int64_t n_params = 0, per_type[QD_TYPE_COUNT] = {0};
+    int64_t n_params = 0, per_type[QD_TYPE_COUNT] = {0}, n_internal = 0;
     size_t n_bytes = 0;
     printf("\ntensors:\n  %-5s %-32s %-7s %-28s %12s %12s\n", "#", "name",
            "type", "shape", "bytes", "offset");
@@ -62,7 +62,10 @@ static void print_tensors(const qd_gguf_t *g)
                cols < 28 ? 28 - cols : 0, "", t->n_bytes, t->offset);
         n_params += n_elems;
         n_bytes += t->n_bytes;
-        per_type[t->type]++;
+        if (qd_type_internal((int)t->type))
+            n_internal++; /* only Q4_G128 so far */
+        else
+            per_type[t->type]++;
     }
     printf("\ntotals:\n  tensor bytes     %zu (%.2f MiB)\n", n_bytes,
            (double)n_bytes / (1024.0 * 1024.0));
@@ -74,6 +77,9 @@ static void print_tensors(const qd_gguf_t *g)
         if (per_type[t])
             printf("  %-16s %" PRId64 " tensors\n", qd_type_name((qd_type_t)t),
                    per_type[t]);
+    if (n_internal)
+        printf("  %-16s %" PRId64 " tensors\n", qd_type_name(QD_TYPE_Q4_G128),
+               n_internal);
 }
 
 int qd_cmd_inspect(int argc, char **argv)
@@ -112,10 +118,10 @@ int qd_cmd_inspect(int argc, char **argv)
                     qd_strerror(irc));
             return 1;
         }
-        printf("checkpoint: %s (%s; %d Q4_0, %d Q4_1, %d Q8_0, %d float "
-               "tensors; tokenizer %s)\n",
+        printf("checkpoint: %s (%s; %d Q4_0, %d Q4_G128, %d Q4_1, %d Q8_0, "
+               "%d float tensors; tokenizer %s)\n",
                path, imp.from_cache ? "cached import" : "imported now",
-               imp.n_q4_0, imp.n_q4_1, imp.n_q8_0, imp.n_float,
+               imp.n_q4_0, imp.n_q4_g128, imp.n_q4_1, imp.n_q8_0, imp.n_float,
                imp.tokenizer_json ? imp.tokenizer_json : "none");
         dir = path;
         path = imp.gguf_path;

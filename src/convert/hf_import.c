@@ -5,8 +5,10 @@
  *
  * Why a conversion at all: the engine's kernels run GGUF block formats.
  * AWQ/GPTQ 4-bit groups map exactly (or within one fp16 rounding of the
- * min, see quantd/hf_import.h) onto Q4_0/Q4_1 blocks, so the import keeps
- * the checkpoint's quantization instead of re-quantizing.
+ * min, see quantd/hf_import.h) onto Q4_0 blocks (symmetric: every zero
+ * point 8), quantd's Q4_G128 blocks (asymmetric, 128-value runs within one
+ * group: 4.25 bits per weight) or Q4_1 blocks (other group sizes), so the
+ * import keeps the checkpoint's quantization instead of re-quantizing.
  *
  * The 4-bit layouts (nibble orders, zero offsets, g_idx) are those of
  * AutoAWQ's WQLinear_GEMM and AutoGPTQ's cuda_old QuantLinear, described
@@ -32,7 +34,7 @@
 
 #define MOD "hf_import"
 /* Bumped whenever the produced GGUF would differ: invalidates caches. */
-#define IMPORT_VERSION "quantd-hf-import 1"
+#define IMPORT_VERSION "quantd-hf-import 2" /* 2: Q4_G128 */
 
 static const uint8_t awq_order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 
@@ -377,6 +379,12 @@ int qd_q4mat_to_gguf(const qd_q4mat_t *m, qd_type_t *type, void **data,
                 uniform = 0;
                 break;
             }
+    /* 128-value runs within one group (group size 128 or a multiple, no
+     * act-order permutation across them): Q4_G128 when asymmetric */
+    int run128 = uniform && K % QD_QK4_G128 == 0;
+    for (int64_t b = 0; run128 && b < K / 32; b++)
+        if (grp(m, b * 32) != grp(m, b / 4 * 128))
+            run128 = 0;
     for (size_t i = 0; uniform && i < (size_t)(N * ng); i++) {
         if (m->z[i] != 8)
             all8 = 0;
@@ -387,12 +395,28 @@ int qd_q4mat_to_gguf(const qd_q4mat_t *m, qd_type_t *type, void **data,
     if (!uniform)
         return to_q8_0(m, type, data, n_bytes);
 
-    qd_type_t t = all8 ? QD_TYPE_Q4_0 : QD_TYPE_Q4_1;
+    qd_type_t t = all8     ? QD_TYPE_Q4_0
+                  : run128 ? QD_TYPE_Q4_G128
+                           : QD_TYPE_Q4_1;
     size_t row = qd_row_size(t, K);
     uint8_t *out = qd_malloc(row * (size_t)N);
     if (!out)
         return QD_ENOMEM;
-    for (int64_t n = 0; n < N; n++) {
+    for (int64_t n = 0; t == QD_TYPE_Q4_G128 && n < N; n++) {
+        const uint8_t *q = m->q + n * K;
+        for (int64_t b = 0; b < K / QD_QK4_G128; b++) {
+            int64_t g = grp(m, b * QD_QK4_G128);
+            qd_fp16_t s = m->s[n * ng + g];
+            qd_block_q4_g128 *blk = (qd_block_q4_g128 *)(out + n * row) + b;
+            float zs = (float)m->z[n * ng + g] * qd_fp16_to_fp32(s);
+            blk->d = s;
+            blk->m = qd_fp32_to_fp16(-zs); /* as for Q4_1: one rounding */
+            const uint8_t *qb = q + b * QD_QK4_G128;
+            for (int j = 0; j < 64; j++)
+                blk->qs[j] = (uint8_t)(qb[j] | qb[j + 64] << 4);
+        }
+    }
+    for (int64_t n = 0; t != QD_TYPE_Q4_G128 && n < N; n++) {
         const uint8_t *q = m->q + n * K;
         for (int64_t b = 0; b < K / 32; b++) {
             int64_t g = grp(m, b * 32);
@@ -920,6 +944,8 @@ static int conv_quant(conv_t *c, const qd_st_tensor_t *qw, const char *base)
         c->res->n_q4_0++;
     else if (t == QD_TYPE_Q4_1)
         c->res->n_q4_1++;
+    else if (t == QD_TYPE_Q4_G128)
+        c->res->n_q4_g128++;
     else {
         c->res->n_q8_0++;
         QD_INFO(MOD, "'%s': 32-column runs span groups (act-order g_idx); "
@@ -1154,9 +1180,10 @@ int qd_hf_import(const char *dir, const qd_hf_import_params_t *p,
             if (rc == 0) {
                 *out = tmp;
                 memcpy(path, cand[i], sizeof path);
-                QD_INFO(MOD, "imported '%s' → '%s' (%d Q4_0, %d Q4_1, %d "
-                        "Q8_0, %d float tensors)", dir, path, tmp.n_q4_0,
-                        tmp.n_q4_1, tmp.n_q8_0, tmp.n_float);
+                QD_INFO(MOD, "imported '%s' → '%s' (%d Q4_0, %d Q4_G128, "
+                        "%d Q4_1, %d Q8_0, %d float tensors)", dir, path,
+                        tmp.n_q4_0, tmp.n_q4_g128, tmp.n_q4_1, tmp.n_q8_0,
+                        tmp.n_float);
                 break;
             }
             if (rc != QD_EIO)

@@ -634,6 +634,15 @@ static int rd_tensor_info(rd_t *r, qd_gguf_t *g, int64_t i)
                       type);
         return QD_EFORMAT;
     }
+    /* quantd-private types (not GGUF's) only in quantd's import caches,
+     * which carry their import signature */
+    if (qd_type_internal((int)type) &&
+        qd_gguf_find_key(g, "quantd.import.signature") < 0) {
+        qd_set_errmsg("tensor '%s': type id %" PRIu32 " (%s) is quantd's "
+                      "own and only valid in its import caches", t->name,
+                      type, qd_type_name((qd_type_t)type));
+        return QD_EFORMAT;
+    }
     t->type = (qd_type_t)type;
     const qd_type_traits_t *tr = qd_type_traits(t->type);
     if (t->ne[0] % tr->blck_size) {

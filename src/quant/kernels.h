@@ -75,7 +75,7 @@ void qd__matmul_with(const qd_kernels_t *k, qd_pool_t *pool,
                      void *scratch);
 
 /* qd__tile_decode with AVX-512 (tiledec_avx512.c) for Q4_0, Q4_1, Q8_0,
- * Q4_K and Q6_K with k0 and nk multiples of 64; returns 0, doing nothing,
+ * Q4_K, Q6_K and Q4_G128 with k0 and nk multiples of 64; returns 0, doing nothing,
  * otherwise. */
 int qd__tile_decode_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
                         int n_rows, int64_t k0, int nk, uint8_t *restrict u,
@@ -84,6 +84,11 @@ int qd__tile_decode_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
  * types and conditions, 0 otherwise. */
 int qd__tile_decode_bf16_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
                              int n_rows, int64_t k0, int nk, uint16_t *wb);
+
+/* Q4_G128 x Q8_1 decode dot with AVX-512 VNNI (q4g_avx512.c), for the
+ * AVX-512 set's dot lookup. */
+void qd__dot_q4_g128_512(int n, float *restrict s, const void *restrict x,
+                         const void *restrict y);
 
 /* SIMD sets (kernels_avx2.c, kernels_avx512.c); call only when the CPU
  * supports them (x86 builds only). */

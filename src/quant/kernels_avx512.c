@@ -201,6 +201,7 @@ static qd_vec_dot_fn x86_extra_dot(qd_type_t t)
     switch (t) {
     case QD_TYPE_Q4_K: return dot_q4_K_512;
     case QD_TYPE_Q6_K: return dot_q6_K_512;
+    case QD_TYPE_Q4_G128: return qd__dot_q4_g128_512;
     default: return NULL;
     }
 }

@@ -40,6 +40,17 @@ QD__REF_DECLARE(q5_1)
 QD__REF_DECLARE(q8_0)
 QD__REF_DECLARE(q8_1)
 QD__REF_DECLARE(iq4_nl)
+
+/* ---- Q4_G128 (ref_q4g.c), quantd-private ------------------------------
+ * to_float / vec_dot (y: Q8_1) define the format; from_float is a plain
+ * min/max fit per 128 values (for tests and benchmarks: imported weights
+ * come repacked, never quantized by us). n a multiple of 128. */
+void qd__to_float_q4_g128(const void *restrict src, float *restrict dst,
+                          int64_t n);
+void qd__from_float_q4_g128(const float *restrict src, void *restrict dst,
+                            int64_t n);
+void qd__vec_dot_q4_g128(int n, float *restrict s, const void *restrict x,
+                         const void *restrict y);
 /* ---- end float and legacy formats ------------------------------------- */
 
 /* ---- K-quants, Q8_K and IQ4_XS (ref_kquants.c) ------------------------

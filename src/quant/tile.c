@@ -30,6 +30,7 @@ int qd__tile_sub(qd_type_t t)
     case QD_TYPE_Q4_0: case QD_TYPE_Q4_1: case QD_TYPE_Q5_0:
     case QD_TYPE_Q5_1: case QD_TYPE_Q8_0: case QD_TYPE_IQ4_NL:
     case QD_TYPE_Q4_K: case QD_TYPE_Q5_K: case QD_TYPE_IQ4_XS:
+    case QD_TYPE_Q4_G128:
         return 32;
     case QD_TYPE_Q2_K: case QD_TYPE_Q3_K: case QD_TYPE_Q6_K:
         return 16;
@@ -79,6 +80,21 @@ static void decode_row(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
             }
             dsc[i] = h2f(b->d);
             corr[i] = h2f(b->m); /* times the activation's s = da * A */
+        }
+        return;
+    }
+    case QD_TYPE_Q4_G128: {
+        /* each 32-value subblock: the block's d and m */
+        const qd_block_q4_g128 *b = (const qd_block_q4_g128 *)row + k0 / 128;
+        for (int i = 0; i < nk / 128; i++, b++, u += 128) {
+            for (int j = 0; j < 64; j++) {
+                u[j] = b->qs[j] & 0xf;
+                u[j + 64] = b->qs[j] >> 4;
+            }
+            for (int h = 0; h < 4; h++) {
+                dsc[4 * i + h] = h2f(b->d);
+                corr[4 * i + h] = h2f(b->m);
+            }
         }
         return;
     }

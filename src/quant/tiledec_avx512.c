@@ -9,8 +9,8 @@
  * are transposed as 16 x 16 four-byte groups — which is exactly the VNNI
  * layout u[(k/4)*64 + r*4 + k%4] — instead of being stored and gathered.
  *
- * Types decoded here: Q4_0, Q4_1, Q8_0, Q4_K, Q6_K (the formats of the
- * usual model files and of imported AWQ checkpoints); the others, and chunks
+ * Types decoded here: Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, Q4_G128 (the formats
+ * of the usual model files and of imported AWQ checkpoints); the others, and chunks
  * that are not a multiple of 64 values, use the scalar decoder (tile.c).
  */
 #include "quant/kernels.h"
@@ -90,6 +90,17 @@ static inline __m512i dec64(qd_type_t t, const uint8_t *row, int64_t k,
         }
         return _mm512_inserti64x4(_mm512_castsi256_si512(nib32(b[0].qs)), nib32(b[1].qs), 1);
     }
+    case QD_TYPE_Q4_G128: {
+        /* half h of a block: the low (h = 0) or high nibbles of its 64
+         * bytes; 2 subblocks of 32 with the block's d and m */
+        const qd_block_q4_g128 *b = (const qd_block_q4_g128 *)row + k / 128;
+        ds[0] = ds[1] = h2f(b->d);
+        cr[0] = cr[1] = h2f(b->m);
+        __m512i q = _mm512_loadu_si512(b->qs);
+        if (k % 128)
+            q = _mm512_srli_epi16(q, 4);
+        return _mm512_and_si512(q, _mm512_set1_epi8(0x0f));
+    }
     case QD_TYPE_Q8_0: {
         const qd_block_q8_0 *b = (const qd_block_q8_0 *)row + k / 32;
         const __m256i x80 = _mm256_set1_epi8((char)0x80);
@@ -150,6 +161,7 @@ static inline void pf64(qd_type_t t, const uint8_t *row, int64_t k)
     case QD_TYPE_Q4_0: off = (size_t)(k / 32) * sizeof(qd_block_q4_0); break;
     case QD_TYPE_Q4_1: off = (size_t)(k / 32) * sizeof(qd_block_q4_1); break;
     case QD_TYPE_Q8_0: off = (size_t)(k / 32) * sizeof(qd_block_q8_0); break;
+    case QD_TYPE_Q4_G128: off = (size_t)(k / 128) * sizeof(qd_block_q4_g128); break;
     case QD_TYPE_Q4_K: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_q4_K) + 16 + (size_t)(k % QD_QK_K) / 2; break;
     case QD_TYPE_Q6_K: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_q6_K) + (size_t)(k % QD_QK_K) / 2; break;
     default: return;
@@ -161,7 +173,7 @@ static inline void pf64(qd_type_t t, const uint8_t *row, int64_t k)
 static int has_dec64(qd_type_t t)
 {
     return t == QD_TYPE_Q4_0 || t == QD_TYPE_Q4_1 || t == QD_TYPE_Q8_0 ||
-           t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K;
+           t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K || t == QD_TYPE_Q4_G128;
 }
 
 static inline __attribute__((always_inline)) void
@@ -206,6 +218,7 @@ int qd__tile_decode_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
     case QD_TYPE_Q8_0: tile_body(QD_TYPE_Q8_0, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
     case QD_TYPE_Q4_K: tile_body(QD_TYPE_Q4_K, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
     case QD_TYPE_Q6_K: tile_body(QD_TYPE_Q6_K, 16, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
+    case QD_TYPE_Q4_G128: tile_body(QD_TYPE_Q4_G128, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
     default: return 0;
     }
     return 1;
@@ -261,6 +274,7 @@ int qd__tile_decode_bf16_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
     case QD_TYPE_Q8_0: bf16_body(QD_TYPE_Q8_0, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
     case QD_TYPE_Q4_K: bf16_body(QD_TYPE_Q4_K, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
     case QD_TYPE_Q6_K: bf16_body(QD_TYPE_Q6_K, 16, row0, row_bytes, n_rows, k0, nk, wb); break;
+    case QD_TYPE_Q4_G128: bf16_body(QD_TYPE_Q4_G128, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
     default: return 0;
     }
     return 1;

@@ -134,16 +134,32 @@ static const qd_type_traits_t traits[QD_TYPE_COUNT] = {
     [QD_TYPE_F64] = {.name = "F64", .blck_size = 1, .type_size = 8},
 };
 
+/* quantd-private types: ids above QD_TYPE_COUNT, outside the table. */
+static const qd_type_traits_t q4_g128_traits = {
+    .name = "Q4_G128", .blck_size = QD_QK4_G128,
+    .type_size = sizeof(qd_block_q4_g128), .is_quantized = 1,
+    .vec_dot_type = QD_TYPE_Q8_1,
+    .to_float = qd__to_float_q4_g128,
+    .from_float_ref = qd__from_float_q4_g128,
+    .quantize = NULL, /* never a target of `quantize` */
+    .vec_dot = qd__vec_dot_q4_g128};
+
+int qd_type_internal(int id) { return id == QD_TYPE_Q4_G128; }
+
 int qd_type_valid(int id)
 {
-    return id >= 0 && id < QD_TYPE_COUNT && traits[id].name != NULL;
+    return (id >= 0 && id < QD_TYPE_COUNT && traits[id].name != NULL) ||
+           qd_type_internal(id);
 }
 
-const qd_type_traits_t *qd_type_traits(qd_type_t t) { return &traits[t]; }
+const qd_type_traits_t *qd_type_traits(qd_type_t t)
+{
+    return t == QD_TYPE_Q4_G128 ? &q4_g128_traits : &traits[t];
+}
 
 const char *qd_type_name(qd_type_t t)
 {
-    return qd_type_valid((int)t) ? traits[t].name : "?";
+    return qd_type_valid((int)t) ? qd_type_traits(t)->name : "?";
 }
 
 int qd_type_from_name(const char *name, qd_type_t *out)
@@ -154,11 +170,15 @@ int qd_type_from_name(const char *name, qd_type_t *out)
             return 0;
         }
     }
+    if (!strcasecmp(q4_g128_traits.name, name)) {
+        *out = QD_TYPE_Q4_G128;
+        return 0;
+    }
     return QD_EINVAL;
 }
 
 size_t qd_row_size(qd_type_t t, int64_t n)
 {
-    const qd_type_traits_t *tr = &traits[t];
+    const qd_type_traits_t *tr = qd_type_traits(t);
     return (size_t)(n / tr->blck_size) * tr->type_size;
 }

@@ -199,6 +199,127 @@ Test(awq, repack_q4_1_within_min_rounding)
     qd_q4mat_free(&m);
 }
 
+/* Asymmetric groups of 128 (or a multiple) become Q4_G128: the same d and
+ * m as Q4_1's repack, so the same bound; groups of 64 stay Q4_1. */
+static void check_g128_repack(int64_t K, int64_t G, int with_g_idx)
+{
+    const int64_t N = 16;
+    qd_q4mat_t m;
+    random_q4mat(&m, N, K, G, 0);
+    if (with_g_idx) { /* a trivial g_idx: k / G */
+        m.g_idx = malloc((size_t)K * sizeof *m.g_idx);
+        for (int64_t k = 0; k < K; k++)
+            m.g_idx[k] = (int32_t)(k / G);
+    }
+    qd_type_t t;
+    void *data;
+    size_t nb;
+    cr_assert_eq(qd_q4mat_to_gguf(&m, &t, &data, &nb), 0);
+    cr_assert_eq(t, QD_TYPE_Q4_G128, "K %lld G %lld: %s", (long long)K,
+                 (long long)G, qd_type_name(t));
+    cr_expect_eq(nb, (size_t)(K / 128 * 68 * N));
+    cr_expect_eq(nb, qd_row_size(QD_TYPE_Q4_G128, K) * N);
+    float *a = malloc((size_t)(N * K) * 4), *b = malloc((size_t)(N * K) * 4);
+    qd_q4mat_dequant(&m, a);
+    dequant_rows(t, data, N, K, b);
+    double worst = 0;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t k = 0; k < K; k++) {
+            int64_t g = k / G;
+            float zs = (float)m.z[n * m.n_groups + g] *
+                       qd_fp16_to_fp32(m.s[n * m.n_groups + g]);
+            float bound = ldexpf(fabsf(zs), -11) + ldexpf(1.0f, -25);
+            float d = fabsf(a[n * K + k] - b[n * K + k]);
+            cr_expect(d <= bound, "n=%lld k=%lld |%g - %g| > %g", (long long)n,
+                      (long long)k, a[n * K + k], b[n * K + k], bound);
+            worst = fmax(worst, d);
+        }
+    cr_log_info("Q4_G128 repack (K %lld, G %lld): max |Δ| = %.3g",
+                (long long)K, (long long)G, worst);
+    free(a);
+    free(b);
+    qd_free(data);
+    qd_q4mat_free(&m);
+}
+
+Test(awq, repack_group128_is_q4_g128)
+{
+    check_g128_repack(384, 128, 0);
+    check_g128_repack(512, 256, 0);
+    check_g128_repack(256, 128, 1);
+}
+
+Test(awq, repack_group64_stays_q4_1)
+{
+    qd_q4mat_t m;
+    random_q4mat(&m, 4, 256, 64, 0);
+    qd_type_t t;
+    void *data;
+    size_t nb;
+    cr_assert_eq(qd_q4mat_to_gguf(&m, &t, &data, &nb), 0);
+    cr_expect_eq(t, QD_TYPE_Q4_1);
+    qd_free(data);
+    /* an act-order g_idx whose 32-runs stay in one group but whose
+     * 128-runs do not: Q4_1 */
+    m.g_idx = malloc(256 * sizeof *m.g_idx);
+    for (int k = 0; k < 256; k++)
+        m.g_idx[k] = (k / 32) % 4;
+    cr_assert_eq(qd_q4mat_to_gguf(&m, &t, &data, &nb), 0);
+    cr_expect_eq(t, QD_TYPE_Q4_1);
+    qd_free(data);
+    qd_q4mat_free(&m);
+}
+
+/* Q4_G128 is quantd's own: a GGUF holding it is read only when it is an
+ * import cache (has quantd.import.signature). */
+static int open_with_q4_g128(int with_signature)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/awq-q4g-%d-%d.gguf",
+             getenv("QD_TMP") ? getenv("QD_TMP") : "/tmp", with_signature,
+             (int)getpid());
+    qd_gguf_writer_t *w = qd_gguf_writer_create();
+    cr_assert_not_null(w);
+    static qd_block_q4_g128 blk[2];
+    cr_assert_eq(qd_gguf_writer_set_str(w, "general.architecture", "llama"), 0);
+    if (with_signature)
+        cr_assert_eq(qd_gguf_writer_set_str(w, "quantd.import.signature",
+                                            "0123"), 0);
+    int64_t ne[2] = {128, 2};
+    cr_assert_eq(qd_gguf_writer_add_tensor(w, "blk.0.ffn_up.weight",
+                                           QD_TYPE_Q4_G128, 2, ne, blk,
+                                           sizeof blk, 1), 0, "%s", qd_errmsg());
+    cr_assert_eq(qd_gguf_writer_write(w, path), 0, "%s", qd_errmsg());
+    qd_gguf_writer_destroy(w);
+    qd_gguf_t *g;
+    int rc = qd_gguf_open(path, &g);
+    if (rc == 0) {
+        const qd_gguf_tensor_t *t = qd_gguf_find_tensor(g, "blk.0.ffn_up.weight");
+        cr_assert_not_null(t);
+        cr_expect_eq(t->type, QD_TYPE_Q4_G128);
+        cr_expect_eq(t->n_bytes, sizeof blk);
+        qd_gguf_close(g);
+    } else {
+        cr_expect(strstr(qd_errmsg(), "import caches"), "%s", qd_errmsg());
+    }
+    unlink(path);
+    return rc;
+}
+
+Test(awq, q4_g128_only_in_import_caches)
+{
+    cr_expect_eq(open_with_q4_g128(1), 0);
+    cr_expect_eq(open_with_q4_g128(0), QD_EFORMAT);
+    cr_expect(qd_type_valid(QD_TYPE_Q4_G128));
+    cr_expect(qd_type_internal(QD_TYPE_Q4_G128));
+    cr_expect(!qd_type_internal(QD_TYPE_Q4_1));
+    cr_expect_str_eq(qd_type_name(QD_TYPE_Q4_G128), "Q4_G128");
+    qd_type_t t;
+    cr_expect_eq(qd_type_from_name("q4_g128", &t), 0);
+    cr_expect_eq(t, QD_TYPE_Q4_G128);
+    cr_expect_eq(qd_row_size(QD_TYPE_Q4_G128, 256), 136u);
+}
+
 Test(awq, repack_zero8_is_exact_q4_0)
 {
     qd_q4mat_t m;
@@ -454,7 +575,8 @@ static cmp_t compare_layer(const qd_gguf_t *src, const qd_st_t *st,
             c.max_q_err_over_s = fmax(c.max_q_err_over_s, e / s);
             double r = fabs((double)got[i] - ref[i]);
             c.max_repack = fmax(c.max_repack, r);
-            if (ti->type == QD_TYPE_Q4_1 || ti->type == QD_TYPE_Q4_0)
+            if (ti->type == QD_TYPE_Q4_1 || ti->type == QD_TYPE_Q4_0 ||
+                ti->type == QD_TYPE_Q4_G128)
                 cr_expect(r <= ldexp(fabs(zs), -11) + ldexp(1.0, -25),
                           "%s [%lld, %lld]: repack |%g - %g| beyond the m "
                           "rounding", nm, (long long)n, (long long)k, got[i],
@@ -505,7 +627,7 @@ static void check_float_tensors(const qd_gguf_t *src, const qd_gguf_t *imp)
 typedef struct {
     qd_hf_export_fmt_t fmt;
     int group, sym, act;
-    int want_q4_0, want_q4_1, want_q8_0;
+    int want_q4_0, want_q4_1, want_q8_0, want_q4_g128;
 } case_t;
 
 static void round_trip(const case_t *cs, const char *tag)
@@ -532,6 +654,7 @@ static void round_trip(const case_t *cs, const char *tag)
     cr_expect_eq(r.n_q4_0, cs->want_q4_0);
     cr_expect_eq(r.n_q4_1, cs->want_q4_1);
     cr_expect_eq(r.n_q8_0, cs->want_q8_0);
+    cr_expect_eq(r.n_q4_g128, cs->want_q4_g128);
     cr_expect_eq(r.n_float, 2 + 1 + 2 * LAYERS);
     cr_expect_null(r.tokenizer_json);
 
@@ -586,8 +709,15 @@ Test(awq, tiny_llama_awq_round_trip)
 
 Test(awq, tiny_llama_awq_group128)
 {
-    case_t c = {QD_HF_EXPORT_AWQ, 128, 0, 0, 0, 14, 0};
+    /* group 128, asymmetric: every linear Q4_G128 */
+    case_t c = {QD_HF_EXPORT_AWQ, 128, 0, 0, 0, 0, 0, 14};
     round_trip(&c, "awq128");
+}
+
+Test(awq, tiny_llama_gptq_asym_group128)
+{
+    case_t c = {QD_HF_EXPORT_GPTQ, 128, 0, 0, 0, 0, 0, 14};
+    round_trip(&c, "gptq-asym128");
 }
 
 Test(awq, tiny_llama_gptq_sym)

@@ -29,6 +29,7 @@ static const qd_type_t all_types[] = {
     QD_TYPE_F32,  QD_TYPE_F16,  QD_TYPE_BF16, QD_TYPE_Q4_0,   QD_TYPE_Q4_1,
     QD_TYPE_Q5_0, QD_TYPE_Q5_1, QD_TYPE_Q8_0, QD_TYPE_Q2_K,   QD_TYPE_Q3_K,
     QD_TYPE_Q4_K, QD_TYPE_Q5_K, QD_TYPE_Q6_K, QD_TYPE_IQ4_NL, QD_TYPE_IQ4_XS,
+    QD_TYPE_Q4_G128,
 };
 
 static uint64_t rng_state;
@@ -260,7 +261,7 @@ Test(kernels, matmul_matches_reference)
 Test(kernels, matmul_independent_of_thread_count)
 {
     const qd_type_t types[] = {QD_TYPE_Q4_0, QD_TYPE_Q8_0, QD_TYPE_Q4_K,
-                               QD_TYPE_Q6_K, QD_TYPE_F16};
+                               QD_TYPE_Q6_K, QD_TYPE_F16, QD_TYPE_Q4_G128};
     const int toks[] = {1, 9, 40};
     for (size_t i = 0; i < QD_ARRAY_SIZE(types); i++) {
         qd_type_t t = types[i];
@@ -299,4 +300,74 @@ Test(kernels, matmul_independent_of_thread_count)
             qd_free_aligned(scratch);
         }
     }
+}
+
+/* The tiled paths' weight decoding (quant/tile.c, the scalar decoder every
+ * set falls back to) gives dsc*u + corr = the type's to_float values, and
+ * the AVX-512 decoder (tiledec_avx512.c) gives the same bytes and floats. */
+Test(kernels, tile_decode_matches_to_float)
+{
+    const int64_t K = QD_TILE_K, R = 13;
+    float *wf = qd_malloc((size_t)(R * K) * sizeof(float));
+    float *ref = qd_malloc((size_t)K * sizeof(float));
+    _Alignas(64) static uint8_t u[QD_TILE_ROWS * QD_TILE_K], u2[QD_TILE_ROWS * QD_TILE_K];
+    _Alignas(64) static float dsc[QD_TILE_K / 16 * QD_TILE_ROWS], corr[QD_TILE_K / 16 * QD_TILE_ROWS];
+    _Alignas(64) static float dsc2[QD_TILE_K / 16 * QD_TILE_ROWS], corr2[QD_TILE_K / 16 * QD_TILE_ROWS];
+    find_sets();
+    int have512 = 0;
+    for (int s = 0; s < n_sets; s++)
+        have512 |= !strcmp(sets[s]->name, "avx512");
+    int n_checked = 0;
+    for (size_t i = 0; i < QD_ARRAY_SIZE(all_types); i++) {
+        qd_type_t t = all_types[i];
+        int S = qd__tile_sub(t);
+        if (!S || !have_type(t))
+            continue;
+        rng_state = 99 + i;
+        fill(wf, R * K, 1.0f);
+        size_t rb = qd_row_size(t, K);
+        uint8_t *wq = qd_malloc(rb * (size_t)R);
+        quantize_rows(t, wf, wq, R, K);
+        int bs = qd_type_traits(t)->blck_size;
+        /* the whole chunk, and a part of it from a later block */
+        int64_t k0s[2] = {0, K / 2};
+        for (int c = 0; c < 2; c++) {
+            int64_t k0 = k0s[c];
+            int nk = (int)(K - k0);
+            cr_assert_eq(k0 % bs, 0);
+            memset(u, 0xa5, sizeof u);
+            qd__tile_decode(t, wq, rb, (int)R, k0, nk, u, dsc, corr);
+            for (int64_t r = 0; r < QD_TILE_ROWS; r++) {
+                if (r < R)
+                    qd_type_traits(t)->to_float(wq + r * rb, ref, K);
+                for (int k = 0; k < nk; k++) {
+                    float d = dsc[(k / S) * QD_TILE_ROWS + r];
+                    float cr = corr[(k / S) * QD_TILE_ROWS + r];
+                    uint8_t uv = u[(k / 4) * 64 + r * 4 + k % 4];
+                    float got = d * (float)uv + cr;
+                    float want = r < R ? ref[k0 + k] : 0.0f;
+                    float tol = 1e-6f * (fabsf(d) * 255.0f + fabsf(cr)) + 1e-30f;
+                    cr_assert(fabsf(got - want) <= tol,
+                              "%s row %ld k %ld: %g*%d%+g = %g, to_float %g",
+                              qd_type_name(t), (long)r, (long)(k0 + k), d, uv,
+                              cr, got, want);
+                }
+            }
+#if defined(QD_ARCH_X86) || defined(__x86_64__)
+            if (have512 && k0 % 64 == 0 &&
+                qd__tile_decode_512(t, wq, rb, (int)R, k0, nk, u2, dsc2, corr2)) {
+                cr_assert(memcmp(u, u2, (size_t)QD_TILE_ROWS * nk) == 0,
+                          "%s: AVX-512 decoded values differ", qd_type_name(t));
+                size_t nf = (size_t)(nk / S) * QD_TILE_ROWS * sizeof(float);
+                cr_assert(memcmp(dsc, dsc2, nf) == 0 && memcmp(corr, corr2, nf) == 0,
+                          "%s: AVX-512 decoded scales differ", qd_type_name(t));
+            }
+#endif
+            n_checked++;
+        }
+        qd_free(wq);
+    }
+    cr_assert_gt(n_checked, 0);
+    qd_free(wf);
+    qd_free(ref);
 }
