@@ -89,6 +89,9 @@ int qd__tile_decode_bf16_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
  * AVX-512 set's dot lookup. */
 void qd__dot_q4_g128_512(int n, float *restrict s, const void *restrict x,
                          const void *restrict y);
+/* The same with AVX2 + FMA + F16C (q4g_avx2.c), for the AVX2 set. */
+void qd__dot_q4_g128_256(int n, float *restrict s, const void *restrict x,
+                         const void *restrict y);
 
 /* SIMD sets (kernels_avx2.c, kernels_avx512.c); call only when the CPU
  * supports them (x86 builds only). */
