@@ -106,13 +106,18 @@ int qd__bench_kernels(int n_threads, int reps, const char *types)
     for (char *save, *tn = strtok_r(list, ",", &save); tn;
          tn = strtok_r(NULL, ",", &save)) {
         qd_type_t t;
-        if (qd_type_from_name(tn, &t) != 0 || !qd_type_traits(t)->quantize) {
+        const qd_type_traits_t *tr;
+        if (qd_type_from_name(tn, &t) != 0 ||
+            !((tr = qd_type_traits(t))->quantize || tr->from_float_ref)) {
             fprintf(stderr, "bench: type %s not available\n", tn);
             continue;
         }
         size_t rb = qd_row_size(t, K);
         void *wq = qd_malloc(rb * (size_t)R);
-        qd_type_traits(t)->quantize(wf, wq, R, K, NULL);
+        if (tr->quantize)
+            tr->quantize(wf, wq, R, K, NULL);
+        else /* Q4_G128: only a reference fit */
+            tr->from_float_ref(wf, wq, R * K);
         qd_qmat_t w = {.type = t, .n_rows = R, .n_cols = K, .row_bytes = rb, .data = wq};
         void *scratch = qd_malloc_aligned(qd_matmul_scratch_bytes(&w, NT), 64);
         /* matrix x vector: weights bigger than the caches (64 MiB at F32);
@@ -131,7 +136,7 @@ int qd__bench_kernels(int n_threads, int reps, const char *types)
             double s = (double)(qd_now_ns() - t0) * 1e-9;
             best_m = s < best_m ? s : best_m;
         }
-        printf("%-6s mat-vec %7.3f ms  %6.2f GB/s | mat x %d tok %8.2f ms  %7.1f GOP/s\n",
+        printf("%-7s mat-vec %7.3f ms  %6.2f GB/s | mat x %d tok %8.2f ms  %7.1f GOP/s\n",
                qd_type_name(t), best_v * 1e3, (double)(rb * (size_t)R) / best_v * 1e-9,
                NT, best_m * 1e3, 2.0 * (double)R * (double)K * NT / best_m * 1e-9);
         qd_free(wq);
