@@ -11,7 +11,7 @@
 # reused; delete WORKDIR to rebuild. The model is gen-model's random-weight
 # llama of the preset's shape (1b: 2048 wide, 16 layers, GQA 32/8,
 # feed-forward 8192, tied embeddings), F16, exported with
-# `quantize --to awq` (group 128, zero points: repacked into Q4_1) and
+# `quantize --to awq` (group 128, zero points: repacked into Q4_G128) and
 # quantized with `quantize` to Q4_0 and Q4_K_M.
 set -eu
 BIN=${QD_BIN:-build/quantd}
@@ -66,5 +66,5 @@ for m in "$AWQ" "$Q40" "$Q4K"; do
     printf '%-16s %12s %12s\n' "$n" "$(med "pp$PP")" "$(med "tg$TG")"
 done
 
-echo "== direct AWQ layout vs repacked Q4_1 (quantd bench --awq-layout -t 1)"
+echo "== direct AWQ layout vs repacked Q4_G128 (quantd bench --awq-layout -t 1)"
 "$BIN" bench --awq-layout -t 1 -r "$R" 2>/dev/null

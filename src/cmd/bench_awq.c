@@ -5,8 +5,8 @@
  *  direct  matrix × vector on AutoAWQ's GEMM layout as stored (int32
  *          qweight [K][N/8] with interleaved nibbles, qzeros, fp16 scales,
  *          group 128): bench_awq_avx512.c, one fp32 FMA per weight;
- *  repack  the layer repacked at import into Q4_1 blocks
- *          (qd_q4mat_to_gguf) and run by the engine's qd_matmul (int8
+ *  repack  the layer repacked at import (qd_q4mat_to_gguf: Q4_G128
+ *          blocks for group 128, Q4_1 before quantd-hf-import 2) and run by the engine's qd_matmul (int8
  *          activations × 4-bit weights).
  *
  * Both are checked against a double-precision product of the dequantized

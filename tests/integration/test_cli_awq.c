@@ -50,12 +50,14 @@ static void export_and_inspect(const char *fmt, const char *want_type)
 
 Test(cli_awq, quantize_to_awq_then_inspect_dir)
 {
-    export_and_inspect("awq", "Q4_1");
+    /* group 128 with zero points: every linear Q4_G128 */
+    export_and_inspect("awq", "14 Q4_G128");
 }
 
 Test(cli_awq, quantize_to_gptq_then_inspect_dir)
 {
-    export_and_inspect("gptq", "Q4_1");
+    /* symmetric by default: Q4_0 */
+    export_and_inspect("gptq", "14 Q4_0");
 }
 
 /* Mean KL divergence printed by `quantd perplexity --kld-base`. */

@@ -21,7 +21,9 @@
 #include "quantd/common.h"
 #include "quantd/engine.h"
 #include "quantd/genmodel.h"
+#include "quantd/gguf.h"
 #include "quantd/hf_import.h"
+#include "quantd/quant.h"
 #include "quantd/tokenizer.h"
 
 static const char *tmp_dir(void)
@@ -238,6 +240,77 @@ Test(hfdir, load_awq_directory_and_decode, .fini = cleanup)
     free(l_ref);
     qd_model_free(ref);
     qd_model_free(m);
+}
+
+/* The imported AWQ g128 directory (layers as Q4_G128, quantd's own type)
+ * against the same GGUF with those layers dequantized to F32: the import's
+ * kernels (8-bit activations, Q4_G128 dots and tiles) may differ only by
+ * activation rounding. */
+Test(hfdir, awq_g128_logits_match_dequantized_weights, .fini = cleanup)
+{
+    make_awq_dir(0);
+    qd_hf_import_result_t r;
+    cr_assert_eq(qd_hf_import(g_dir, NULL, &r), 0, "%s", qd_errmsg());
+    qd_gguf_t *g;
+    cr_assert_eq(qd_gguf_open(r.gguf_path, &g), 0, "%s", qd_errmsg());
+    qd_gguf_writer_t *w = qd_gguf_writer_create();
+    cr_assert_not_null(w);
+    for (int64_t i = 0; i < qd_gguf_n_kv(g); i++)
+        cr_assert_eq(qd_gguf_writer_copy_kv(w, g, i), 0);
+    int n_g128 = 0;
+    for (int64_t i = 0; i < qd_gguf_n_tensors(g); i++) {
+        const qd_gguf_tensor_t *t = qd_gguf_tensor(g, i);
+        if (t->type != QD_TYPE_Q4_G128) {
+            cr_assert_eq(qd_gguf_writer_add_tensor(w, t->name, t->type,
+                                                   t->n_dims, t->ne, t->data,
+                                                   t->n_bytes, 0), 0);
+            continue;
+        }
+        n_g128++;
+        int64_t n = t->ne[0] * t->ne[1];
+        float *f = malloc((size_t)n * sizeof *f);
+        qd_type_traits(t->type)->to_float(t->data, f, n);
+        cr_assert_eq(qd_gguf_writer_add_tensor(w, t->name, QD_TYPE_F32,
+                                               t->n_dims, t->ne, f,
+                                               (size_t)n * sizeof *f, 1), 0);
+        free(f);
+    }
+    cr_assert_eq(n_g128, 14, "%d Q4_G128 layers", n_g128);
+    char deq[1100];
+    snprintf(deq, sizeof deq, "%s/hfdir-deq-%d.gguf", tmp_dir(), (int)getpid());
+    cr_assert_eq(qd_gguf_writer_write(w, deq), 0, "%s", qd_errmsg());
+    qd_gguf_writer_destroy(w);
+    qd_gguf_close(g);
+
+    qd_model_t *m, *ref;
+    cr_assert_eq(qd_model_open(g_dir, &m), 0, "%s", qd_errmsg());
+    cr_assert_eq(qd_model_load_hf_tokenizer(deq, r.tokenizer_json,
+                                            r.tokenizer_config, &ref),
+                 0, "%s", qd_errmsg());
+    int32_t t[16];
+    int n = qd_tokenize(qd_model_tokenizer(m), "hello there, ok", 15, 1, 1, t, 16);
+    cr_assert_gt(n, 4);
+    int32_t out[4], out_ref[4];
+    float *l, *l_ref;
+    decode(m, t, n, 4, out, &l);
+    decode(ref, t, n, 4, out_ref, &l_ref);
+    int32_t nv = qd_model_hparams(m)->n_vocab;
+    double maxd = 0, maxl = 0;
+    for (int v = 0; v < nv; v++) {
+        maxd = fmax(maxd, fabs((double)l[v] - l_ref[v]));
+        maxl = fmax(maxl, fabs((double)l_ref[v]));
+    }
+    cr_log_info("AWQ g128 (Q4_G128) vs dequantized F32: max |dlogit| %.4f "
+                "(max |logit| %.3f); greedy %d %d %d %d vs %d %d %d %d",
+                maxd, maxl, out[0], out[1], out[2], out[3], out_ref[0],
+                out_ref[1], out_ref[2], out_ref[3]);
+    cr_assert_lt(maxd, 0.05 * maxl, "max |dlogit| %g of %g", maxd, maxl);
+    free(l);
+    free(l_ref);
+    qd_model_free(ref);
+    qd_model_free(m);
+    qd_hf_import_result_free(&r);
+    unlink(deq);
 }
 
 Test(hfdir, directory_without_tokenizer_is_refused, .fini = cleanup)
