@@ -123,7 +123,7 @@ static int get_int(const qd_gguf_t *g, const char *arch, const char *key,
 /* The dominant matrix type (by bytes) and bits per weight of g. */
 static void weight_types(const qd_gguf_t *g, qd_modelpool_header_t *h)
 {
-    size_t by_type[64] = {0};
+    size_t by_type[64] = {0}, by_g128 = 0;
     double n_params = 0, bytes = 0;
     for (int64_t i = 0; i < qd_gguf_n_tensors(g); i++) {
         const qd_gguf_tensor_t *t = qd_gguf_tensor(g, i);
@@ -134,13 +134,17 @@ static void weight_types(const qd_gguf_t *g, qd_modelpool_header_t *h)
         bytes += (double)t->n_bytes;
         if (t->n_dims >= 2 && (unsigned)t->type < 64)
             by_type[t->type] += t->n_bytes;
+        else if (t->n_dims >= 2 && t->type == QD_TYPE_Q4_G128)
+            by_g128 += t->n_bytes; /* quantd's own type (AWQ imports) */
     }
     int best = -1;
     for (int i = 0; i < 64; i++)
         if (by_type[i] && (best < 0 || by_type[i] > by_type[best]))
             best = i;
-    snprintf(h->quant, sizeof h->quant, "%s",
-             best >= 0 ? qd_type_name((qd_type_t)best) : "unknown");
+    const char *name = best >= 0 ? qd_type_name((qd_type_t)best) : "unknown";
+    if (by_g128 && (best < 0 || by_g128 > by_type[best]))
+        name = qd_type_name(QD_TYPE_Q4_G128);
+    snprintf(h->quant, sizeof h->quant, "%s", name);
     h->bits_per_weight = n_params > 0 ? bytes * 8.0 / n_params : 0;
 }
 
