@@ -85,6 +85,12 @@ int qd__tile_decode_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
 int qd__tile_decode_bf16_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
                              int n_rows, int64_t k0, int nk, uint16_t *wb);
 
+/* qd_matmul_multi with a given kernel set. */
+void qd__matmul_multi_with(const qd_kernels_t *k, qd_pool_t *pool, int n_w,
+                           float *const outs[], const int64_t ldos[],
+                           const qd_qmat_t *const ws[], const float *restrict x,
+                           int64_t ldx, int n_tok, void *scratch);
+
 /* SIMD sets (kernels_avx2.c, kernels_avx512.c); call only when the CPU
  * supports them (x86 builds only). */
 const qd_kernels_t *qd__kernels_avx2(void);
