@@ -54,6 +54,16 @@ void qd_matmul(qd_pool_t *pool, float *restrict out, int64_t ldo,
                const qd_qmat_t *w, const float *restrict x, int64_t ldx,
                int n_tok, void *scratch);
 
+/* The same input through n_w matrices (out i = x * ws[i]^T, rows of
+ * ldos[i]): matrices with the same n_cols and activation format share one
+ * preparation of x and one pool phase (e.g. attention's q, k and v). Each
+ * output equals qd_matmul's. scratch: the largest qd_matmul_scratch_bytes
+ * of the matrices. */
+void qd_matmul_multi(qd_pool_t *pool, int n_w, float *const outs[],
+                     const int64_t ldos[], const qd_qmat_t *const ws[],
+                     const float *restrict x, int64_t ldx, int n_tok,
+                     void *scratch);
+
 /* Name of the kernel set chosen at start-up ("scalar", "avx2", "avx512"). */
 const char *qd_kernels_name(void);
 

@@ -16,6 +16,8 @@
  */
 #include "cmd/bench_awq.h"
 
+#include "config.h"
+
 #include "cmd/bench.h"
 #include "quantd/common.h"
 #include "quantd/compute.h"
@@ -126,9 +128,11 @@ int qd__bench_awq_layout(int n_threads, int reps)
     gemv_fn fn = gemv_scalar;
     const char *kname = "scalar";
     const char *want = getenv("QD_KERNELS"); /* "scalar": the reference */
-#if defined(__x86_64__)
+#if defined(QD_ARCH_X86)
+    /* the AVX-512 kernel sets imply AVX-512 F/BW/VL and F16C */
+    const char *set = qd_kernels_name();
     if ((!want || strcmp(want, "scalar")) &&
-        __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("f16c")) {
+        (!strcmp(set, "avx512") || !strcmp(set, "amx"))) {
         fn = qd__awq_gemv_avx512;
         kname = "avx512";
     }

@@ -780,6 +780,18 @@ static void matmul(qd_ctx_t *c, float *out, int64_t ldo, const qd_qmat_t *w,
     qd_matmul(c->pool, out, ldo, w, x, ldx, n_tok, c->scratch);
 }
 
+/* Matrices that read the same input (q/k/v, gate/up): one activation
+ * preparation and one pool phase where their formats allow. */
+static void matmul_n(qd_ctx_t *c, int n_w, float *const outs[],
+                     const int64_t ldos[], const qd_qmat_t *const ws[],
+                     const float *x, int64_t ldx, int n_tok)
+{
+    if (c->obs)
+        for (int i = 0; i < n_w; i++)
+            observe(c, ws[i], x, ldx, n_tok);
+    qd_matmul_multi(c->pool, n_w, outs, ldos, ws, x, ldx, n_tok, c->scratch);
+}
+
 int qd_ctx_decode(qd_ctx_t *c, const qd_batch_t *b)
 {
     const qd_model_t *m = c->m;
@@ -819,9 +831,12 @@ int qd_ctx_decode(qd_ctx_t *c, const qd_batch_t *b)
         c->L = L;
         c->il = il;
         run_tok(c, n, phase_attn_norm);
-        matmul(c, c->q, c->n_q, &L->wq, c->xn, hp->n_embd, n);
-        matmul(c, c->k, c->n_kv, &L->wk, c->xn, hp->n_embd, n);
-        matmul(c, c->v, c->n_kv, &L->wv, c->xn, hp->n_embd, n);
+        {
+            float *outs[] = {c->q, c->k, c->v};
+            const int64_t ldos[] = {c->n_q, c->n_kv, c->n_kv};
+            const qd_qmat_t *ws[] = {&L->wq, &L->wk, &L->wv};
+            matmul_n(c, 3, outs, ldos, ws, c->xn, hp->n_embd, n);
+        }
         run_tok(c, n, phase_qkv_post);
         if (attn_work < (double)(1 << 18))
             phase_attention(c, 0, 1); /* too small to split */
@@ -829,8 +844,12 @@ int qd_ctx_decode(qd_ctx_t *c, const qd_batch_t *b)
             qd_pool_run(c->pool, phase_attention, c);
         matmul(c, c->tmp, hp->n_embd, &L->wo, c->att, c->n_q, n);
         run_tok(c, n, phase_attn_residual);
-        matmul(c, c->gate, hp->n_ff, &L->w_gate, c->xn, hp->n_embd, n);
-        matmul(c, c->up, hp->n_ff, &L->w_up, c->xn, hp->n_embd, n);
+        {
+            float *outs[] = {c->gate, c->up};
+            const int64_t ldos[] = {hp->n_ff, hp->n_ff};
+            const qd_qmat_t *ws[] = {&L->w_gate, &L->w_up};
+            matmul_n(c, 2, outs, ldos, ws, c->xn, hp->n_embd, n);
+        }
         run_tok(c, n, phase_swiglu);
         matmul(c, c->tmp, hp->n_embd, &L->w_down, c->gate, hp->n_ff, n);
         run_tok(c, n, phase_ffn_residual);

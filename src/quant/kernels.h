@@ -92,6 +92,11 @@ void qd__dot_q4_g128_512(int n, float *restrict s, const void *restrict x,
 /* The same with AVX2 + FMA + F16C (q4g_avx2.c), for the AVX2 set. */
 void qd__dot_q4_g128_256(int n, float *restrict s, const void *restrict x,
                          const void *restrict y);
+/* qd_matmul_multi with a given kernel set. */
+void qd__matmul_multi_with(const qd_kernels_t *k, qd_pool_t *pool, int n_w,
+                           float *const outs[], const int64_t ldos[],
+                           const qd_qmat_t *const ws[], const float *restrict x,
+                           int64_t ldx, int n_tok, void *scratch);
 
 /* SIMD sets (kernels_avx2.c, kernels_avx512.c); call only when the CPU
  * supports them (x86 builds only). */

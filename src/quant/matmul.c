@@ -53,10 +53,16 @@ size_t qd_matmul_scratch_bytes(const qd_qmat_t *w, int n_tok)
     return QD_MAX(a, bf16_bytes(w, n_tok));
 }
 
+#define MAX_W 4
+
 typedef struct {
     float *out;
     int64_t ldo;
-    const qd_qmat_t *w;
+    const qd_qmat_t *w; /* ws[0]: the activation format follows it */
+    int n_w;
+    const qd_qmat_t *ws[MAX_W];
+    float *outs[MAX_W];
+    int64_t ldos[MAX_W];
     const float *x;
     int64_t ldx;
     int n_tok;
@@ -91,35 +97,53 @@ static void quantize_phase(void *v, int ith, int nth)
     }
 }
 
+static void dot_rows(const matmul_job_t *j, const qd_qmat_t *w, float *out,
+                     int64_t ldo, int64_t r0, int64_t r1)
+{
+    if (j->bf)
+        j->k->gemm_bf16(w, r0, r1, j->bf, j->n_tok, out, ldo);
+    else if (j->tiled)
+        j->k->gemm_tiled(w, r0, r1, j->qs, j->ta, j->tb, j->n_tok, out, ldo);
+    else
+        j->k->gemm(w, r0, r1, j->act, j->act_stride, j->n_tok, out, ldo);
+}
+
+/* The rows of all the job's matrices, in chunks of QD_TILE_ROWS, split
+ * evenly among the threads: thread ith takes chunks [c0, c1) of the
+ * concatenation. */
 static void dot_phase(void *v, int ith, int nth)
 {
     matmul_job_t *j = v;
-    const qd_qmat_t *w = j->w;
-    int64_t n_chunks = (w->n_rows + QD_TILE_ROWS - 1) / QD_TILE_ROWS;
+    int64_t n_chunks = 0;
+    for (int i = 0; i < j->n_w; i++)
+        n_chunks += (j->ws[i]->n_rows + QD_TILE_ROWS - 1) / QD_TILE_ROWS;
     int64_t c0 = n_chunks * ith / nth, c1 = n_chunks * (ith + 1) / nth;
-    int64_t r0 = c0 * QD_TILE_ROWS, r1 = QD_MIN(c1 * QD_TILE_ROWS, w->n_rows);
-    if (r0 >= r1)
-        return;
-    if (j->bf)
-        j->k->gemm_bf16(w, r0, r1, j->bf, j->n_tok, j->out, j->ldo);
-    else if (j->tiled)
-        j->k->gemm_tiled(w, r0, r1, j->qs, j->ta, j->tb, j->n_tok, j->out, j->ldo);
-    else
-        j->k->gemm(w, r0, r1, j->act, j->act_stride, j->n_tok, j->out, j->ldo);
+    int64_t base = 0;
+    for (int i = 0; i < j->n_w && c0 < c1; i++) {
+        const qd_qmat_t *w = j->ws[i];
+        int64_t nc = (w->n_rows + QD_TILE_ROWS - 1) / QD_TILE_ROWS;
+        int64_t a = QD_MAX(c0, base) - base, b = QD_MIN(c1, base + nc) - base;
+        if (a < b)
+            dot_rows(j, w, j->outs[i], j->ldos[i], a * QD_TILE_ROWS,
+                     QD_MIN(b * QD_TILE_ROWS, w->n_rows));
+        base += nc;
+    }
 }
 
-/* qd_matmul with a given kernel set (tests compare sets through this). */
-void qd__matmul_with(const qd_kernels_t *k, qd_pool_t *pool,
-                     float *restrict out, int64_t ldo, const qd_qmat_t *w,
-                     const float *restrict x, int64_t ldx, int n_tok,
-                     void *scratch)
+/* Several matrices of one input: the activations are prepared once and
+ * all the matrices' rows are one pool phase. The caller guarantees they
+ * share n_cols and the activation format (see qd_matmul_multi). */
+static void matmul_shared(const qd_kernels_t *k, qd_pool_t *pool, int n_w,
+                          float *const outs[], const int64_t ldos[],
+                          const qd_qmat_t *const ws[], const float *restrict x,
+                          int64_t ldx, int n_tok, void *scratch)
 {
-    if (n_tok <= 0)
-        return;
+    const qd_qmat_t *w = ws[0];
     matmul_job_t j = {
-        .out = out,
-        .ldo = ldo,
+        .out = outs[0],
+        .ldo = ldos[0],
         .w = w,
+        .n_w = n_w,
         .x = x,
         .ldx = ldx,
         .n_tok = n_tok,
@@ -127,6 +151,13 @@ void qd__matmul_with(const qd_kernels_t *k, qd_pool_t *pool,
         .act_stride = act_row_bytes(w),
         .k = k,
     };
+    double macs = 0;
+    for (int i = 0; i < n_w; i++) {
+        j.ws[i] = ws[i];
+        j.outs[i] = outs[i];
+        j.ldos[i] = ldos[i];
+        macs += (double)ws[i]->n_rows * (double)ws[i]->n_cols * n_tok;
+    }
     int S = qd__tile_sub(w->type);
     if (k->gemm_bf16 && S && n_tok >= k->bf16_min_tok && w->n_cols % 32 == 0) {
         j.bf = scratch;
@@ -156,10 +187,63 @@ void qd__matmul_with(const qd_kernels_t *k, qd_pool_t *pool,
     /* Below about 2^18 multiply-adds (tens of microseconds) a pool
      * hand-off costs more than it saves: small models' matrices run on
      * the caller. Each output is computed the same way either way. */
-    if ((double)w->n_rows * (double)w->n_cols * n_tok < (double)(1 << 18))
+    if (macs < (double)(1 << 18))
         dot_phase(&j, 0, 1);
     else
         qd_pool_run(pool, dot_phase, &j);
+}
+
+/* qd_matmul with a given kernel set (tests compare sets through this). */
+void qd__matmul_with(const qd_kernels_t *k, qd_pool_t *pool,
+                     float *restrict out, int64_t ldo, const qd_qmat_t *w,
+                     const float *restrict x, int64_t ldx, int n_tok,
+                     void *scratch)
+{
+    if (n_tok <= 0)
+        return;
+    float *o = out;
+    matmul_shared(k, pool, 1, &o, &ldo, &w, x, ldx, n_tok, scratch);
+}
+
+/* Whether a and b can share prepared activations on kernel set k. */
+static int share(const qd_kernels_t *k, const qd_qmat_t *a, const qd_qmat_t *b,
+                 int n_tok)
+{
+    if (a->n_cols != b->n_cols ||
+        qd_type_traits(a->type)->vec_dot_type != qd_type_traits(b->type)->vec_dot_type)
+        return 0;
+    int sa = qd__tile_sub(a->type), sb = qd__tile_sub(b->type);
+    if (k->gemm_bf16 && n_tok >= k->bf16_min_tok && a->n_cols % 32 == 0 && sa && sb)
+        return 1; /* bf16 activations do not depend on the type */
+    if (k->gemm_tiled && n_tok >= k->tile_min_tok && (sa || sb))
+        return sa == sb; /* per-subblock sums of the same length */
+    return 1;
+}
+
+void qd__matmul_multi_with(const qd_kernels_t *k, qd_pool_t *pool, int n_w,
+                           float *const outs[], const int64_t ldos[],
+                           const qd_qmat_t *const ws[], const float *restrict x,
+                           int64_t ldx, int n_tok, void *scratch)
+{
+    if (n_tok <= 0)
+        return;
+    int i = 0;
+    while (i < n_w) {
+        /* the longest run from i that shares i's activations */
+        int e = i + 1;
+        while (e < n_w && e - i < MAX_W && share(k, ws[i], ws[e], n_tok))
+            e++;
+        matmul_shared(k, pool, e - i, outs + i, ldos + i, ws + i, x, ldx, n_tok, scratch);
+        i = e;
+    }
+}
+
+void qd_matmul_multi(qd_pool_t *pool, int n_w, float *const outs[],
+                     const int64_t ldos[], const qd_qmat_t *const ws[],
+                     const float *restrict x, int64_t ldx, int n_tok,
+                     void *scratch)
+{
+    qd__matmul_multi_with(qd_kernels(), pool, n_w, outs, ldos, ws, x, ldx, n_tok, scratch);
 }
 
 void qd_matmul(qd_pool_t *pool, float *restrict out, int64_t ldo,

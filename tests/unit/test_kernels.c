@@ -371,3 +371,69 @@ Test(kernels, tile_decode_matches_to_float)
     qd_free(wf);
     qd_free(ref);
 }
+
+/* qd_matmul_multi: every output bit-identical to its own qd_matmul, on
+ * every set, whether the matrices share the activations (same format) or
+ * not (Q4_K next to Q6_K on the tiled path), for decode, tiled and bf16
+ * batch sizes, with 1 and 3 threads. */
+Test(kernels, matmul_multi_equals_separate)
+{
+    find_sets();
+    const qd_kernels_t *all[4] = {qd_kernels_scalar()};
+    int n_all = 1;
+    for (int s = 0; s < n_sets; s++)
+        all[n_all++] = sets[s];
+    const qd_type_t types[3] = {QD_TYPE_Q4_K, QD_TYPE_Q4_K, QD_TYPE_Q6_K};
+    const int64_t rows[3] = {48, 17, 33}, n_cols = 2 * QD_QK_K;
+    const int toks[] = {1, 9, 40};
+    void *wq[3];
+    qd_qmat_t w[3];
+    size_t sb = 0;
+    rng_state = 4242;
+    for (int i = 0; i < 3; i++) {
+        float *wf = qd_malloc((size_t)(rows[i] * n_cols) * sizeof(float));
+        fill(wf, rows[i] * n_cols, 1.0f);
+        size_t rb = qd_row_size(types[i], n_cols);
+        wq[i] = qd_malloc(rb * (size_t)rows[i]);
+        quantize_rows(types[i], wf, wq[i], rows[i], n_cols);
+        w[i] = (qd_qmat_t){.type = types[i], .n_rows = rows[i], .n_cols = n_cols,
+                           .row_bytes = rb, .data = wq[i]};
+        sb = QD_MAX(sb, qd_matmul_scratch_bytes(&w[i], 40));
+        qd_free(wf);
+    }
+    void *scratch = qd_malloc_aligned(sb, 64);
+    float *x = qd_malloc((size_t)(40 * n_cols) * sizeof(float));
+    fill(x, 40 * n_cols, 1.0f);
+    for (int s = 0; s < n_all; s++) {
+        for (int nt = 1; nt <= 3; nt += 2) {
+            qd_pool_t *pool;
+            cr_assert_eq(qd_pool_create(nt, &pool), 0);
+            for (size_t k = 0; k < QD_ARRAY_SIZE(toks); k++) {
+                int n_tok = toks[k];
+                float *sep[3], *mul[3];
+                int64_t ldo[3];
+                const qd_qmat_t *wp[3];
+                for (int i = 0; i < 3; i++) {
+                    ldo[i] = rows[i] + 1;
+                    wp[i] = &w[i];
+                    sep[i] = qd_calloc((size_t)(n_tok * ldo[i]), sizeof(float));
+                    mul[i] = qd_calloc((size_t)(n_tok * ldo[i]), sizeof(float));
+                    qd__matmul_with(all[s], pool, sep[i], ldo[i], &w[i], x, n_cols, n_tok, scratch);
+                }
+                qd__matmul_multi_with(all[s], pool, 3, mul, ldo, wp, x, n_cols, n_tok, scratch);
+                for (int i = 0; i < 3; i++) {
+                    cr_assert(memcmp(sep[i], mul[i], (size_t)(n_tok * ldo[i]) * sizeof(float)) == 0,
+                              "%s: matrix %d, %d tokens, %d threads differs", all[s]->name, i,
+                              n_tok, nt);
+                    qd_free(sep[i]);
+                    qd_free(mul[i]);
+                }
+            }
+            qd_pool_destroy(pool);
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        qd_free(wq[i]);
+    qd_free(x);
+    qd_free_aligned(scratch);
+}
