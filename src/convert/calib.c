@@ -637,6 +637,13 @@ static int calibrated(const char *in_path, const char *out_path,
         ts[i].to = fold_only ? ts[i].in->type : types[i];
         if (!fold_only && (pflags[i] & QD_RECIPE_FALLBACK))
             sts.n_fallback++;
+        if (qd_type_internal((int)ts[i].to)) { /* Q4_G128 of an import cache */
+            rc = QD_EUNSUPPORTED;
+            qd_set_errmsg("tensor '%s': %s is quantd's own type, not written "
+                          "to GGUF files (requantize it)", ts[i].in->name,
+                          qd_type_name(ts[i].to));
+            goto out;
+        }
         if (ts[i].to != ts[i].in->type &&
             !qd_type_traits(ts[i].to)->quantize) {
             rc = QD_EUNSUPPORTED;

@@ -321,6 +321,11 @@ static int n_dims_eff(const int64_t ne[4])
 static int check_convertible(const qd_gguf_tensor_t *t, qd_type_t to)
 {
     const qd_type_traits_t *from = qd_type_traits(t->type);
+    if (qd_type_internal((int)to)) { /* Q4_G128 of an import cache */
+        qd_set_errmsg("tensor '%s': %s is quantd's own type, not written to "
+                      "GGUF files", t->name, qd_type_name(to));
+        return QD_EUNSUPPORTED;
+    }
     if (t->type == to)
         return 0;
     if (t->type != QD_TYPE_F32 && !from->to_float) {
