@@ -703,7 +703,7 @@ static void round_trip(const case_t *cs, const char *tag)
 Test(awq, tiny_llama_awq_round_trip)
 {
     /* 14 linears, every one Q4_1 (AWQ zero points vary) */
-    case_t c = {QD_HF_EXPORT_AWQ, 64, 0, 0, 0, 14, 0};
+    case_t c = {QD_HF_EXPORT_AWQ, 64, 0, 0, 0, 14, 0, 0};
     round_trip(&c, "awq64");
 }
 
@@ -722,19 +722,19 @@ Test(awq, tiny_llama_gptq_asym_group128)
 
 Test(awq, tiny_llama_gptq_sym)
 {
-    case_t c = {QD_HF_EXPORT_GPTQ, 128, 1, 0, 14, 0, 0};
+    case_t c = {QD_HF_EXPORT_GPTQ, 128, 1, 0, 14, 0, 0, 0};
     round_trip(&c, "gptq-sym");
 }
 
 Test(awq, tiny_llama_gptq_asym)
 {
-    case_t c = {QD_HF_EXPORT_GPTQ, 32, 0, 0, 0, 14, 0};
+    case_t c = {QD_HF_EXPORT_GPTQ, 32, 0, 0, 0, 14, 0, 0};
     round_trip(&c, "gptq-asym");
 }
 
 Test(awq, tiny_llama_gptq_act_order)
 {
-    case_t c = {QD_HF_EXPORT_GPTQ, 64, 1, 1, 0, 0, 14};
+    case_t c = {QD_HF_EXPORT_GPTQ, 64, 1, 1, 0, 0, 14, 0};
     round_trip(&c, "gptq-act");
 }
 
