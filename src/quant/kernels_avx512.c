@@ -414,15 +414,21 @@ static void avx512_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
         x86_gemm_rows(w, r0, r1, act, act_stride, n_tok, out, ldo);
         return;
     }
+    /* The in-loop prefetch runs QD_DEC_PF_DIST ahead: start the first
+     * stretch of the range now, so that it loads while the activation is
+     * unpacked instead of as one demand miss after another. */
+    const uint8_t *base = w->data;
+    const uint8_t *x0 = base + (size_t)r0 * w->row_bytes;
+    size_t head = QD_MIN((size_t)QD_DEC_PF_DIST, (size_t)(r1 - r0) * w->row_bytes);
+    for (size_t o = 0; o < head; o += 64)
+        _mm_prefetch((const char *)x0 + o, _MM_HINT_T1);
     dec_act_t d;
     const void *a = act;
     if (kind >= 0) {
         dec_act_prep(kind, act, w->n_cols, &d);
         a = &d;
     }
-    const uint8_t *base = w->data;
-    f((int)(r1 - r0), (int)w->n_cols, out + r0, base + (size_t)r0 * w->row_bytes,
-      w->row_bytes, a);
+    f((int)(r1 - r0), (int)w->n_cols, out + r0, x0, w->row_bytes, a);
 }
 
 static qd_vec_dot_fn x86_extra_dot(qd_type_t t)
