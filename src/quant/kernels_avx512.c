@@ -235,6 +235,7 @@ typedef struct {
     _Alignas(64) float da[DEC_KMAX / 32 + 16];   /* per block, zero-padded */
     _Alignas(64) float sm[DEC_KMAX / 32 + 16];   /* Q4_1: s per block */
     _Alignas(64) int32_t corr[DEC_KMAX / 4 + 16]; /* 16 per pair */
+    const qd_block_q8_K *y;                        /* Q4_K: the Q8_K row */
 } dec_act_t;
 
 /* sum of 32 int8 */
@@ -369,6 +370,85 @@ leg_row(const int kind, int n, float *restrict s, const uint8_t *restrict x,
     *s = hsum_ps512(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), accm));
 }
 
+/* Q4_K decode: the activation's values are reordered per 128 (a0-31
+ * a64-95 a32-63 a96-127) so that one 64-byte load of weights splits with
+ * one shift into the low nibbles of sub-blocks 0 and 2 and the high ones
+ * of 1 and 3: a shift less per 128 values than the broadcast form of
+ * q4_K_rows, whose 512-bit shifts, vpmaddubsw and vpdpwssd all queue
+ * for the same port. */
+static void dec_act_prep_q4K(const void *act, int64_t n, dec_act_t *d)
+{
+    const qd_block_q8_K *y = act;
+    d->y = y;
+    for (int64_t i = 0; i < n / QD_QK_K; i++) {
+        /* sums of the 8 sub-blocks of 32: bsums[2j] + bsums[2j+1] */
+        __m256i bs = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums),
+                                       _mm256_set1_epi16(1));
+        _mm_store_si128((__m128i *)(d->corr + 4 * i),
+                        _mm_packs_epi32(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
+        for (int h = 0; h < 2; h++) {
+            const int8_t *src = y[i].qs + 128 * h;
+            int8_t *dst = d->qs + QD_QK_K * i + 128 * h;
+            memcpy(dst, src, 32);
+            memcpy(dst + 32, src + 64, 32);
+            memcpy(dst + 64, src + 32, 32);
+            memcpy(dst + 96, src + 96, 32);
+        }
+    }
+}
+
+static void q4_K_dec(int nr, int n, float *restrict s, const uint8_t *restrict x0,
+                     size_t bx, const void *restrict vd)
+{
+    const dec_act_t *d = vd;
+    const qd_block_q8_K *y = d->y;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    /* lo of half h: sub-blocks 4h (int16 lanes 0-15) and 4h+2; hi: 4h+1, 4h+3 */
+    __m512i sidx[4];
+    for (int k = 0; k < 4; k++) {
+        int h = k / 2, hi = k % 2;
+        sidx[k] = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_set1_epi16((short)(4 * h + hi))),
+            _mm256_set1_epi16((short)(4 * h + hi + 2)), 1);
+    }
+    for (int r = 0; r < nr; r++) {
+        const qd_block_q4_K *x = (const qd_block_q4_K *)(x0 + (size_t)r * bx);
+        __m512 acc = _mm512_setzero_ps();
+        __m128 accm = _mm_setzero_ps();
+        for (int i = 0; i < n / QD_QK_K; i++, x++) {
+            dec_prefetch((const uint8_t *)x + QD_DEC_PF_DIST, 3);
+            const int8_t *ap = d->qs + QD_QK_K * i;
+            const __m128i bsp = _mm_load_si128((const __m128i *)(d->corr + 4 * i));
+            /* d and dmin converted together, times the activation scale */
+            uint32_t ddm;
+            memcpy(&ddm, &x->d, 4);
+            const __m128 dd = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)ddm)),
+                                         _mm_set1_ps(y[i].d));
+            __m128i sc16, mn16;
+            k4_scales16(x->scales, &sc16, &mn16);
+            const __m512i scz = _mm512_castsi128_si512(sc16);
+            __m512i isum0 = _mm512_setzero_si512(), isum1 = _mm512_setzero_si512();
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                __m512i q = _mm512_loadu_si512(x->qs + 64 * h);
+                __m512i lo = _mm512_and_si512(q, m4);
+                __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+                __m512i p0 = _mm512_maddubs_epi16(lo, _mm512_load_si512(ap + 128 * h));
+                __m512i p1 = _mm512_maddubs_epi16(hi, _mm512_load_si512(ap + 128 * h + 64));
+                isum0 = _mm512_dpwssd_epi32(isum0, p0, _mm512_permutexvar_epi16(sidx[2 * h], scz));
+                isum1 = _mm512_dpwssd_epi32(isum1, p1, _mm512_permutexvar_epi16(sidx[2 * h + 1], scz));
+            }
+            acc = _mm512_fmadd_ps(_mm512_broadcastss_ps(dd),
+                                  _mm512_cvtepi32_ps(_mm512_add_epi32(isum0, isum1)), acc);
+            accm = _mm_fmadd_ps(_mm_permute_ps(dd, 0x55),
+                                _mm_cvtepi32_ps(_mm_madd_epi16(mn16, bsp)), accm);
+        }
+        accm = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+        accm = _mm_add_ss(accm, _mm_movehdup_ps(accm));
+        s[r] = hsum_ps512(acc) - _mm_cvtss_f32(accm);
+    }
+}
+
 /* Rows x0, x0 + bx, ... [nr of them] against one activation row: the
  * unpacked dec_act_t (legacy types) or the Q8_K row itself (k-quants). */
 typedef void (*dec_rows_fn)(int nr, int n, float *restrict s, const uint8_t *restrict x0,
@@ -391,7 +471,6 @@ typedef void (*dec_rows_fn)(int nr, int n, float *restrict s, const uint8_t *res
 LEG_FN(q8_0_dec, 0)
 LEG_FN(q4_0_dec, 1)
 LEG_FN(q4_1_dec, 2)
-KQ_FN(q4_K_dec, q4_K_rows)
 KQ_FN(q6_K_dec, q6_K_rows)
 
 /* Decode driver: one activation row (n_tok == 1) against rows [r0, r1);
@@ -406,7 +485,7 @@ static void avx512_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
     case QD_TYPE_Q8_0: f = q8_0_dec; kind = 0; break;
     case QD_TYPE_Q4_0: f = q4_0_dec; kind = 1; break;
     case QD_TYPE_Q4_1: f = q4_1_dec; kind = 2; break;
-    case QD_TYPE_Q4_K: f = q4_K_dec; break;
+    case QD_TYPE_Q4_K: f = q4_K_dec; kind = 3; break;
     case QD_TYPE_Q6_K: f = q6_K_dec; break;
     default: break;
     }
@@ -424,7 +503,10 @@ static void avx512_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
         _mm_prefetch((const char *)x0 + o, _MM_HINT_T1);
     dec_act_t d;
     const void *a = act;
-    if (kind >= 0) {
+    if (kind == 3) {
+        dec_act_prep_q4K(act, w->n_cols, &d);
+        a = &d;
+    } else if (kind >= 0) {
         dec_act_prep(kind, act, w->n_cols, &d);
         a = &d;
     }
