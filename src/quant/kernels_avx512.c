@@ -151,10 +151,12 @@ q6_K_rows(const int NR, int n, float *restrict s, const uint8_t *restrict x0,
           size_t bx, const void *restrict vy)
 {
     const qd_block_q8_K *y = vy;
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(3);
-    /* qh bits: low 256 take shift 0 (and 4), upper 256 shift 2 (and 6) */
-    const __m512i sh01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-    const __m512i sh23 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    /* qh bits s, s+1 to bits 4, 5 by a 32-bit rotate left by 4 - s (the
+     * 0x30 mask drops what crossed bytes): the low 256 bits take s = 0
+     * (and 4), the upper s = 2 (and 6) */
+    const __m512i r01 = _mm512_inserti64x4(_mm512_set1_epi32(4), _mm256_set1_epi32(2), 1);
+    const __m512i r23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(30), 1);
     /* int16 lane l of a product covers 2 values of group base + l / 8 */
     __m512i sidx[4];
     for (int k = 0; k < 4; k++) {
@@ -189,10 +191,11 @@ q6_K_rows(const int NR, int n, float *restrict s, const uint8_t *restrict x0,
             for (int h = 0; h < 2; h++) {
                 __m512i L = _mm512_loadu_si512(ql + 64 * h);
                 __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qh + 32 * h)));
-                __m512i q01 = _mm512_or_si512(_mm512_and_si512(L, m4),
-                                              _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, sh01), m3), 4));
-                __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
-                                              _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, sh23), m3), 4));
+                /* (L & 0x0f) | high bits, 0xec = (A & C) | B */
+                __m512i q01 = _mm512_ternarylogic_epi32(
+                    L, _mm512_and_si512(_mm512_rolv_epi32(H, r01), m30), m4, 0xec);
+                __m512i q23 = _mm512_ternarylogic_epi32(
+                    _mm512_srli_epi16(L, 4), _mm512_and_si512(_mm512_rolv_epi32(H, r23), m30), m4, 0xec);
                 __m512i p01 = _mm512_maddubs_epi16(q01, a[2 * h]);
                 __m512i p23 = _mm512_maddubs_epi16(q23, a[2 * h + 1]);
                 isum = _mm512_dpwssd_epi32(isum, p01, _mm512_permutexvar_epi16(sidx[2 * h], scz));
