@@ -237,7 +237,7 @@ typedef struct {
     _Alignas(64) int8_t qs[DEC_KMAX];
     _Alignas(64) float da[DEC_KMAX / 32 + 16];   /* per block, zero-padded */
     _Alignas(64) float sm[DEC_KMAX / 32 + 16];   /* Q4_1: s per block */
-    _Alignas(64) int32_t corr[DEC_KMAX / 4 + 16]; /* 16 per pair */
+    _Alignas(64) int32_t corr[DEC_KMAX / 4 + 16]; /* 16 per pair; Q4_K: sub-block sums */
     const qd_block_q8_K *y;                        /* Q4_K: the Q8_K row */
 } dec_act_t;
 
