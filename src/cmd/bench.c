@@ -24,7 +24,7 @@ static void usage(FILE *f)
             "usage: quantd bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS]\n"
             "                    [--json] [--batch B] [--kv-type f16|f32|q8_0]\n"
             "       quantd bench --membw [-t THREADS] [-r REPS]\n"
-            "       quantd bench --kernels [--types Q4_K,Q8_0,...] [-t THREADS] [-r REPS]\n"
+            "       quantd bench --kernels [--types Q4_K,Q8_0,...] [--mv-only] [-t THREADS] [-r REPS]\n"
             "       quantd bench --awq-layout [-t THREADS] [-r REPS]\n");
 }
 
@@ -217,7 +217,7 @@ out:
 
 int qd_cmd_bench(int argc, char **argv)
 {
-    int threads = 0, reps = 3, membw = 0, kernels = 0, awq_layout = 0;
+    int threads = 0, reps = 3, membw = 0, kernels = 0, awq_layout = 0, mv_only = 0;
     bench_opts_t o = {.p = 512, .n = 128, .kv_type = QD_KV_F16};
     const char *types = "Q4_0,Q8_0,Q4_K,Q6_K,Q5_0,F16";
     for (int i = 1; i < argc; i++) {
@@ -229,6 +229,8 @@ int qd_cmd_bench(int argc, char **argv)
             kernels = 1;
         } else if (!strcmp(a, "--awq-layout")) {
             awq_layout = 1;
+        } else if (!strcmp(a, "--mv-only")) {
+            mv_only = 1;
         } else if (!strcmp(a, "--types") && v) {
             types = v;
             i++;
@@ -279,7 +281,7 @@ int qd_cmd_bench(int argc, char **argv)
     if (membw)
         return qd__bench_membw(threads, reps);
     if (kernels)
-        return qd__bench_kernels(threads, reps, types);
+        return qd__bench_kernels(threads, reps, types, mv_only);
     if (awq_layout)
         return qd__bench_awq_layout(threads, reps);
     if (!o.model_path || o.p < 0 || o.n < 0 || o.batch < 0 || o.p > 65536 ||

@@ -6,8 +6,9 @@
 
 /* Streaming-read bandwidth with n_threads; prints GB/s. Exit status. */
 int qd__bench_membw(int n_threads, int reps);
-/* qd_matmul throughput per type (comma-separated names). Exit status. */
-int qd__bench_kernels(int n_threads, int reps, const char *types);
+/* qd_matmul throughput per type (comma-separated names); mv_only skips
+ * the many-token product. Exit status. */
+int qd__bench_kernels(int n_threads, int reps, const char *types, int mv_only);
 
 /* AWQ GEMM layout computed directly vs repacked into Q4_1 + qd_matmul,
  * on 1B-shaped matrices (bench_awq.c). Exit status. */

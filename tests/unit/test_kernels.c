@@ -258,10 +258,43 @@ Test(kernels, matmul_matches_reference)
     qd_pool_destroy(pool);
 }
 
+/* The decode path (one activation row) of the AVX-512 set takes block
+ * pairs in groups of 16 blocks, with a lone last block, and falls back to
+ * the row-by-row dots past 16384 columns: cover each case. */
+Test(kernels, decode_matvec_shapes)
+{
+    find_sets();
+    if (!n_sets)
+        cr_skip_test("no SIMD kernel set on this CPU");
+    qd_pool_t *pool;
+    cr_assert_eq(qd_pool_create(2, &pool), 0);
+    const qd_type_t types[] = {QD_TYPE_Q4_0, QD_TYPE_Q4_1, QD_TYPE_Q8_0,
+                               QD_TYPE_Q4_K, QD_TYPE_Q6_K};
+    /* in 32-value blocks: a pair, 20 (a group and 2 pairs), 31 (a group,
+     * 7 pairs and a lone block), 64, and 520 (over the 16384 limit) */
+    const int64_t blocks[] = {2, 20, 31, 64, 520};
+    const int64_t rows[] = {5, 33};
+    for (size_t i = 0; i < QD_ARRAY_SIZE(types); i++) {
+        qd_type_t t = types[i];
+        if (!have_type(t))
+            continue;
+        int64_t bs = qd_type_traits(t)->blck_size;
+        for (int s = 0; s < n_sets; s++)
+            for (size_t c = 0; c < QD_ARRAY_SIZE(blocks); c++) {
+                int64_t cols = blocks[c] * 32;
+                if (cols % bs)
+                    cols = (cols + bs - 1) / bs * bs;
+                for (size_t r = 0; r < QD_ARRAY_SIZE(rows); r++)
+                    check_matmul(sets[s], t, rows[r], cols, 1, pool);
+            }
+    }
+    qd_pool_destroy(pool);
+}
+
 Test(kernels, matmul_independent_of_thread_count)
 {
-    const qd_type_t types[] = {QD_TYPE_Q4_0, QD_TYPE_Q8_0, QD_TYPE_Q4_K,
-                               QD_TYPE_Q6_K, QD_TYPE_F16, QD_TYPE_Q4_G128};
+    const qd_type_t types[] = {QD_TYPE_Q4_0, QD_TYPE_Q4_1, QD_TYPE_Q8_0, QD_TYPE_Q4_K,
+                               QD_TYPE_Q6_K, QD_TYPE_F16,  QD_TYPE_Q4_G128};
     const int toks[] = {1, 9, 40};
     for (size_t i = 0; i < QD_ARRAY_SIZE(types); i++) {
         qd_type_t t = types[i];
