@@ -5,9 +5,9 @@
  * weight type's vec_dot_type (Q8_0, Q8_1, Q8_K, F16 …) into scratch; when
  * the tiled path will run, it also unpacks them (qd__tile_act: int8 values
  * contiguous, per-subblock scale and scaled sum).
- * Phase 2: each thread owns a contiguous range of weight rows (in chunks of
- * 16, the tile height) and computes every activation row against them, so a
- * weight row is streamed from memory once per batch, whatever n_tok is.
+ * Phase 2: the threads take chunks of weight rows (multiples of 32 rows)
+ * from a shared counter and compute every activation row against them, so
+ * a weight row is streamed from memory once per batch, whatever n_tok is.
  * Each output element is computed by one thread in a fixed order, so the
  * result does not depend on the number of threads.
  *
@@ -15,6 +15,7 @@
  * tiled path n_tok*n_cols int8 values, then ta and tb (n_tok*n_cols/16
  * floats each, at most).
  */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "quant/kernels.h"
@@ -60,6 +61,8 @@ typedef struct {
     int64_t ldo;
     const qd_qmat_t *w; /* ws[0]: the activation format follows it */
     int n_w;
+    int64_t ch;             /* rows per chunk handed out (multiple of 32) */
+    atomic_llong next;      /* next chunk to hand out */
     const qd_qmat_t *ws[MAX_W];
     float *outs[MAX_W];
     int64_t ldos[MAX_W];
@@ -108,25 +111,32 @@ static void dot_rows(const matmul_job_t *j, const qd_qmat_t *w, float *out,
         j->k->gemm(w, r0, r1, j->act, j->act_stride, j->n_tok, out, ldo);
 }
 
-/* The rows of all the job's matrices, in chunks of QD_TILE_ROWS, split
- * evenly among the threads: thread ith takes chunks [c0, c1) of the
- * concatenation. */
+/* The rows of all the job's matrices, in chunks of j->ch rows, handed out
+ * one at a time from an atomic counter: a thread that is slowed (by the
+ * OS, or by slower memory) takes fewer chunks instead of making the other
+ * wait. Chunk boundaries do not depend on the thread count, and each
+ * output row is computed by one call in a fixed order, so the result does
+ * not either. */
 static void dot_phase(void *v, int ith, int nth)
 {
     matmul_job_t *j = v;
-    int64_t n_chunks = 0;
-    for (int i = 0; i < j->n_w; i++)
-        n_chunks += (j->ws[i]->n_rows + QD_TILE_ROWS - 1) / QD_TILE_ROWS;
-    int64_t c0 = n_chunks * ith / nth, c1 = n_chunks * (ith + 1) / nth;
-    int64_t base = 0;
-    for (int i = 0; i < j->n_w && c0 < c1; i++) {
+    (void)ith;
+    (void)nth;
+    for (;;) {
+        int64_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        int64_t base = 0;
+        int i = 0;
+        for (; i < j->n_w; i++) {
+            int64_t nc = (j->ws[i]->n_rows + j->ch - 1) / j->ch;
+            if (c < base + nc)
+                break;
+            base += nc;
+        }
+        if (i == j->n_w)
+            return;
         const qd_qmat_t *w = j->ws[i];
-        int64_t nc = (w->n_rows + QD_TILE_ROWS - 1) / QD_TILE_ROWS;
-        int64_t a = QD_MAX(c0, base) - base, b = QD_MIN(c1, base + nc) - base;
-        if (a < b)
-            dot_rows(j, w, j->outs[i], j->ldos[i], a * QD_TILE_ROWS,
-                     QD_MIN(b * QD_TILE_ROWS, w->n_rows));
-        base += nc;
+        int64_t r0 = (c - base) * j->ch;
+        dot_rows(j, w, j->outs[i], j->ldos[i], r0, QD_MIN(r0 + j->ch, w->n_rows));
     }
 }
 
@@ -152,12 +162,20 @@ static void matmul_shared(const qd_kernels_t *k, qd_pool_t *pool, int n_w,
         .k = k,
     };
     double macs = 0;
+    int64_t rows = 0;
     for (int i = 0; i < n_w; i++) {
         j.ws[i] = ws[i];
         j.outs[i] = outs[i];
         j.ldos[i] = ldos[i];
         macs += (double)ws[i]->n_rows * (double)ws[i]->n_cols * n_tok;
+        rows += ws[i]->n_rows;
     }
+    /* about 4 chunks per thread: fine enough to even out a slowed
+     * thread, coarse enough that per-call set-up (the decode dots unpack
+     * the activation once per call) stays small */
+    int nth = qd_pool_size(pool);
+    j.ch = QD_ALIGN_UP((size_t)QD_MAX(rows / (4 * QD_MAX(nth, 1)), 1), 32);
+    atomic_init(&j.next, 0);
     int S = qd__tile_sub(w->type);
     if (k->gemm_bf16 && S && n_tok >= k->bf16_min_tok && w->n_cols % 32 == 0) {
         j.bf = scratch;
