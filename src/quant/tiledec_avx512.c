@@ -176,29 +176,107 @@ static int has_dec64(qd_type_t t)
            t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K || t == QD_TYPE_Q4_G128;
 }
 
+/* Q4_K's 12 scale bytes: 8 six-bit scales and 8 six-bit mins (as int16). */
+static inline void k4_scales16(const uint8_t *q, __m128i *sc16, __m128i *mn16)
+{
+    uint32_t u0, u1, u2;
+    memcpy(&u0, q, 4);
+    memcpy(&u1, q + 4, 4);
+    memcpy(&u2, q + 8, 4);
+    uint32_t s_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
+    uint32_t s_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+    *sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(s_lo | ((uint64_t)s_hi << 32))));
+    *mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(m_lo | ((uint64_t)m_hi << 32))));
+}
+
+/* One row's values [k0, k0+nk) in natural order into u, and the scale and
+ * correction of each subblock (nk/S of each). The k-quants go a
+ * superblock at a time, their scales unpacked as vectors. */
+static inline __attribute__((always_inline)) void
+dec_row(const qd_type_t t, const uint8_t *row, int64_t k0, int nk, uint8_t *u,
+        float *ds, float *cr)
+{
+    if (t == QD_TYPE_Q4_K) {
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        const __m512i shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+        const qd_block_q4_K *b = (const qd_block_q4_K *)row + k0 / QD_QK_K;
+        for (int i = 0; i < nk / QD_QK_K; i++, b++, u += QD_QK_K, ds += 8, cr += 8) {
+            _mm_prefetch((const char *)(b + 2), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + 2) + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + 2) + 128, _MM_HINT_T0);
+            __m128i sc16, mn16;
+            k4_scales16(b->scales, &sc16, &mn16);
+            __m256 d = _mm256_set1_ps(h2f(b->d)), dm = _mm256_set1_ps(-h2f(b->dmin));
+            _mm256_storeu_ps(ds, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(sc16))));
+            _mm256_storeu_ps(cr, _mm256_mul_ps(dm, _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(mn16))));
+            for (int j = 0; j < 4; j++) {
+                __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qs + 32 * j)));
+                _mm512_store_si512((void *)(u + 64 * j), _mm512_and_si512(_mm512_srlv_epi16(q, shv), m4));
+            }
+        }
+        return;
+    }
+    if (t == QD_TYPE_Q6_K) {
+        const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(3);
+        const __m512i sh01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+        const __m512i sh23 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+        const qd_block_q6_K *b = (const qd_block_q6_K *)row + k0 / QD_QK_K;
+        for (int i = 0; i < nk / QD_QK_K; i++, b++, u += QD_QK_K, ds += 16, cr += 16) {
+            for (int l = 0; l < 4; l++)
+                _mm_prefetch((const char *)(b + 2) + 64 * l, _MM_HINT_T0);
+            __m512 d = _mm512_set1_ps(h2f(b->d));
+            __m512 sc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                             _mm_loadu_si128((const __m128i *)b->scales))));
+            _mm512_storeu_ps(ds, sc);
+            _mm512_storeu_ps(cr, _mm512_mul_ps(_mm512_set1_ps(-32.0f), sc));
+            for (int h = 0; h < 2; h++) {
+                __m512i L = _mm512_loadu_si512(b->ql + 64 * h);
+                __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
+                __m512i q01 = _mm512_or_si512(_mm512_and_si512(L, m4),
+                                              _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, sh01), m3), 4));
+                __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
+                                              _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, sh23), m3), 4));
+                _mm512_store_si512((void *)(u + 128 * h), q01);
+                _mm512_store_si512((void *)(u + 128 * h + 64), q23);
+            }
+        }
+        return;
+    }
+    const int per = 2; /* 32-value subblocks per 64 values (Q4_K, Q6_K above) */
+    for (int g = 0; g < nk / 64; g++) {
+        pf64(t, row, k0 + 64 * g + PF_AHEAD);
+        _mm512_store_si512((void *)(u + 64 * g), dec64(t, row, k0 + 64 * g, ds + g * per, cr + g * per));
+    }
+}
+
+/* Rows are decoded one after the other (each row's bytes are read in
+ * order, which the hardware prefetcher follows; 16 rows interleaved 36
+ * bytes at a time were not, and starved batched decode of bandwidth) into
+ * a 16 x nk scratch, then transposed 64 values at a time. */
 static inline __attribute__((always_inline)) void
 tile_body(const qd_type_t t, const int S, const uint8_t *row0,
           size_t row_bytes, int n_rows, int64_t k0, int nk, uint8_t *u,
           float *dsc, float *corr)
 {
-    const int per = 64 / S; /* subblocks per 64 values */
+    _Alignas(64) uint8_t tmp[QD_TILE_ROWS][QD_TILE_K];
+    float ds[QD_TILE_K / 16], cr[QD_TILE_K / 16];
+    for (int r = 0; r < n_rows; r++) {
+        dec_row(t, row0 + (size_t)r * row_bytes, k0, nk, tmp[r], ds, cr);
+        for (int i = 0; i < nk / S; i++) {
+            dsc[i * QD_TILE_ROWS + r] = ds[i];
+            corr[i * QD_TILE_ROWS + r] = cr[i];
+        }
+    }
+    for (int r = n_rows; r < QD_TILE_ROWS; r++) {
+        for (int i = 0; i < nk / S; i++)
+            dsc[i * QD_TILE_ROWS + r] = corr[i * QD_TILE_ROWS + r] = 0.0f;
+    }
     for (int g = 0; g < nk / 64; g++) {
         __m512i v[16];
-        float ds[4], cr[4];
-        for (int r = 0; r < 16; r++) {
-            if (r < n_rows) {
-                pf64(t, row0 + (size_t)r * row_bytes, k0 + 64 * g + PF_AHEAD);
-                v[r] = dec64(t, row0 + (size_t)r * row_bytes, k0 + 64 * g, ds, cr);
-            } else {
-                v[r] = _mm512_setzero_si512();
-                memset(ds, 0, sizeof ds);
-                memset(cr, 0, sizeof cr);
-            }
-            for (int i = 0; i < per; i++) {
-                dsc[(g * per + i) * QD_TILE_ROWS + r] = ds[i];
-                corr[(g * per + i) * QD_TILE_ROWS + r] = cr[i];
-            }
-        }
+        for (int r = 0; r < 16; r++)
+            v[r] = r < n_rows ? _mm512_load_si512((const void *)(tmp[r] + 64 * g))
+                              : _mm512_setzero_si512();
         transpose16(v);
         for (int i = 0; i < 16; i++)
             _mm512_store_si512((void *)(u + ((size_t)g * 16 + i) * 64), v[i]);
@@ -232,34 +310,32 @@ static inline __attribute__((always_inline)) void
 bf16_body(const qd_type_t t, const int S, const uint8_t *row0,
           size_t row_bytes, int n_rows, int64_t k0, int nk, uint16_t *wb)
 {
-    for (int g = 0; g < nk / 64; g++) {
-        __m512i v[16];
-        float ds[16][4], cr[16][4];
-        for (int r = 0; r < n_rows; r++) {
-            pf64(t, row0 + (size_t)r * row_bytes, k0 + 64 * g + PF_AHEAD);
-            v[r] = dec64(t, row0 + (size_t)r * row_bytes, k0 + 64 * g, ds[r], cr[r]);
-        }
-        for (int h = 0; h < 2; h++) {
-            __m512i w[16];
-            for (int r = 0; r < 16; r++) {
-                if (r >= n_rows) {
-                    w[r] = _mm512_setzero_si512();
-                    continue;
-                }
-                __m256i q = h ? _mm512_extracti64x4_epi64(v[r], 1) : _mm512_castsi512_si256(v[r]);
-                __m512 f0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(q)));
-                __m512 f1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(q, 1)));
-                /* subblock of values 32h..32h+15 and 32h+16..32h+31 */
-                int s0 = (32 * h) / S, s1 = (32 * h + 16) / S;
-                f0 = _mm512_fmadd_ps(f0, _mm512_set1_ps(ds[r][s0]), _mm512_set1_ps(cr[r][s0]));
-                f1 = _mm512_fmadd_ps(f1, _mm512_set1_ps(ds[r][s1]), _mm512_set1_ps(cr[r][s1]));
-                w[r] = (__m512i)_mm512_cvtne2ps_pbh(f1, f0);
+    /* as tile_body: rows decoded in order first, then converted and
+     * transposed 32 values at a time */
+    _Alignas(64) uint8_t tmp[QD_TILE_ROWS][QD_TILE_K];
+    float ds[QD_TILE_ROWS][QD_TILE_K / 16], cr[QD_TILE_ROWS][QD_TILE_K / 16];
+    for (int r = 0; r < n_rows; r++)
+        dec_row(t, row0 + (size_t)r * row_bytes, k0, nk, tmp[r], ds[r], cr[r]);
+    for (int c = 0; c < nk / 32; c++) {
+        /* subblocks of values 32c..32c+15 and 32c+16..32c+31 */
+        const int s0 = 32 * c / S, s1 = (32 * c + 16) / S;
+        __m512i w[16];
+        for (int r = 0; r < 16; r++) {
+            if (r >= n_rows) {
+                w[r] = _mm512_setzero_si512();
+                continue;
             }
-            transpose16(w);
-            uint16_t *dst = wb + ((size_t)(2 * g + h) * 16) * 32;
-            for (int p = 0; p < 16; p++)
-                _mm512_store_si512((void *)(dst + (size_t)p * 32), w[p]);
+            __m256i q = _mm256_load_si256((const __m256i *)(tmp[r] + 32 * c));
+            __m512 f0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(q)));
+            __m512 f1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(q, 1)));
+            f0 = _mm512_fmadd_ps(f0, _mm512_set1_ps(ds[r][s0]), _mm512_set1_ps(cr[r][s0]));
+            f1 = _mm512_fmadd_ps(f1, _mm512_set1_ps(ds[r][s1]), _mm512_set1_ps(cr[r][s1]));
+            w[r] = (__m512i)_mm512_cvtne2ps_pbh(f1, f0);
         }
+        transpose16(w);
+        uint16_t *dst = wb + (size_t)c * 16 * 32;
+        for (int p = 0; p < 16; p++)
+            _mm512_store_si512((void *)(dst + (size_t)p * 32), w[p]);
     }
 }
 
