@@ -31,6 +31,10 @@ typedef struct {
                        const int8_t *qs, const float *ta, const float *tb,
                        int n_tok, float *out, int64_t ldo);
     int tile_min_tok;
+    /* Optional: nonzero when `gemm` should take n_tok activation rows of
+     * weight type t although the tiled path could (small batches of types
+     * with a multi-token direct kernel). */
+    int (*gemm_prefers)(qd_type_t t, int n_tok);
     /* BF16 path (NULL if none), used when n_tok >= bf16_min_tok and
      * qd__tile_sub(w->type) != 0, before the tiled path: weights decoded
      * to bf16, activations converted to bf16 by act_bf16, float sums.

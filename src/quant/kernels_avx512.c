@@ -452,6 +452,152 @@ static void q4_K_dec(int nr, int n, float *restrict s, const uint8_t *restrict x
     }
 }
 
+/* ---- small batches of k-quants: one weight row, NT activation rows ----
+ * Batched decode (2-4 tokens, see avx512_gemm_prefers) of Q4_K and Q6_K: each superblock of a row
+ * is unpacked once, with its scales, and dotted with every token's Q8_K
+ * block, instead of going through the decoded 16-row tiles (whose
+ * decoding costs more than the products at these batch sizes). Integer
+ * sums are those of the single-token dots; only the float order
+ * differs. */
+static inline __attribute__((always_inline)) void
+q4_K_toks(const int NT, int n, float *out, int64_t ldo, const uint8_t *xr,
+          const uint8_t *act, size_t stride)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    /* int16 lanes of 64 values' products: sub-block 2j (0-15), 2j+1 */
+    __m512i sidx[4];
+    for (int j = 0; j < 4; j++)
+        sidx[j] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * j))),
+                                     _mm256_set1_epi16((short)(2 * j + 1)), 1);
+    /* mins: each of the 8 repeated for the two bsums of its sub-block */
+    const __m256i midx = _mm256_setr_epi8(0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7,
+                                          8, 9, 8, 9, 10, 11, 10, 11, 12, 13, 12, 13, 14, 15, 14, 15);
+    __m512 acc[8];
+    __m256 accm[8];
+    for (int t = 0; t < NT; t++) {
+        acc[t] = _mm512_setzero_ps();
+        accm[t] = _mm256_setzero_ps();
+    }
+    const qd_block_q4_K *x = (const qd_block_q4_K *)xr;
+    for (int i = 0; i < n / QD_QK_K; i++, x++) {
+        dec_prefetch((const uint8_t *)x + QD_DEC_PF_DIST, 3);
+        __m128i sc16, mn16;
+        k4_scales16(x->scales, &sc16, &mn16);
+        const __m512i scz = _mm512_castsi128_si512(sc16);
+        const __m256i mn = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(mn16), midx);
+        const float dw = h2f(x->d), dm = h2f(x->dmin);
+        __m512i w[4], sv[4];
+        for (int j = 0; j < 4; j++) {
+            __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qs + 32 * j)));
+            w[j] = _mm512_and_si512(_mm512_srlv_epi16(q, shv), m4);
+            sv[j] = _mm512_permutexvar_epi16(sidx[j], scz);
+        }
+        for (int t = 0; t < NT; t++) {
+            const qd_block_q8_K *y = (const qd_block_q8_K *)(act + (size_t)t * stride) + i;
+            __m512i isum = _mm512_setzero_si512();
+            for (int j = 0; j < 4; j++)
+                isum = _mm512_dpwssd_epi32(isum,
+                                           _mm512_maddubs_epi16(w[j], _mm512_loadu_si512(y->qs + 64 * j)),
+                                           sv[j]);
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(dw * y->d), _mm512_cvtepi32_ps(isum), acc[t]);
+            __m256i bm = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), mn);
+            accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(dm * y->d), _mm256_cvtepi32_ps(bm), accm[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++) {
+        __m256 m = accm[t];
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        out[t * ldo] = hsum_ps512(acc[t]) - _mm_cvtss_f32(h);
+    }
+}
+
+static inline __attribute__((always_inline)) void
+q6_K_toks(const int NT, int n, float *out, int64_t ldo, const uint8_t *xr,
+          const uint8_t *act, size_t stride)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const __m512i r01 = _mm512_inserti64x4(_mm512_set1_epi32(4), _mm256_set1_epi32(2), 1);
+    const __m512i r23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(30), 1);
+    __m512i sidx[4];
+    for (int k = 0; k < 4; k++) {
+        _Alignas(64) int16_t ix[32];
+        for (int l = 0; l < 32; l++)
+            ix[l] = (int16_t)(4 * k + l / 8);
+        sidx[k] = _mm512_load_si512(ix);
+    }
+    __m512 acc[8];
+    for (int t = 0; t < NT; t++)
+        acc[t] = _mm512_setzero_ps();
+    const qd_block_q6_K *x = (const qd_block_q6_K *)xr;
+    for (int i = 0; i < n / QD_QK_K; i++, x++) {
+        dec_prefetch((const uint8_t *)x + QD_DEC_PF_DIST, 4);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+        const __m512i scz = _mm512_castsi256_si512(sc16);
+        __m512i w[4], sv[4];
+        for (int h = 0; h < 2; h++) {
+            __m512i L = _mm512_loadu_si512(x->ql + 64 * h);
+            __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qh + 32 * h)));
+            w[2 * h] = _mm512_ternarylogic_epi32(L, _mm512_and_si512(_mm512_rolv_epi32(H, r01), m30), m4, 0xec);
+            w[2 * h + 1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(L, 4),
+                                                     _mm512_and_si512(_mm512_rolv_epi32(H, r23), m30), m4, 0xec);
+        }
+        for (int k = 0; k < 4; k++)
+            sv[k] = _mm512_permutexvar_epi16(sidx[k], scz);
+        const float dw = h2f(x->d);
+        for (int t = 0; t < NT; t++) {
+            const qd_block_q8_K *y = (const qd_block_q8_K *)(act + (size_t)t * stride) + i;
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
+            __m512i isum = _mm512_zextsi256_si512(
+                _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5)));
+            for (int k = 0; k < 4; k++)
+                isum = _mm512_dpwssd_epi32(isum,
+                                           _mm512_maddubs_epi16(w[k], _mm512_loadu_si512(y->qs + 64 * k)),
+                                           sv[k]);
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(dw * y->d), _mm512_cvtepi32_ps(isum), acc[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++)
+        out[t * ldo] = hsum_ps512(acc[t]);
+}
+
+#define KTOKS_MAX 8
+
+/* Rows [r0, r1) against n_tok (2..KTOKS_MAX) Q8_K activation rows. */
+static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *act,
+                       size_t stride, int n_tok, float *out, int64_t ldo)
+{
+    const uint8_t *base = w->data;
+    const int n = (int)w->n_cols, q6 = w->type == QD_TYPE_Q6_K;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *xr = base + (size_t)r * w->row_bytes;
+        float *o = out + r;
+#define KT_CASE(NT)                                                         \
+    case NT:                                                                \
+        if (q6)                                                             \
+            q6_K_toks(NT, n, o, ldo, xr, act, stride);                      \
+        else                                                                \
+            q4_K_toks(NT, n, o, ldo, xr, act, stride);                      \
+        break;
+        switch (n_tok) {
+            KT_CASE(2) KT_CASE(3) KT_CASE(4) KT_CASE(5) KT_CASE(6) KT_CASE(7) KT_CASE(8)
+        default: break;
+        }
+#undef KT_CASE
+    }
+}
+
+/* Measured on a 8192 x 8192 Q4_K matrix, one thread (CPU time): 2 tokens
+ * 3.6 ms here vs 4.1 row by row; 4 tokens 5.8 vs 8.2 tiled; 8 tokens 13.2
+ * vs 9.1 tiled (the tiles' vpdpbusd does in one instruction what
+ * vpmaddubsw + vpdpwssd do in two here). */
+static int avx512_gemm_prefers(qd_type_t t, int n_tok)
+{
+    return (t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K) && n_tok >= 2 && n_tok <= 4;
+}
+
 /* Rows x0, x0 + bx, ... [nr of them] against one activation row: the
  * unpacked dec_act_t (legacy types) or the Q8_K row itself (k-quants). */
 typedef void (*dec_rows_fn)(int nr, int n, float *restrict s, const uint8_t *restrict x0,
@@ -491,6 +637,10 @@ static void avx512_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
     case QD_TYPE_Q4_K: f = q4_K_dec; kind = 3; break;
     case QD_TYPE_Q6_K: f = q6_K_dec; break;
     default: break;
+    }
+    if (avx512_gemm_prefers(w->type, n_tok)) {
+        ktoks_rows(w, r0, r1, act, act_stride, n_tok, out, ldo);
+        return;
     }
     if (n_tok != 1 || !f || w->n_cols > DEC_KMAX) {
         x86_gemm_rows(w, r0, r1, act, act_stride, n_tok, out, ldo);
@@ -644,6 +794,7 @@ static const qd_kernels_t avx512_kernels = {
     .gemm = avx512_gemm_rows,
     .vec_dot = x86_vec_dot,
     .gemm_tiled = avx512_gemm_tiled,
+    .gemm_prefers = avx512_gemm_prefers,
     .tile_min_tok = 4,
 };
 

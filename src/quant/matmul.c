@@ -140,6 +140,20 @@ static void dot_phase(void *v, int ith, int nth)
     }
 }
 
+enum { MODE_DIRECT, MODE_TILED, MODE_BF16 };
+
+/* The path kernel set k takes for n_tok activation rows of w. */
+static int mode_of(const qd_kernels_t *k, const qd_qmat_t *w, int n_tok)
+{
+    int S = qd__tile_sub(w->type);
+    if (k->gemm_bf16 && S && n_tok >= k->bf16_min_tok && w->n_cols % 32 == 0)
+        return MODE_BF16;
+    if (k->gemm_tiled && S && n_tok >= k->tile_min_tok &&
+        !(k->gemm_prefers && k->gemm_prefers(w->type, n_tok)))
+        return MODE_TILED;
+    return MODE_DIRECT;
+}
+
 /* Several matrices of one input: the activations are prepared once and
  * all the matrices' rows are one pool phase. The caller guarantees they
  * share n_cols and the activation format (see qd_matmul_multi). */
@@ -176,10 +190,10 @@ static void matmul_shared(const qd_kernels_t *k, qd_pool_t *pool, int n_w,
     int nth = qd_pool_size(pool);
     j.ch = QD_ALIGN_UP((size_t)QD_MAX(rows / (4 * QD_MAX(nth, 1)), 1), 32);
     atomic_init(&j.next, 0);
-    int S = qd__tile_sub(w->type);
-    if (k->gemm_bf16 && S && n_tok >= k->bf16_min_tok && w->n_cols % 32 == 0) {
+    int mode = mode_of(k, w, n_tok);
+    if (mode == MODE_BF16) {
         j.bf = scratch;
-    } else if (k->gemm_tiled && S && n_tok >= k->tile_min_tok) {
+    } else if (mode == MODE_TILED) {
         uint8_t *p = (uint8_t *)scratch + j.act_stride * (size_t)n_tok;
         size_t tsz = QD_ALIGN_UP((size_t)n_tok * (size_t)(w->n_cols / 16) * sizeof(float), 64);
         j.tiled = 1;
@@ -227,15 +241,17 @@ void qd__matmul_with(const qd_kernels_t *k, qd_pool_t *pool,
 static int share(const qd_kernels_t *k, const qd_qmat_t *a, const qd_qmat_t *b,
                  int n_tok)
 {
-    if (a->n_cols != b->n_cols ||
-        qd_type_traits(a->type)->vec_dot_type != qd_type_traits(b->type)->vec_dot_type)
+    if (a->n_cols != b->n_cols)
         return 0;
-    int sa = qd__tile_sub(a->type), sb = qd__tile_sub(b->type);
-    if (k->gemm_bf16 && n_tok >= k->bf16_min_tok && a->n_cols % 32 == 0 && sa && sb)
+    int ma = mode_of(k, a, n_tok), mb = mode_of(k, b, n_tok);
+    if (ma != mb)
+        return 0;
+    if (ma == MODE_BF16)
         return 1; /* bf16 activations do not depend on the type */
-    if (k->gemm_tiled && n_tok >= k->tile_min_tok && (sa || sb))
-        return sa == sb; /* per-subblock sums of the same length */
-    return 1;
+    if (qd_type_traits(a->type)->vec_dot_type != qd_type_traits(b->type)->vec_dot_type)
+        return 0;
+    /* tiled: per-subblock sums of the same length */
+    return ma == MODE_DIRECT || qd__tile_sub(a->type) == qd__tile_sub(b->type);
 }
 
 void qd__matmul_multi_with(const qd_kernels_t *k, qd_pool_t *pool, int n_w,
