@@ -869,9 +869,14 @@ static void on_error(qd_api_call_t *c, const qd_event_t *ev)
     if (c->released)
         return;
     qd_api_err_t e;
-    qd_api_err_set(&e, 500, "server_error", NULL, "engine_error",
-                   "generation failed: %s",
-                   ev->message ? ev->message : qd_strerror(ev->error));
+    if (ev->error == QD_EIO) /* the model file changed under its mapping */
+        qd_api_err_set(&e, 503, "server_error", "model", "model_file_changed",
+                       "generation stopped: %s",
+                       ev->message ? ev->message : qd_strerror(ev->error));
+    else
+        qd_api_err_set(&e, 500, "server_error", NULL, "engine_error",
+                       "generation failed: %s",
+                       ev->message ? ev->message : qd_strerror(ev->error));
     if (c->stream) {
         size_t n;
         char *s = qd_api_err_json(&e, &n);
@@ -983,6 +988,10 @@ static int model_unavailable(qd_api_t *api, qd_api_call_t *c,
                        "or pinned hold the memory budget (%s); retry "
                        "shortly.",
                        am->name, qd_errmsg());
+    } else if (err == QD_EIO) {
+        qd_api_err_set(&e, 503, "server_error", "model", "model_file_changed",
+                       "The model '%s' is being reloaded: %s", am->name,
+                       qd_errmsg());
     } else if (err == QD_ETOOBIG) {
         qd_api_err_set(&e, 507, "server_error", "model", "model_too_large",
                        "The model '%s' can never be loaded: %s", am->name,
@@ -1134,6 +1143,13 @@ static void start_generation_body(qd_api_t *api, qd_api_call_t *c,
         qd_api_err_set(&e, 503, "server_error", NULL, "server_overloaded",
                        "The server has too many queued requests; retry "
                        "shortly.");
+        respond_err(c, &e);
+        goto out;
+    }
+    if (rc == QD_EIO) {
+        qd_api_err_set(&e, 503, "server_error", "model", "model_file_changed",
+                       "The model '%s' cannot run: %s", am->name,
+                       qd_errmsg());
         respond_err(c, &e);
         goto out;
     }

@@ -143,6 +143,10 @@ void qd_sched_params_default(qd_sched_params_t *p)
     p->heartbeat_ms = 1000;
 }
 
+static const char damaged_msg[] =
+    "model file changed on disk (truncated while in use); the model will "
+    "be reloaded from disk";
+
 /* ---- request lifetime -------------------------------------------------- */
 
 static void req_free(req_t *r)
@@ -287,6 +291,10 @@ int qd_sched_submit(qd_sched_t *s, const qd_gen_params_t *g, qd_event_cb cb,
                           g->prompt[i], i);
             return QD_EINVAL;
         }
+    }
+    if (qd_model_damaged(s->model)) {
+        qd_set_errmsg("%s", damaged_msg);
+        return QD_EIO;
     }
     if ((int64_t)g->n_prompt + g->max_tokens > s->n_ctx) {
         qd_set_errmsg("sched: %d prompt + %d new tokens exceed the context "
@@ -676,9 +684,41 @@ static void batch_add(qd_sched_t *s, req_t *r, int32_t choice, int32_t tok,
 
 static void update_stats(qd_sched_t *s);
 
+/* The model's file shrank under its mapping (qd_model_damaged): whatever
+ * the last forward pass computed is garbage. End every running and queued
+ * request with an ERROR (QD_EIO); new submissions are refused, and the
+ * pool unloads the model once its users are gone. */
+static void fail_all(qd_sched_t *s)
+{
+    while (s->run_head) {
+        req_t *r = s->run_head;
+        release_slots(s, r, 0);
+        unlink_running(s, r);
+        emit_error(r, QD_EIO, damaged_msg);
+        req_free(r);
+    }
+    pthread_mutex_lock(&s->mu);
+    req_t *w = s->wait_head;
+    s->wait_head = s->wait_tail = NULL;
+    s->n_waiting = 0;
+    s->n_cancels = 0;
+    pthread_mutex_unlock(&s->mu);
+    while (w) {
+        req_t *r = w;
+        w = r->next;
+        emit_error(r, QD_EIO, damaged_msg);
+        req_free(r);
+    }
+    update_stats(s);
+}
+
 /* One scheduling step. Returns 1 if a forward pass ran. */
 static int step(qd_sched_t *s)
 {
+    if (qd_model_damaged(s->model)) {
+        fail_all(s);
+        return 0;
+    }
     apply_cancels(s);
     admit(s);
     qd_batch_t *b = &s->batch;
@@ -713,6 +753,11 @@ static int step(qd_sched_t *s)
     }
 
     int err = qd_ctx_decode(s->ctx, b);
+    if (qd_model_damaged(s->model)) {
+        QD_ERROR("sched", "%s", damaged_msg);
+        fail_all(s);
+        return 1;
+    }
     if (err) {
         char msg[300];
         snprintf(msg, sizeof msg, "forward pass failed: %s (%s)",
