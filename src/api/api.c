@@ -71,6 +71,19 @@ typedef struct {
     size_t text_offset;  /* completions logprobs text_offset */
 } api_choice_t;
 
+/* How a generation request ended (quantd_generation_requests_ended_total):
+ * every one received ends as exactly one of these when its call is freed. */
+typedef enum {
+    GEN_FINISHED = 0, /* ran to its end (DONE) */
+    GEN_CANCELLED,    /* the client went away before the end */
+    GEN_REJECTED,     /* answered without running: 4xx, queue full, ... */
+    GEN_FAILED,       /* ran and failed (engine error, model file changed) */
+    N_GEN_OUTCOMES
+} gen_outcome_t;
+
+static const char *const gen_outcome_name[N_GEN_OUTCOMES] = {
+    "finished", "cancelled", "rejected", "failed"};
+
 struct qd_api_call {
     qd_api_resp_t resp;
     qd_api_t *api;
@@ -79,6 +92,9 @@ struct qd_api_call {
     void *wake_ctx;
     int released;
     int gen_active; /* submitted, final event not yet seen */
+    /* Accounting of generation requests (loop thread): gen = 1 for a
+     * generation call; at call_free it ends as one gen_outcome_t. */
+    int gen, gen_submitted, gen_cancelled, gen_failed;
     int held;       /* holds a pool reference on m */
     uint64_t req_id;
     api_model_t *m;
@@ -125,6 +141,8 @@ struct qd_api {
     qd_api_call_t *calls; /* live calls (loop thread) */
     int n_calls;
     uint64_t n_requests;
+    uint64_t gen_received;             /* generation requests in */
+    uint64_t gen_ended[N_GEN_OUTCOMES]; /* ... and how they ended */
     /* events from engine threads */
     pthread_mutex_t evmu;
     ev_node_t *evq_head, *evq_tail;
@@ -473,6 +491,19 @@ static char *render_metrics(qd_api_t *api, size_t *len)
                          "HTTP requests answered, by status", lb,
                          (double)api->status_count[i], i == 0);
     }
+    qd_metric_render(f, "quantd_generation_requests_received_total",
+                     "counter",
+                     "generation requests (completions, chat) received", "",
+                     (double)api->gen_received, 1);
+    for (int i = 0; i < N_GEN_OUTCOMES; i++) {
+        char lb[40];
+        snprintf(lb, sizeof lb, "outcome=\"%s\"", gen_outcome_name[i]);
+        qd_metric_render(f, "quantd_generation_requests_ended_total",
+                         "counter",
+                         "generation requests ended, by outcome; received "
+                         "= the sum over outcomes + those in progress",
+                         lb, (double)api->gen_ended[i], i == 0);
+    }
     qd_metric_render(f, "quantd_prompt_tokens_total", "counter",
                      "prompt tokens of finished generations", "",
                      (double)api->tokens_in, 1);
@@ -590,6 +621,13 @@ static void call_free(qd_api_call_t *c)
     if (c->next)
         c->next->prev = c->prev;
     api->n_calls--;
+    if (c->gen) {
+        gen_outcome_t o = c->gen_cancelled   ? GEN_CANCELLED
+                          : !c->gen_submitted ? GEN_REJECTED
+                          : c->gen_failed     ? GEN_FAILED
+                                              : GEN_FINISHED;
+        api->gen_ended[o]++;
+    }
     if (c->wait_m) {
         qd_api_call_t **pp = &c->wait_m->waiting;
         while (*pp && *pp != c)
@@ -865,6 +903,7 @@ static void on_done(qd_api_call_t *c, const qd_event_t *ev)
 static void on_error(qd_api_call_t *c, const qd_event_t *ev)
 {
     c->gen_active = 0;
+    c->gen_failed = 1;
     drop_model(c);
     if (c->released)
         return;
@@ -973,6 +1012,8 @@ static void start_generation_body(qd_api_t *api, qd_api_call_t *c,
 static void start_generation(qd_api_t *api, qd_api_call_t *c,
                              const qd_api_req_t *req, int chat)
 {
+    c->gen = 1;
+    api->gen_received++;
     start_generation_body(api, c, req->body ? req->body : "", req->body_len,
                           chat);
 }
@@ -1166,6 +1207,7 @@ static void start_generation_body(qd_api_t *api, qd_api_call_t *c,
         goto out;
     }
     c->gen_active = 1;
+    c->gen_submitted = 1;
     if (c->stream) {
         c->resp.status = 200;
         c->resp.streaming = 1;
@@ -1597,6 +1639,8 @@ void qd_api_call_release(qd_api_call_t *c, int ok)
     int status = ok ? c->resp.status : (c->resp.status ? c->resp.status : 499);
     if (!ok && c->gen_active)
         status = 499; /* client closed the request, nginx's convention */
+    if (!ok && (c->gen_active || c->wait_m))
+        c->gen_cancelled = 1;
     c->resp.status = status;
     count_status(api, status);
     access_log(c);
