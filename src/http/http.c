@@ -329,7 +329,8 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
         return (ssize_t)n;
     }
     if (resp->stream_ended)
-        return MHD_CONTENT_READER_END_OF_STREAM;
+        return resp->failed ? MHD_CONTENT_READER_END_WITH_ERROR
+                            : MHD_CONTENT_READER_END_OF_STREAM;
     /* Nothing to send yet: park the connection until the API wakes it. */
     park(r);
     return 0;

@@ -85,6 +85,7 @@ typedef struct req {
     uint64_t submit_ns;
     uint64_t queued_ns;
     int cancelled;      /* engine thread only */
+    int oom;            /* text could not be kept: fails after this step */
 } req_t;
 
 struct qd_sched {
@@ -610,12 +611,12 @@ static void release_held(req_t *r, int32_t ci, int32_t n,
         c->hold[c->n_hold] = '\0';
 }
 
-static void flush_detok(choice_t *c)
+static void flush_detok(req_t *r, choice_t *c)
 {
     char buf[64];
     int n = qd_detok_flush(&c->detok, buf, (int)sizeof buf);
-    if (n > 0)
-        hold_append(c, buf, QD_MIN(n, (int)sizeof buf));
+    if (n > 0 && hold_append(c, buf, QD_MIN(n, (int)sizeof buf)))
+        r->oom = 1;
 }
 
 /* A choice sampled `smp`: emit text, decide whether it ends. */
@@ -628,7 +629,9 @@ static void on_sample(qd_sched_t *s, req_t *r, int32_t ci,
     c->n_gen++;
     qd_sampler_accept(c->smp, tok);
     if (!r->ignore_eos && qd_tokenizer_is_eog(s->tok, tok)) {
-        flush_detok(c);
+        flush_detok(r, c);
+        if (r->oom)
+            return;
         if (c->n_hold)
             release_held(r, ci, c->n_hold, NULL);
         c->done = 1;
@@ -638,8 +641,9 @@ static void on_sample(qd_sched_t *s, req_t *r, int32_t ci,
     char piece[256];
     int n = qd_detok_push(&c->detok, s->tok, tok, piece, (int)sizeof piece);
     if (n > 0 && hold_append(c, piece, QD_MIN(n, (int)sizeof piece))) {
-        c->done = 1;
-        emit_finish(r, ci, QD_FINISH_LENGTH);
+        /* Dropping the text would end the choice with a silently short
+         * answer: the whole request fails instead (see step). */
+        r->oom = 1;
         return;
     }
     int32_t at = find_stop(r, c);
@@ -651,7 +655,9 @@ static void on_sample(qd_sched_t *s, req_t *r, int32_t ci,
         return;
     }
     if (c->n_gen >= r->max_tokens || c->n_pos >= s->n_ctx) {
-        flush_detok(c);
+        flush_detok(r, c);
+        if (r->oom)
+            return;
         release_held(r, ci, c->n_hold, smp);
         c->done = 1;
         emit_finish(r, ci, QD_FINISH_LENGTH);
@@ -824,11 +830,17 @@ static int step(qd_sched_t *s)
             }
         }
     }
-    /* Retire finished requests. */
+    /* Retire finished requests; fail those that ran out of memory. */
     for (req_t *r = s->run_head, *next; r; r = next) {
         next = r->next;
-        if (r->state == REQ_DECODE && all_done(r))
+        if (r->oom) {
+            release_slots(s, r, 0);
+            unlink_running(s, r);
+            emit_error(r, QD_ENOMEM, "out of memory while generating");
+            req_free(r);
+        } else if (r->state == REQ_DECODE && all_done(r)) {
             finish_running(s, r);
+        }
     }
     pthread_mutex_lock(&s->mu);
     s->stats.steps++;
