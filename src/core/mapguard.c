@@ -32,6 +32,7 @@ static slot_t slots[QD_MAPGUARD_SLOTS];
 static _Atomic unsigned long n_faults;
 static struct sigaction old_action;
 static pthread_once_t install_once = PTHREAD_ONCE_INIT;
+static uintptr_t page_size;
 static int install_err;
 
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
@@ -48,8 +49,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
             size_t len = atomic_load(&s->len);
             if (a < start || a - start >= len)
                 continue;
-            uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-            uintptr_t from = a & ~(page - 1);
+            uintptr_t from = a & ~(page_size - 1);
             int saved = errno;
             void *p = mmap((void *)from, start + len - from, PROT_READ,
                            MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -70,6 +70,8 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 
 static void install(void)
 {
+    long ps = sysconf(_SC_PAGESIZE);
+    page_size = ps > 0 ? (uintptr_t)ps : 4096;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_sigbus;

@@ -833,8 +833,21 @@ int qd_gguf_open(const char *path, qd_gguf_t **out)
         rc = QD_EIO;
         goto out;
     }
+    /* Guard the mapping before the first read: a file truncated while we
+     * read it must not kill the process (quantd/mapguard.h). */
+    int guard = qd_mapguard_add(map, (size_t)st.st_size);
+    if (guard < 0)
+        QD_WARN("gguf", "%s: mapping not guarded against truncation (%s)",
+                path, qd_errmsg());
     rc = qd_gguf_open_mem(map, (size_t)st.st_size, out);
+    if (!rc && qd_mapguard_damaged(guard)) {
+        qd_gguf_close(*out);
+        *out = NULL;
+        qd_set_errmsg("file changed on disk (truncated) while being read");
+        rc = QD_EIO;
+    }
     if (rc) {
+        qd_mapguard_remove(guard);
         char msg[512];
         snprintf(msg, sizeof msg, "%s", qd_errmsg());
         qd_set_errmsg("%s: %s", path, msg);
@@ -842,11 +855,7 @@ int qd_gguf_open(const char *path, qd_gguf_t **out)
         goto out;
     }
     (*out)->mapped = 1;
-    /* A file truncated while we read it must not kill the process. */
-    (*out)->guard = qd_mapguard_add(map, (size_t)st.st_size);
-    if ((*out)->guard < 0)
-        QD_WARN("gguf", "%s: mapping not guarded against truncation (%s)",
-                path, qd_errmsg());
+    (*out)->guard = guard;
 out:
     close(fd);
     return rc;
