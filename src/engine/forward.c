@@ -30,6 +30,8 @@
  * integer dot), the softmax runs in float32 and the float32 probabilities
  * scale the dequantized V rows.
  */
+#include "config.h"
+#include "engine/attn.h"
 #include "engine/kv_int.h"
 #include "engine/model_int.h"
 #include "quantd/common.h"
@@ -59,6 +61,7 @@ struct qd_ctx {
     float *up;         /* (n_batch, n_ff) */
     float *rope;       /* (n_batch, n_rot) cos, sin per rotated pair */
     float *scores;     /* (n_threads, n_ctx + head_dim) scores, then q */
+    float *attn_ws;    /* (n_threads, qd__attn_ws_floats) blocked attention */
     float *logits;     /* (n_batch, n_vocab) */
     int32_t *out_rows; /* (n_batch) batch index of each flagged token */
     int32_t n_out;
@@ -93,8 +96,18 @@ static void axpy_q8_0_x86(float *o, float w, const qd_block_q8_0 *v, int n);
 static float (*dot_q_q8_0)(const float *, const qd_block_q8_0 *, int);
 static void (*axpy_q8_0)(float *, float, const qd_block_q8_0 *, int);
 
+/* Blocked attention and the vectorized SwiGLU / KV store (attn_avx512.c)
+ * with the AVX-512 kernel sets. */
+static int attn_blocked;
+
 static void f16_table_init(void)
 {
+#if defined(__x86_64__) && defined(QD_ARCH_X86)
+    {
+        const char *kn = qd_kernels_name();
+        attn_blocked = (!strcmp(kn, "avx512") || !strcmp(kn, "amx"));
+    }
+#endif
 #if defined(__x86_64__)
     /* The x86 attention loops need AVX2+FMA+F16C, which every SIMD kernel
      * set requires: follow the set chosen at start-up (so QD_KERNELS=scalar
@@ -336,6 +349,8 @@ int qd_ctx_create(const qd_model_t *m, const qd_ctx_params_t *p, qd_ctx_t **out)
         alloc_buf(&c->rope, nb * m->n_rot, sizeof(float)) ||
         alloc_buf(&c->scores, (size_t)c->n_threads * (prm.n_ctx + hp->head_dim),
                   sizeof(float)) ||
+        alloc_buf(&c->attn_ws, (size_t)c->n_threads * qd__attn_ws_floats(hp->head_dim),
+                  sizeof(float)) ||
         alloc_buf(&c->logits, nb * hp->n_vocab, sizeof(float)) ||
         alloc_buf(&c->out_rows, nb, sizeof(int32_t)) ||
         alloc_buf(&c->scratch, c->scratch_bytes, 1)) {
@@ -357,7 +372,8 @@ void qd_ctx_free(qd_ctx_t *c)
     qd_pool_destroy(c->pool);
     qd__kv_destroy(c->kv);
     float *fbufs[] = {c->x,   c->xn,   c->q,  c->k,    c->v,      c->att,
-                      c->tmp, c->gate, c->up, c->rope, c->scores, c->logits};
+                      c->tmp, c->gate, c->up, c->rope, c->scores, c->attn_ws,
+                      c->logits};
     for (size_t i = 0; i < QD_ARRAY_SIZE(fbufs); i++)
         qd_free_aligned(fbufs[i]);
     qd_free_aligned(c->out_rows);
@@ -506,6 +522,13 @@ static void phase_qkv_post(void *arg, int ith, int nth)
             quant(v, vd, c->n_kv);
         } else {
             qd_fp16_t *k16 = (qd_fp16_t *)kd, *v16 = (qd_fp16_t *)vd;
+#if defined(QD_ARCH_X86)
+            if (attn_blocked) {
+                qd__f32_to_f16_avx512(k, k16, c->n_kv);
+                qd__f32_to_f16_avx512(v, v16, c->n_kv);
+                continue;
+            }
+#endif
             for (int i = 0; i < c->n_kv; i++) {
                 k16[i] = qd_fp32_to_fp16(k[i]);
                 v16[i] = qd_fp32_to_fp16(v[i]);
@@ -589,9 +612,57 @@ static void attend(qd_ctx_t *c, int32_t t, int h, float *sc)
     }
 }
 
+#if defined(QD_ARCH_X86)
+/* Blocked attention: runs of up to QD_ATTN_ROWS / n_rep tokens of one
+ * sequence, times the KV heads, dealt round-robin to the threads. */
+static void attention_blocked(qd_ctx_t *c, int ith, int nth)
+{
+    const qd_hparams_t *hp = &c->m->hp;
+    const qd_kv_t *kv = c->kv;
+    int n_rep = hp->n_head / hp->n_head_kv, hd = hp->head_dim;
+    int per = QD_MAX(1, QD_ATTN_ROWS / n_rep);
+    float *ws = c->attn_ws + (size_t)ith * qd__attn_ws_floats(hd);
+    const qd_batch_t *b = c->b;
+    int item = 0;
+    for (int32_t t = 0; t < b->n_tokens;) {
+        int32_t e = t + 1;
+        while (e < b->n_tokens && e - t < per && b->seq[e] == b->seq[t])
+            e++;
+        for (int g = 0; g < hp->n_head_kv; g++, item++) {
+            if (item % nth != ith)
+                continue;
+            qd_attn_kv_t a = {
+                .data = kv->data,
+                .tab = qd__kv_table(kv, b->seq[t]),
+                .block_bytes = kv->block_bytes,
+                .koff = (size_t)c->il * kv->layer_bytes,
+                .voff = (size_t)c->il * kv->layer_bytes + QD_KV_BLOCK * kv->row_bytes,
+                .row_bytes = kv->row_bytes,
+                .f16 = kv->type == QD_KV_F16,
+                .hd = hd,
+                .n_rep = n_rep,
+                .g = g,
+                .scale = 1.0f / sqrtf((float)hd),
+            };
+            size_t off = (size_t)g * n_rep * hd;
+            qd__attn_avx512(&a, e - t, c->q + (size_t)t * c->n_q + off, c->n_q,
+                            b->pos + t, c->att + (size_t)t * c->n_q + off, c->n_q, ws);
+        }
+        t = e;
+    }
+}
+#endif
+
 static void phase_attention(void *arg, int ith, int nth)
 {
     qd_ctx_t *c = arg;
+#if defined(QD_ARCH_X86)
+    if (attn_blocked && c->kv->type != QD_KV_Q8_0 && c->m->hp.head_dim % 16 == 0 &&
+        c->m->hp.n_head / c->m->hp.n_head_kv <= QD_ATTN_ROWS) {
+        attention_blocked(c, ith, nth);
+        return;
+    }
+#endif
     int n_head = c->m->hp.n_head;
     float *sc = c->scores + (size_t)ith * (c->p.n_ctx + c->m->hp.head_dim);
     int32_t n = c->b->n_tokens * n_head;
@@ -625,6 +696,12 @@ static void phase_swiglu(void *arg, int ith, int nth)
     for (int32_t t = t0; t < t1; t++) {
         float *g = c->gate + (size_t)t * n;
         const float *u = c->up + (size_t)t * n;
+#if defined(QD_ARCH_X86)
+        if (attn_blocked) {
+            qd__swiglu_avx512(g, u, n);
+            continue;
+        }
+#endif
         for (int i = 0; i < n; i++)
             g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
     }

@@ -81,6 +81,11 @@ static const qd_kernels_t *best_supported(int max_level)
                  __builtin_cpu_supports("avx512vl") &&
                  __builtin_cpu_supports("avx512dq") &&
                  __builtin_cpu_supports("avx512vnni");
+    if (avx512 && max_level >= 3) {
+        const qd_kernels_t *amx = qd__kernels_amx();
+        if (amx)
+            return amx;
+    }
     if (avx512 && max_level >= 2)
         return qd__kernels_avx512();
     if (avx2 && max_level >= 1)
@@ -94,7 +99,7 @@ static const qd_kernels_t *best_supported(int max_level)
 static void choose(void)
 {
     const char *force = getenv("QD_KERNELS");
-    int level = 2;
+    int level = 3;
     if (force && *force) {
         if (!strcmp(force, "scalar"))
             level = 0;
@@ -102,8 +107,10 @@ static void choose(void)
             level = 1;
         else if (!strcmp(force, "avx512"))
             level = 2;
+        else if (!strcmp(force, "amx"))
+            level = 3;
         else
-            QD_WARN("quant", "QD_KERNELS=%s unknown (scalar|avx2|avx512); "
+            QD_WARN("quant", "QD_KERNELS=%s unknown (scalar|avx2|avx512|amx); "
                              "using the best supported", force);
     }
     chosen = best_supported(level);

@@ -31,6 +31,18 @@ typedef struct {
                        const int8_t *qs, const float *ta, const float *tb,
                        int n_tok, float *out, int64_t ldo);
     int tile_min_tok;
+    /* BF16 path (NULL if none), used when n_tok >= bf16_min_tok and
+     * qd__tile_sub(w->type) != 0, before the tiled path: weights decoded
+     * to bf16, activations converted to bf16 by act_bf16, float sums.
+     * Activations blocked by 16 tokens and 32 values: value k of token t
+     * at act[((t/16)*(n_cols/32) + k/32)*512 + (t%16)*32 + k%32]; rows
+     * are split among threads in multiples of 32. */
+    void (*gemm_bf16)(const qd_qmat_t *w, int64_t r0, int64_t r1,
+                      const uint16_t *act, int n_tok, float *out, int64_t ldo);
+    /* One token's row x (n values, a multiple of 32) to bf16: chunk c of
+     * 32 values at dst + c*512. */
+    void (*act_bf16)(const float *x, int64_t n, uint16_t *dst);
+    int bf16_min_tok;
 } qd_kernels_t;
 
 /* ---- tiled path (quant/tile.c) ----------------------------------------
@@ -50,6 +62,15 @@ int qd__tile_sub(qd_type_t t);
 void qd__tile_decode(qd_type_t t, const uint8_t *row0, size_t row_bytes,
                      int n_rows, int64_t k0, int nk, uint8_t *restrict u,
                      float *restrict dsc, float *restrict corr);
+/* One row's values [k0, k0+nk) in natural order: u[0..nk) and dsc/corr
+ * per subblock (nk/S each); the weights are dsc*u + corr. */
+void qd__tile_decode_row(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
+                         uint8_t *u, float *dsc, float *corr);
+/* The same with AVX-512 where kernels_avx512.c has a vectorized decoder
+ * for t; returns 0, doing nothing, otherwise. */
+int qd__tile_decode_row_512(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
+                            uint8_t *u, float *dsc, float *corr);
+
 /* From one activation row (vec_dot_type of weight type wt, n values):
  * qs[n] int8 values, ta[n/S], tb[n/S]. */
 void qd__tile_act(qd_type_t wt, const void *act, int64_t n,
@@ -62,10 +83,19 @@ void qd__matmul_with(const qd_kernels_t *k, qd_pool_t *pool,
                      const float *restrict x, int64_t ldx, int n_tok,
                      void *scratch);
 
+/* qd__tile_decode with AVX-512 for the types that have a vectorized row
+ * decoder (kernels_avx512.c); returns 0, doing nothing, for the others. */
+int qd__tile_decode_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
+                        int n_rows, int64_t k0, int nk, uint8_t *restrict u,
+                        float *restrict dsc, float *restrict corr);
+
 /* SIMD sets (kernels_avx2.c, kernels_avx512.c); call only when the CPU
  * supports them (x86 builds only). */
 const qd_kernels_t *qd__kernels_avx2(void);
 const qd_kernels_t *qd__kernels_avx512(void);
+/* The AVX-512 set with the tiled path on AMX-INT8 (kernels_amx.c): NULL
+ * when the CPU lacks AMX or the kernel refuses the tile state. */
+const qd_kernels_t *qd__kernels_amx(void);
 
 /* The table in use (chosen on first call; QD_KERNELS=scalar|avx2|avx512
  * forces one). Thread-safe. */

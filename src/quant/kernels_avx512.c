@@ -336,8 +336,21 @@ static void dec_row_q6_K(const uint8_t *row, int64_t k0, int nk, uint8_t *u,
     }
 }
 
-/* Returns 0 when the type has no vectorized decoder here. */
-static int tile_decode_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
+int qd__tile_decode_row_512(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
+                            uint8_t *u, float *dsc, float *corr)
+{
+    if (t == QD_TYPE_Q4_K)
+        dec_row_q4_K(row, k0, nk, u, dsc, corr);
+    else if (t == QD_TYPE_Q6_K)
+        dec_row_q6_K(row, k0, nk, u, dsc, corr);
+    else
+        return 0;
+    return 1;
+}
+
+/* Returns 0 when the type has no vectorized decoder here. Also used by
+ * the AMX set (kernels_amx.c), which shares this tile layout. */
+int qd__tile_decode_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
                            int n_rows, int64_t k0, int nk, uint8_t *restrict u,
                            float *restrict dsc, float *restrict corr)
 {
@@ -392,7 +405,7 @@ static void avx512_gemm_tiled(const qd_qmat_t *w, int64_t r0, int64_t r1,
         for (int64_t k0 = 0; k0 < K; k0 += QD_TILE_K) {
             int nk = (int)QD_MIN((int64_t)QD_TILE_K, K - k0);
             int ns = nk / S;
-            if (!tile_decode_512(w->type, row0, w->row_bytes, nr, k0, nk, u, dsc, corr))
+            if (!qd__tile_decode_512(w->type, row0, w->row_bytes, nr, k0, nk, u, dsc, corr))
                 qd__tile_decode(w->type, row0, w->row_bytes, nr, k0, nk, u, dsc, corr);
             for (int t = 0; t < n_tok; t += NC_MAX) {
                 int nc = QD_MIN(NC_MAX, n_tok - t);

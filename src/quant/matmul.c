@@ -37,10 +37,20 @@ static size_t tile_bytes(const qd_qmat_t *w, int n_tok)
     return qs + 2 * t;
 }
 
+/* BF16 path: n_tok rows of bf16 values, padded to a multiple of 16. */
+static size_t bf16_bytes(const qd_qmat_t *w, int n_tok)
+{
+    if (!qd__tile_sub(w->type) || w->n_cols % 32)
+        return 0;
+    size_t n = QD_ALIGN_UP((size_t)(n_tok > 0 ? n_tok : 1), 16);
+    return QD_ALIGN_UP(n * (size_t)w->n_cols * 2, 64);
+}
+
 size_t qd_matmul_scratch_bytes(const qd_qmat_t *w, int n_tok)
 {
-    return act_row_bytes(w) * (size_t)(n_tok > 0 ? n_tok : 1) +
-           tile_bytes(w, n_tok);
+    size_t a = act_row_bytes(w) * (size_t)(n_tok > 0 ? n_tok : 1) +
+               tile_bytes(w, n_tok);
+    return QD_MAX(a, bf16_bytes(w, n_tok));
 }
 
 typedef struct {
@@ -54,6 +64,7 @@ typedef struct {
     size_t act_stride;
     const qd_kernels_t *k;
     int tiled;
+    uint16_t *bf;   /* bf16 path: blocked bf16 activations */
     int8_t *qs;     /* tiled: n_tok x n_cols */
     float *ta, *tb; /* tiled: n_tok x (n_cols / S) */
 } matmul_job_t;
@@ -64,6 +75,13 @@ static void quantize_phase(void *v, int ith, int nth)
     const qd_qmat_t *w = j->w;
     qd_type_t at = qd_type_traits(w->type)->vec_dot_type;
     int64_t ns = j->tiled ? w->n_cols / qd__tile_sub(w->type) : 0;
+    if (j->bf) {
+        int64_t nc = w->n_cols / 32;
+        for (int t = ith; t < j->n_tok; t += nth)
+            j->k->act_bf16(j->x + (int64_t)t * j->ldx, w->n_cols,
+                           j->bf + ((size_t)(t / 16) * (size_t)nc * 512 + (size_t)(t % 16) * 32));
+        return;
+    }
     for (int t = ith; t < j->n_tok; t += nth) {
         uint8_t *a = j->act + (size_t)t * j->act_stride;
         j->k->from_float(at, j->x + (int64_t)t * j->ldx, a, w->n_cols);
@@ -82,7 +100,9 @@ static void dot_phase(void *v, int ith, int nth)
     int64_t r0 = c0 * QD_TILE_ROWS, r1 = QD_MIN(c1 * QD_TILE_ROWS, w->n_rows);
     if (r0 >= r1)
         return;
-    if (j->tiled)
+    if (j->bf)
+        j->k->gemm_bf16(w, r0, r1, j->bf, j->n_tok, j->out, j->ldo);
+    else if (j->tiled)
         j->k->gemm_tiled(w, r0, r1, j->qs, j->ta, j->tb, j->n_tok, j->out, j->ldo);
     else
         j->k->gemm(w, r0, r1, j->act, j->act_stride, j->n_tok, j->out, j->ldo);
@@ -108,7 +128,9 @@ void qd__matmul_with(const qd_kernels_t *k, qd_pool_t *pool,
         .k = k,
     };
     int S = qd__tile_sub(w->type);
-    if (k->gemm_tiled && S && n_tok >= k->tile_min_tok) {
+    if (k->gemm_bf16 && S && n_tok >= k->bf16_min_tok && w->n_cols % 32 == 0) {
+        j.bf = scratch;
+    } else if (k->gemm_tiled && S && n_tok >= k->tile_min_tok) {
         uint8_t *p = (uint8_t *)scratch + j.act_stride * (size_t)n_tok;
         size_t tsz = QD_ALIGN_UP((size_t)n_tok * (size_t)(w->n_cols / 16) * sizeof(float), 64);
         j.tiled = 1;
@@ -118,7 +140,9 @@ void qd__matmul_with(const qd_kernels_t *k, qd_pool_t *pool,
         j.tb = (float *)(p + tsz);
     }
     qd_type_t at = qd_type_traits(w->type)->vec_dot_type;
-    if (at == QD_TYPE_F32) {
+    if (j.bf) {
+        qd_pool_run(pool, quantize_phase, &j);
+    } else if (at == QD_TYPE_F32) {
         /* F32 weights read the activations as they are. */
         j.act = (uint8_t *)(uintptr_t)x;
         j.act_stride = (size_t)ldx * sizeof(float);

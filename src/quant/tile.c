@@ -254,6 +254,12 @@ static void decode_row(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
     }
 }
 
+void qd__tile_decode_row(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
+                         uint8_t *u, float *dsc, float *corr)
+{
+    decode_row(t, row, k0, nk, u, dsc, corr);
+}
+
 void qd__tile_decode(qd_type_t t, const uint8_t *row0, size_t row_bytes,
                      int n_rows, int64_t k0, int nk, uint8_t *restrict u,
                      float *restrict dsc, float *restrict corr)

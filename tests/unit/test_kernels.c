@@ -1,13 +1,13 @@
 /*
  * test_kernels.c — SIMD kernel sets against the scalar reference set.
  *
- * For every kernel set this CPU runs (avx2, avx512) and every weight type:
+ * For every kernel set this CPU runs (avx2, avx512, amx) and every weight type:
  *  - activation quantization (Q8_0, Q8_1, Q8_K, F16) bit-identical with the
  *    reference from_float_ref, ties and zero blocks included;
  *  - vec_dot and the whole qd_matmul path (direct and tiled) on random
  *    data with odd shapes, within a tolerance of TOL times the sum of the
  *    absolute products (the integer parts are exact; only the float scale
- *    arithmetic is ordered differently);
+ *    arithmetic is ordered differently; TOL_BF16 for the AMX BF16 path);
  *  - qd_matmul output bit-identical for 1, 2 and 3 threads.
  */
 #include <criterion/criterion.h>
@@ -20,6 +20,10 @@
 #include "quantd/compute.h"
 
 #define TOL 2e-5
+/* The BF16 path (sets with gemm_bf16, from bf16_min_tok tokens) rounds
+ * weights and activations to 8-bit mantissas: each product is off by at
+ * most about 2^-8 of its size. */
+#define TOL_BF16 5e-3
 
 static const qd_type_t all_types[] = {
     QD_TYPE_F32,  QD_TYPE_F16,  QD_TYPE_BF16, QD_TYPE_Q4_0,   QD_TYPE_Q4_1,
@@ -50,7 +54,7 @@ static int have_type(qd_type_t t)
 }
 
 static int n_sets;
-static const qd_kernels_t *sets[2];
+static const qd_kernels_t *sets[3];
 
 static void find_sets(void)
 {
@@ -62,8 +66,11 @@ static void find_sets(void)
         sets[n_sets++] = qd__kernels_avx2();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512vnni"))
+        __builtin_cpu_supports("avx512vnni")) {
         sets[n_sets++] = qd__kernels_avx512();
+        if (qd__kernels_amx())
+            sets[n_sets++] = qd__kernels_amx();
+    }
 #endif
 }
 
@@ -80,7 +87,8 @@ static void quantize_rows(qd_type_t t, const float *x, void *dst,
 Test(kernels, dispatch_names_a_set)
 {
     const char *n = qd_kernels_name();
-    cr_assert(!strcmp(n, "scalar") || !strcmp(n, "avx2") || !strcmp(n, "avx512"));
+    cr_assert(!strcmp(n, "scalar") || !strcmp(n, "avx2") || !strcmp(n, "avx512") ||
+              !strcmp(n, "amx"));
 }
 
 Test(kernels, activation_quantization_bit_identical)
@@ -168,8 +176,11 @@ static void check_matmul(const qd_kernels_t *k, qd_type_t t, int64_t n_rows,
                              qd_type_name(t));
                 continue;
             }
-            double bound = TOL * abs_products(t, (uint8_t *)wq + r * rb,
-                                              x + tk * n_cols, n_cols, wf) + 1e-6;
+            int bf = k->gemm_bf16 && n_tok >= k->bf16_min_tok && qd__tile_sub(t) &&
+                     n_cols % 32 == 0;
+            double bound = (bf ? TOL_BF16 : TOL) *
+                               abs_products(t, (uint8_t *)wq + r * rb,
+                                            x + tk * n_cols, n_cols, wf) + 1e-6;
             cr_assert(fabs((double)e - g) <= bound,
                       "%s %s rows %ld cols %ld tok %d/%d row %ld: ref %.9g got "
                       "%.9g (bound %.3g)",
@@ -227,7 +238,7 @@ Test(kernels, matmul_matches_reference)
         cr_skip_test("no SIMD kernel set on this CPU");
     qd_pool_t *pool;
     cr_assert_eq(qd_pool_create(2, &pool), 0);
-    const int toks[] = {1, 2, 3, 7, 17};
+    const int toks[] = {1, 2, 3, 7, 17, 33, 50};
     const int64_t rows[] = {1, 17, 35};
     for (size_t i = 0; i < QD_ARRAY_SIZE(all_types); i++) {
         qd_type_t t = all_types[i];
@@ -250,7 +261,7 @@ Test(kernels, matmul_independent_of_thread_count)
 {
     const qd_type_t types[] = {QD_TYPE_Q4_0, QD_TYPE_Q8_0, QD_TYPE_Q4_K,
                                QD_TYPE_Q6_K, QD_TYPE_F16};
-    const int toks[] = {1, 9};
+    const int toks[] = {1, 9, 40};
     for (size_t i = 0; i < QD_ARRAY_SIZE(types); i++) {
         qd_type_t t = types[i];
         if (!have_type(t))

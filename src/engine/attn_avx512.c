@@ -1,0 +1,330 @@
+/*
+ * attn_avx512.c — blocked attention with AVX-512 (see attn.h).
+ *
+ * Per block of 16 cached positions: K is converted to float and transposed
+ * (Kt[d][i]) so that one row's 16 scores are hd broadcast multiply-adds
+ * with no horizontal sums, four rows sharing each Kt load; V is converted
+ * to float (Vf[i][d]). Each row keeps a running maximum m, a running sum l
+ * and its output accumulator O (online softmax): for a new block,
+ * O = O*exp(m - m') + sum_i exp(s_i - m') V_i. Positions a row may not see
+ * (its own position onwards, or past the sequence) are masked.
+ */
+#include "engine/attn.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#define BLK 16
+/* Positions whose scores pass 0 keeps for pass 1 (per row); longer
+ * contexts recompute them. */
+#define SCAP 2048
+
+size_t qd__attn_ws_floats(int hd)
+{
+    /* qf, O: ROWS x hd; Kt: hd x 16; Vf: 16 x hd; m, l: ROWS; p: 16;
+     * score cache: ROWS x SCAP */
+    return (size_t)QD_ATTN_ROWS * (size_t)hd * 2 + (size_t)hd * BLK * 2 +
+           QD_ATTN_ROWS * 2 + BLK + 64 + (size_t)QD_ATTN_ROWS * SCAP;
+}
+
+/* e^x, x <= 0 or moderate; about 1 ulp over the range used here. */
+static inline __m512 exp512(__m512 x)
+{
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    /* Taylor series to degree 7 on |r| <= ln2/2 */
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+static inline __m512 round_f16(__m512 x)
+{
+    return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+/* 16 values of a cached row (fp16 or float) to float. */
+static inline __m512 load_row16(const uint8_t *row, int f16, int d)
+{
+    if (f16)
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + d)));
+    return _mm512_loadu_ps((const float *)row + d);
+}
+
+static inline void transpose16(__m512 v[16])
+{
+    __m512i r[16], t[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = _mm512_castps_si512(v[i]);
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm512_castsi512_ps(_mm512_shuffle_i32x4(t[i], t[i + 8], 0x88));
+        v[i + 8] = _mm512_castsi512_ps(_mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd));
+        v[i + 4] = _mm512_castsi512_ps(_mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88));
+        v[i + 12] = _mm512_castsi512_ps(_mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd));
+    }
+}
+
+/* Update one row with the scores s (16 lanes, masked lanes ignored). */
+static inline void row_update(__m512 s, __mmask16 mask, float *m, float *l,
+                              float *O, const float *Vf, int hd, int nv,
+                              int f16, float *p_buf)
+{
+    float bm = _mm512_mask_reduce_max_ps(mask, s);
+    float mn = bm > *m ? bm : *m;
+    float corr = expf(*m - mn); /* 0 on the first visible block */
+    __m512 p = _mm512_maskz_mov_ps(mask, exp512(_mm512_sub_ps(s, _mm512_set1_ps(mn))));
+    if (f16)
+        p = round_f16(p);
+    *l = *l * corr + _mm512_reduce_add_ps(p);
+    *m = mn;
+    _mm512_store_ps(p_buf, p);
+    __m512 cv = _mm512_set1_ps(corr);
+    for (int d = 0; d < hd; d += 64) {
+        int nd = hd - d >= 64 ? 4 : (hd - d) / 16;
+        __m512 acc[4];
+        for (int k = 0; k < nd; k++)
+            acc[k] = _mm512_mul_ps(_mm512_loadu_ps(O + d + 16 * k), cv);
+        for (int i = 0; i < nv; i++) {
+            __m512 w = _mm512_set1_ps(p_buf[i]);
+            for (int k = 0; k < nd; k++)
+                acc[k] = _mm512_fmadd_ps(w, _mm512_loadu_ps(Vf + (size_t)i * hd + d + 16 * k), acc[k]);
+        }
+        for (int k = 0; k < nd; k++)
+            _mm512_storeu_ps(O + d + 16 * k, acc[k]);
+    }
+}
+
+/* Scores of nr (<= 4) rows against the transposed block: 16 lanes each.
+ * Each score is summed in the order of the per-key dot product of the
+ * unblocked path (forward.c, dot_q_f16_x86): 16 partial sums over
+ * d = c, c+16, ... then a fixed reduction tree, so both paths give the
+ * same scores to the bit. */
+static inline __m512 score_row(const float *q, int hd, const float *Kt)
+{
+    __m512 a[16];
+    for (int c = 0; c < 16; c++)
+        a[c] = _mm512_mul_ps(_mm512_set1_ps(q[c]), _mm512_load_ps(Kt + (size_t)c * BLK));
+    for (int d = 16; d < hd; d += 16)
+        for (int c = 0; c < 16; c++)
+            a[c] = _mm512_fmadd_ps(_mm512_set1_ps(q[d + c]),
+                                   _mm512_load_ps(Kt + (size_t)(d + c) * BLK), a[c]);
+    for (int c = 0; c < 8; c++)
+        a[c] = _mm512_add_ps(a[c], a[c + 8]);
+    for (int c = 0; c < 4; c++)
+        a[c] = _mm512_add_ps(a[c], a[c + 4]);
+    a[0] = _mm512_add_ps(a[0], a[2]);
+    a[1] = _mm512_add_ps(a[1], a[3]);
+    return _mm512_add_ps(a[0], a[1]);
+}
+
+static inline void scores4(const float *q0, int hd, int nr, const float *Kt,
+                           __m512 *s)
+{
+    for (int k = 0; k < nr; k++)
+        s[k] = score_row(q0 + (size_t)k * hd, hd, Kt);
+}
+
+/* Running maximum and sum of exp(s - max) (pass 0 of the f16 case). */
+static inline void stats_update(__m512 s, __mmask16 mask, float *m, float *l)
+{
+    float bm = _mm512_mask_reduce_max_ps(mask, s);
+    float mn = bm > *m ? bm : *m;
+    __m512 p = _mm512_maskz_mov_ps(mask, exp512(_mm512_sub_ps(s, _mm512_set1_ps(mn))));
+    *l = *l * expf(*m - mn) + _mm512_reduce_add_ps(p);
+    *m = mn;
+}
+
+/* O += fp16(exp(s - m) / l) * V (pass 1 of the f16 case); multiply then
+ * add, in position order, as the unblocked path's axpy. */
+static inline void accumulate(__m512 s, __mmask16 mask, float m, float l,
+                              float *O, const float *Vf, int hd, int nv,
+                              float *p_buf)
+{
+    __m512 p = _mm512_maskz_mov_ps(mask, exp512(_mm512_sub_ps(s, _mm512_set1_ps(m))));
+    p = round_f16(_mm512_mul_ps(p, _mm512_set1_ps(1.0f / l)));
+    _mm512_store_ps(p_buf, p);
+    for (int d = 0; d < hd; d += 64) {
+        int nd = hd - d >= 64 ? 4 : (hd - d) / 16;
+        __m512 acc[4];
+        for (int k = 0; k < nd; k++)
+            acc[k] = _mm512_loadu_ps(O + d + 16 * k);
+        for (int i = 0; i < nv; i++) {
+            __m512 w = _mm512_set1_ps(p_buf[i]);
+            for (int k = 0; k < nd; k++)
+                acc[k] = _mm512_add_ps(acc[k], _mm512_mul_ps(w, _mm512_loadu_ps(Vf + (size_t)i * hd + d + 16 * k)));
+        }
+        for (int k = 0; k < nd; k++)
+            _mm512_storeu_ps(O + d + 16 * k, acc[k]);
+    }
+}
+
+void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
+                     int64_t ldq, const int32_t *pos, float *o, int64_t ldo,
+                     float *ws)
+{
+    const int hd = kv->hd, nrep = kv->n_rep, rows = n_tok * nrep;
+    float *qf = ws, *O = qf + (size_t)QD_ATTN_ROWS * hd;
+    float *Kt = O + (size_t)QD_ATTN_ROWS * hd, *Vf = Kt + (size_t)hd * BLK;
+    float *m = Vf + (size_t)BLK * hd, *l = m + QD_ATTN_ROWS;
+    float *p_buf = (float *)(((uintptr_t)(l + QD_ATTN_ROWS) + 63) & ~(uintptr_t)63);
+    float *sc = p_buf + BLK;
+    int32_t pmax = 0;
+    for (int i = 0; i < n_tok; i++)
+        pmax = pos[i] > pmax ? pos[i] : pmax;
+    const int cached = kv->f16 && pmax < SCAP;
+    for (int r = 0; r < rows; r++) {
+        const float *src = q + (size_t)(r / nrep) * ldq + (size_t)(r % nrep) * hd;
+        for (int d = 0; d < hd; d += 16) {
+            __m512 x = _mm512_loadu_ps(src + d);
+            _mm512_storeu_ps(qf + (size_t)r * hd + d, kv->f16 ? round_f16(x) : x);
+            _mm512_storeu_ps(O + (size_t)r * hd + d, _mm512_setzero_ps());
+        }
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+    }
+    const size_t eoff = (size_t)kv->g * hd * (kv->f16 ? 2 : 4);
+    const __m512 scale = _mm512_set1_ps(kv->scale);
+    /* With an f32 cache: one pass, online softmax. With an f16 cache the
+     * softmax weights are normalized before they are rounded to fp16 (as
+     * a matrix product of f16 V by the rounded weights does), which needs
+     * the final maximum and sum first: pass 0 computes them, pass 1
+     * accumulates V (reading pass 0's scores, or recomputing them past
+     * SCAP positions). */
+    for (int pass = kv->f16 ? 0 : 1; pass < 2; pass++) {
+        int two = kv->f16;
+        for (int32_t b = 0; b * BLK <= pmax; b++) {
+            const int32_t p0 = b * BLK;
+            const int nv = pmax + 1 - p0 < BLK ? pmax + 1 - p0 : BLK;
+            const uint8_t *blk = kv->data + (size_t)kv->tab[b] * kv->block_bytes;
+            for (int d = 0; d < hd; d += 16) {
+                if (pass == 1 && cached) { /* V only */
+                    for (int i = 0; i < nv; i++) {
+                        const uint8_t *vr = blk + kv->voff + (size_t)i * kv->row_bytes + eoff;
+                        _mm512_storeu_ps(Vf + (size_t)i * hd + d, load_row16(vr, kv->f16, d));
+                    }
+                    continue;
+                }
+                __m512 v[16];
+                for (int i = 0; i < BLK; i++) {
+                    if (i < nv) {
+                        const uint8_t *kr = blk + kv->koff + (size_t)i * kv->row_bytes + eoff;
+                        v[i] = load_row16(kr, kv->f16, d);
+                        if (pass == 1) {
+                            const uint8_t *vr = blk + kv->voff + (size_t)i * kv->row_bytes + eoff;
+                            _mm512_storeu_ps(Vf + (size_t)i * hd + d, load_row16(vr, kv->f16, d));
+                        }
+                    } else {
+                        v[i] = _mm512_setzero_ps();
+                    }
+                }
+                transpose16(v);
+                for (int j = 0; j < 16; j++)
+                    _mm512_store_ps(Kt + (size_t)(d + j) * BLK, v[j]);
+            }
+            for (int r0 = 0; r0 < rows; r0 += 4) {
+                int nr = rows - r0 < 4 ? rows - r0 : 4;
+                __mmask16 mk[4];
+                int any = 0;
+                for (int k = 0; k < 4; k++) {
+                    mk[k] = 0;
+                    if (k < nr) {
+                        int32_t vis = pos[(r0 + k) / nrep] + 1 - p0; /* visible here */
+                        if (vis > 0)
+                            mk[k] = (__mmask16)(vis >= BLK ? 0xffff : (1u << vis) - 1);
+                        any |= mk[k];
+                    }
+                }
+                if (!any)
+                    continue;
+                __m512 sv[4];
+                if (!(pass == 1 && cached))
+                    scores4(qf + (size_t)r0 * hd, hd, nr, Kt, sv);
+                for (int k = 0; k < nr; k++) {
+                    if (!mk[k])
+                        continue;
+                    int r = r0 + k;
+                    float *sr = sc + (size_t)r * SCAP + p0;
+                    __m512 sk;
+                    if (pass == 1 && cached) {
+                        sk = _mm512_load_ps(sr);
+                    } else {
+                        sk = _mm512_mul_ps(sv[k], scale);
+                        if (cached)
+                            _mm512_store_ps(sr, sk);
+                    }
+                    if (pass == 0)
+                        stats_update(sk, mk[k], &m[r], &l[r]);
+                    else if (two)
+                        accumulate(sk, mk[k], m[r], l[r], O + (size_t)r * hd, Vf, hd, nv, p_buf);
+                    else
+                        row_update(sk, mk[k], &m[r], &l[r], O + (size_t)r * hd, Vf,
+                                   hd, nv, 0, p_buf);
+                }
+            }
+        }
+    }
+    if (kv->f16) /* accumulate() applied 1/l already */
+        for (int r = 0; r < rows; r++)
+            l[r] = 1.0f;
+    for (int r = 0; r < rows; r++) {
+        float *dst = o + (size_t)(r / nrep) * ldo + (size_t)(r % nrep) * hd;
+        __m512 inv = _mm512_set1_ps(l[r] > 0.0f ? 1.0f / l[r] : 0.0f);
+        for (int d = 0; d < hd; d += 16)
+            _mm512_storeu_ps(dst + d, _mm512_mul_ps(_mm512_loadu_ps(O + (size_t)r * hd + d), inv));
+    }
+}
+
+void qd__f32_to_f16_avx512(const float *x, uint16_t *y, int n)
+{
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(y + i),
+                            _mm512_cvtps_ph(_mm512_loadu_ps(x + i),
+                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        _mm256_mask_storeu_epi16(y + i, k,
+                                 _mm512_cvtps_ph(_mm512_maskz_loadu_ps(k, x + i),
+                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+}
+
+void qd__swiglu_avx512(float *g, const float *u, int n)
+{
+    int i = 0;
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_loadu_ps(g + i);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)),
+                                              _mm512_loadu_ps(u + i)));
+    }
+    for (; i < n; i++)
+        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
