@@ -218,7 +218,7 @@ static void on_hangup(uv_poll_t *p, int status, int events)
 /* Connections from c's address other than c, not evicted and not known
  * gone. Hang-ups already reported are taken into account first, so a
  * client that just closed its connections is not held to them. */
-static int same_peer(qd_http_t *h, const conn_t *c)
+static int same_peer(qd_http_t *h, const conn_t *c, int limit)
 {
     if (check_hangups(h))
         h->rerun = 1;
@@ -227,6 +227,24 @@ static int same_peer(qd_http_t *h, const conn_t *c)
         if (o != c && !o->evicted && !(o->req && o->req->peer_gone) &&
             !strcmp(o->peer, c->peer))
             n++;
+    if (n < limit)
+        return n;
+    /* At the limit: connections whose client already hung up (reset
+     * while MHD was not watching them for reading) must not count. Shut
+     * them down so MHD closes them now, and count again. */
+    for (conn_t *o = h->conns; o; o = o->next) {
+        if (o != c && !o->evicted && o->fd >= 0 &&
+            !(o->req && o->req->peer_gone) && !strcmp(o->peer, c->peer) &&
+            peer_closed(o->fd)) {
+            shutdown(o->fd, SHUT_RDWR);
+            o->evicted = 1;
+            h->n_active--;
+            if (o->req && o->req->suspended)
+                peer_gone(o->req);
+            h->rerun = 1;
+            n--;
+        }
+    }
     return n;
 }
 
@@ -263,7 +281,7 @@ static int over_limit(qd_http_t *h, conn_t *c)
 {
     if (c->over_limit && h->n_active <= h->max_conns)
         c->over_limit = 0;
-    if (h->max_per_ip && same_peer(h, c) >= h->max_per_ip)
+    if (h->max_per_ip && same_peer(h, c, h->max_per_ip) >= h->max_per_ip)
         c->over_limit = 1;
     return c->over_limit;
 }
@@ -600,6 +618,8 @@ static void on_sweep(uv_timer_t *t)
         }
         hreq_t *r = c->req;
         if (r && r->suspended && peer_closed(c->fd)) {
+            QD_DEBUG("http", "%s: gone while waiting (noticed by the sweep)",
+                     c->peer);
             peer_gone(r);
             resumed = 1;
         }
