@@ -72,6 +72,7 @@ typedef struct {
 
 struct conn {
     conn_t *prev, *next;
+    struct MHD_Connection *mc;
     int fd;
     uint64_t deadline; /* ns; 0 while a received request is processed */
     uint64_t idle_since; /* ns: accepted, or its last request ended */
@@ -553,6 +554,7 @@ static void on_connection(void *cls, struct MHD_Connection *mc,
             return; /* on_request answers MHD_NO: the connection closes */
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c->mc = mc;
         c->fd = ci ? ci->connect_fd : -1;
         ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         snprintf(c->peer, sizeof c->peer, "-");
@@ -617,6 +619,20 @@ static void on_sweep(uv_timer_t *t)
             continue;
         }
         hreq_t *r = c->req;
+        if (!r && !c->evicted && peer_closed(c->fd)) {
+            /* Between requests and reset by the client: MHD has seen the
+             * error, but in epoll mode it frees a closed connection only
+             * when it next visits it, which can take many seconds (its
+             * timeout list is scanned oldest first and stops at the first
+             * live one). A connection with its own timeout is visited on
+             * every run. */
+            MHD_set_connection_option(c->mc, MHD_CONNECTION_OPTION_TIMEOUT,
+                                      (unsigned)1);
+            c->evicted = 1;
+            h->n_active--;
+            resumed = 1;
+            continue;
+        }
         if (r && r->suspended && peer_closed(c->fd)) {
             QD_DEBUG("http", "%s: gone while waiting (noticed by the sweep)",
                      c->peer);
