@@ -112,5 +112,10 @@ void qd_free_aligned(void *p);
 /* Testing hook: after `n` more successful allocations, fail every one
  * (n < 0 disables). Thread-global. */
 void qd_fail_alloc_after(long n);
+/* Testing hook: the n-th allocation from now (n >= 1) fails, and only that
+ * one (n <= 0 disables). Thread-global; counts every thread's calls. */
+void qd_fail_alloc_nth(long n);
+/* Allocation failures injected by the two hooks since start. */
+unsigned long qd_alloc_failures_injected(void);
 
 #endif /* QUANTD_COMMON_H */

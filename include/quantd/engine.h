@@ -63,6 +63,9 @@ const qd_gguf_t *qd_model_gguf(const qd_model_t *m);
 const char *qd_model_arch_name(const qd_model_t *m);
 /* Bytes of weights (tensor data) and bits per weight over the matrices. */
 size_t qd_model_weight_bytes(const qd_model_t *m);
+/* 1 if the model file was truncated while mapped (qd_gguf_damaged): its
+ * outputs are garbage from then on and it must be reloaded. */
+int qd_model_damaged(const qd_model_t *m);
 
 /* ---- batch ------------------------------------------------------------ */
 typedef struct {

@@ -68,6 +68,10 @@ uint32_t qd_gguf_version(const qd_gguf_t *g);
 uint32_t qd_gguf_alignment(const qd_gguf_t *g);
 size_t qd_gguf_data_offset(const qd_gguf_t *g); /* absolute, in the file */
 size_t qd_gguf_file_size(const qd_gguf_t *g);
+/* 1 if the file shrank while mapped and a read past its new end was
+ * absorbed (zeros read instead; see quantd/mapguard.h): everything
+ * computed from the mapping since is garbage. */
+int qd_gguf_damaged(const qd_gguf_t *g);
 
 /* ---- metadata --------------------------------------------------------- */
 int64_t qd_gguf_n_kv(const qd_gguf_t *g);

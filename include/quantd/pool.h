@@ -72,19 +72,24 @@ typedef struct {
  * scheduler) if needed; *sched stays valid until the matching
  * qd_modelpool_release(). QD_ENOTFOUND: unknown name; QD_ETOOBIG: refused
  * at add time; QD_EBUSY: not enough
- * budget left even after unloading every idle model; load errors as from
+ * budget left even after unloading every idle model; QD_EIO: the loaded
+ * model's file was truncated under its mapping and requests still use it
+ * (unused, it is unloaded and reloaded here); load errors as from
  * qd_model_load / qd_sched_create.
  */
 int qd_modelpool_acquire(qd_modelpool_t *pool, const char *name, qd_sched_t **sched);
 /* Take a reference only if the model is loaded now (never loads, never
- * waits for a load): 0, QD_EAGAIN (not loaded or loading), QD_ENOTFOUND.
+ * waits for a load): 0, QD_EAGAIN (not loaded or loading; a damaged
+ * unused model is unloaded first), QD_EIO (damaged, still in use),
+ * QD_ENOTFOUND.
  * *model and *sched stay valid until the matching release. */
 int qd_modelpool_try_acquire(qd_modelpool_t *pool, const char *name,
                              qd_sched_t **sched, const qd_model_t **model);
 void qd_modelpool_release(qd_modelpool_t *pool, const char *name);
 
 /* Unload unpinned models unused for idle_unload_ms as of now_ns
- * (qd_now_ns clock). Returns how many were unloaded. */
+ * (qd_now_ns clock), and unused models whose file was truncated under
+ * their mapping (qd_model_damaged). Returns how many were unloaded. */
 int qd_modelpool_reap(qd_modelpool_t *pool, uint64_t now_ns);
 
 typedef struct {

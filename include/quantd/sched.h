@@ -121,7 +121,9 @@ void qd_sched_destroy(qd_sched_t *s);
 /*
  * Queue a request. 0 and *req_id on success; QD_EFULL if the queue is full;
  * QD_EINVAL for bad parameters (qd_errmsg says which); QD_ETOOBIG if the
- * prompt plus max_tokens can never fit the context or the KV pool.
+ * prompt plus max_tokens can never fit the context or the KV pool;
+ * QD_EIO if the model file was truncated under its mapping
+ * (qd_model_damaged: running requests then end with ERROR QD_EIO too).
  */
 int qd_sched_submit(qd_sched_t *s, const qd_gen_params_t *g, qd_event_cb cb,
                     void *userdata, uint64_t *req_id);

@@ -28,6 +28,7 @@
 #include "api/api.h"
 #include "api/chat.h"
 #include "api/openai.h"
+#include "engine/unicode.h"
 #include "quantd/common.h"
 #include "quantd/metrics.h"
 #include "quantd/pool.h"
@@ -71,6 +72,19 @@ typedef struct {
     size_t text_offset;  /* completions logprobs text_offset */
 } api_choice_t;
 
+/* How a generation request ended (quantd_generation_requests_ended_total):
+ * every one received ends as exactly one of these when its call is freed. */
+typedef enum {
+    GEN_FINISHED = 0, /* ran to its end (DONE) */
+    GEN_CANCELLED,    /* the client went away before the end */
+    GEN_REJECTED,     /* answered without running: 4xx, queue full, ... */
+    GEN_FAILED,       /* ran and failed (engine error, model file changed) */
+    N_GEN_OUTCOMES
+} gen_outcome_t;
+
+static const char *const gen_outcome_name[N_GEN_OUTCOMES] = {
+    "finished", "cancelled", "rejected", "failed"};
+
 struct qd_api_call {
     qd_api_resp_t resp;
     qd_api_t *api;
@@ -79,6 +93,17 @@ struct qd_api_call {
     void *wake_ctx;
     int released;
     int gen_active; /* submitted, final event not yet seen */
+    /* Accounting of generation requests (loop thread): gen = 1 for a
+     * generation call; at call_free it ends as one gen_outcome_t. */
+    int gen, gen_submitted, gen_cancelled, gen_failed;
+    /* The answer could not be built completely (an allocation failed):
+     * the generation is cancelled and the client gets an error instead of
+     * a silently incomplete answer. `lost` is set by the engine thread
+     * when an event could not be queued. */
+    int oom;
+    _Atomic int lost;
+    int body_static;   /* resp.body is static text: never freed */
+    ev_node_t *final_node; /* preallocated for the final event */
     int held;       /* holds a pool reference on m */
     uint64_t req_id;
     api_model_t *m;
@@ -125,6 +150,8 @@ struct qd_api {
     qd_api_call_t *calls; /* live calls (loop thread) */
     int n_calls;
     uint64_t n_requests;
+    uint64_t gen_received;             /* generation requests in */
+    uint64_t gen_ended[N_GEN_OUTCOMES]; /* ... and how they ended */
     /* events from engine threads */
     pthread_mutex_t evmu;
     ev_node_t *evq_head, *evq_tail;
@@ -154,31 +181,38 @@ static void add_header(qd_api_resp_t *r, const char *name, const char *value)
     r->n_headers++;
 }
 
-/* Answer with a JSON value (stolen). */
+static const char oom_body[] =
+    "{\"error\":{\"message\":\"The server ran out of memory while "
+    "handling the request.\",\"type\":\"server_error\",\"param\":null,"
+    "\"code\":\"out_of_memory\"}}";
+
+/* Replace the response body (b owned by the call; NULL: the static
+ * out-of-memory error, status 500). */
+static void set_body(qd_api_call_t *c, char *b, size_t len, int status)
+{
+    if (!c->body_static)
+        qd_free(c->resp.body);
+    c->body_static = !b;
+    c->resp.body = b ? b : (char *)oom_body;
+    c->resp.body_len = b ? len : sizeof oom_body - 1;
+    c->resp.content_type = "application/json";
+    c->resp.status = b ? status : 500;
+}
+
+/* Answer with a JSON value (stolen); NULL (a failed build): 500. */
 static void respond_json(qd_api_call_t *c, int status, json_t *j)
 {
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    size_t len = 0;
+    char *s = qd_api_json_dump(j, &len);
     json_decref(j);
-    qd_free(c->resp.body);
-    c->resp.body = s ? qd_strdup(s) : NULL;
-    free(s);
-    if (!c->resp.body) {
-        c->resp.body = qd_strdup(
-            "{\"error\":{\"message\":\"out of memory\",\"type\":"
-            "\"server_error\",\"param\":null,\"code\":null}}");
-        status = 500;
-    }
-    c->resp.body_len = c->resp.body ? strlen(c->resp.body) : 0;
-    c->resp.content_type = "application/json";
-    c->resp.status = status;
+    set_body(c, s, len, status);
 }
 
 static void respond_err(qd_api_call_t *c, const qd_api_err_t *e)
 {
-    qd_free(c->resp.body);
-    c->resp.body = qd_api_err_json(e, &c->resp.body_len);
-    c->resp.content_type = "application/json";
-    c->resp.status = c->resp.body ? e->status : 500;
+    size_t len = 0;
+    char *b = qd_api_err_json(e, &len);
+    set_body(c, b, len, e->status);
     if (e->status == 503) {
         char ra[32];
         snprintf(ra, sizeof ra, "%lld", (long long)c->api->retry_after_s);
@@ -473,6 +507,19 @@ static char *render_metrics(qd_api_t *api, size_t *len)
                          "HTTP requests answered, by status", lb,
                          (double)api->status_count[i], i == 0);
     }
+    qd_metric_render(f, "quantd_generation_requests_received_total",
+                     "counter",
+                     "generation requests (completions, chat) received", "",
+                     (double)api->gen_received, 1);
+    for (int i = 0; i < N_GEN_OUTCOMES; i++) {
+        char lb[40];
+        snprintf(lb, sizeof lb, "outcome=\"%s\"", gen_outcome_name[i]);
+        qd_metric_render(f, "quantd_generation_requests_ended_total",
+                         "counter",
+                         "generation requests ended, by outcome; received "
+                         "= the sum over outcomes + those in progress",
+                         lb, (double)api->gen_ended[i], i == 0);
+    }
     qd_metric_render(f, "quantd_prompt_tokens_total", "counter",
                      "prompt tokens of finished generations", "",
                      (double)api->tokens_in, 1);
@@ -548,14 +595,18 @@ static void on_event(const qd_event_t *ev, void *ud)
 {
     qd_api_call_t *c = ud;
     qd_api_t *api = c->api;
-    ev_node_t *n = qd_calloc(1, sizeof *n);
-    if (!n) {
-        /* Nothing safe to do for a lost token; a lost final event would
-         * leak the call, so final events retry until memory is back. */
-        if (ev->type != QD_EV_DONE && ev->type != QD_EV_ERROR)
-            return;
-        while (!(n = qd_calloc(1, sizeof *n)))
-            ;
+    ev_node_t *n;
+    if (ev->type == QD_EV_DONE || ev->type == QD_EV_ERROR) {
+        /* The final event never waits for memory: its node was allocated
+         * at submission (the call lives until this event is drained). */
+        n = c->final_node;
+        c->final_node = NULL;
+        while (!n) /* not reached: every submitted call has one */
+            n = qd_calloc(1, sizeof *n);
+        memset(n, 0, sizeof *n);
+    } else if (!(n = qd_calloc(1, sizeof *n))) {
+        atomic_store(&c->lost, 1); /* the answer would miss this event */
+        return;
     }
     n->call = c;
     n->ev = *ev;
@@ -565,8 +616,11 @@ static void on_event(const qd_event_t *ev, void *ud)
     size_t len = ev->type == QD_EV_TOKEN ? (size_t)ev->text_len
                  : src                   ? strlen(src)
                                          : 0;
-    if (src && len && !(n->text = qd_strndup(src, len)))
+    if (src && len && !(n->text = qd_strndup(src, len))) {
         len = 0;
+        if (ev->type == QD_EV_TOKEN)
+            atomic_store(&c->lost, 1);
+    }
     n->ev.text = n->text;
     n->ev.text_len = (int32_t)(n->text ? len : 0);
     n->ev.message = n->text;
@@ -590,6 +644,13 @@ static void call_free(qd_api_call_t *c)
     if (c->next)
         c->next->prev = c->prev;
     api->n_calls--;
+    if (c->gen) {
+        gen_outcome_t o = c->gen_cancelled   ? GEN_CANCELLED
+                          : !c->gen_submitted ? GEN_REJECTED
+                          : c->gen_failed     ? GEN_FAILED
+                                              : GEN_FINISHED;
+        api->gen_ended[o]++;
+    }
     if (c->wait_m) {
         qd_api_call_t **pp = &c->wait_m->waiting;
         while (*pp && *pp != c)
@@ -605,7 +666,9 @@ static void call_free(qd_api_call_t *c)
         json_decref(c->ch[i].lp_pending);
     }
     qd_free(c->ch);
-    qd_free(c->resp.body);
+    qd_free(c->final_node);
+    if (!c->body_static)
+        qd_free(c->resp.body);
     qd_free(c->resp.sbuf);
     for (int i = 0; i < c->resp.n_headers; i++) {
         qd_free(c->resp.headers[i].name);
@@ -619,15 +682,27 @@ static int piece_fn(void *ud, int32_t tok, char *buf, int cap)
     return qd_token_to_piece(ud, tok, buf, cap, 0);
 }
 
+/* The answer cannot be completed for lack of memory: stop generating;
+ * on_done answers with an error (see `oom`). */
+static void call_oom(qd_api_call_t *c)
+{
+    if (c->oom)
+        return;
+    c->oom = 1;
+    if (c->gen_active)
+        qd_sched_cancel(c->sched, c->req_id);
+}
+
+/* Append j (stolen; NULL: a failed build) as one SSE event. */
 static void sse_push_json(qd_api_call_t *c, json_t *j)
 {
-    char *s = json_dumps(j, JSON_COMPACT);
+    size_t n = 0;
+    char *s = qd_api_json_dump(j, &n);
     json_decref(j);
-    if (!s)
-        return;
-    qd_sse_append(&c->resp.sbuf, &c->resp.s_len, &c->resp.s_cap, s,
-                  strlen(s));
-    free(s);
+    if (!s || qd_sse_append(&c->resp.sbuf, &c->resp.s_len, &c->resp.s_cap, s,
+                            n))
+        call_oom(c);
+    qd_free(s);
     c->last_write = qd_now_ns();
 }
 
@@ -637,8 +712,10 @@ static void sse_push_raw(qd_api_call_t *c, const char *s)
     if (need > c->resp.s_cap) {
         size_t nc = QD_MAX(c->resp.s_cap * 2, need + 64);
         char *nb = qd_realloc(c->resp.sbuf, nc);
-        if (!nb)
+        if (!nb) {
+            call_oom(c);
             return;
+        }
         c->resp.sbuf = nb;
         c->resp.s_cap = nc;
     }
@@ -667,8 +744,11 @@ static json_t *chunk_json(qd_api_call_t *c, int32_t idx, json_t *payload,
                                   : "text_completion",
                           "created", (json_int_t)c->created, "model",
                           c->m->name, "choices", choice);
-    if (j && c->include_usage)
-        json_object_set_new(j, "usage", json_null());
+    if (j && c->include_usage &&
+        json_object_set_new(j, "usage", json_null())) {
+        json_decref(j);
+        j = NULL;
+    }
     return j;
 }
 
@@ -680,33 +760,38 @@ static json_t *new_lp(int chat)
                      "top_logprobs", "text_offset");
 }
 
-/* Append a token's logprob entry to `dst` (shape per endpoint). */
-static void lp_append(qd_api_call_t *c, api_choice_t *ch, json_t *dst,
-                      const qd_sample_t *s)
+/* Append a token's logprob entry to `dst` (shape per endpoint); -1 if
+ * memory ran out (dst may then hold part of the entry). */
+static int lp_append(qd_api_call_t *c, api_choice_t *ch, json_t *dst,
+                     const qd_sample_t *s)
 {
     const qd_tokenizer_t *tok = qd_model_tokenizer(c->m->model);
-    if (c->chat) {
-        json_array_append_new(dst, qd_api_chat_logprob(s, c->top_logprobs,
-                                                       piece_fn, (void *)tok));
-        return;
-    }
     json_t *e = qd_api_chat_logprob(s, c->top_logprobs, piece_fn, (void *)tok);
-    if (!e)
-        return;
-    json_array_append(json_object_get(dst, "tokens"),
-                      json_object_get(e, "token"));
-    json_array_append(json_object_get(dst, "token_logprobs"),
-                      json_object_get(e, "logprob"));
+    if (!e || !dst)
+        goto fail;
+    if (c->chat)
+        return json_array_append_new(dst, e) ? -1 : 0;
     json_t *top = json_object();
     size_t i;
     json_t *t;
+    int bad = !top;
     json_array_foreach(json_object_get(e, "top_logprobs"), i, t)
-        json_object_set(top, json_string_value(json_object_get(t, "token")),
-                        json_object_get(t, "logprob"));
-    json_array_append_new(json_object_get(dst, "top_logprobs"), top);
-    json_array_append_new(json_object_get(dst, "text_offset"),
-                          json_integer((json_int_t)ch->text_offset));
+        bad |= !top ||
+               json_object_set(top,
+                               json_string_value(json_object_get(t, "token")),
+                               json_object_get(t, "logprob"));
+    bad |= json_array_append(json_object_get(dst, "tokens"),
+                             json_object_get(e, "token")) ||
+           json_array_append(json_object_get(dst, "token_logprobs"),
+                             json_object_get(e, "logprob")) ||
+           json_array_append_new(json_object_get(dst, "top_logprobs"), top) ||
+           json_array_append_new(json_object_get(dst, "text_offset"),
+                                 json_integer((json_int_t)ch->text_offset));
     json_decref(e);
+    return bad ? -1 : 0;
+fail:
+    json_decref(e);
+    return -1;
 }
 
 static void on_token(qd_api_call_t *c, const qd_event_t *ev)
@@ -716,6 +801,8 @@ static void on_token(qd_api_call_t *c, const qd_event_t *ev)
         return;
     api_choice_t *ch = &c->ch[ev->choice];
     uint64_t now = qd_now_ns();
+    if (c->oom)
+        return;
     if (ev->sample.tok >= 0) {
         if (!c->t_first) {
             c->t_first = now;
@@ -725,9 +812,11 @@ static void on_token(qd_api_call_t *c, const qd_event_t *ev)
         }
         if (ev->choice == 0)
             c->t_last = now;
-        if (c->logprobs) {
-            json_t *dst = c->stream ? ch->lp_pending : ch->lp;
-            lp_append(c, ch, dst, &ev->sample);
+        if (c->logprobs &&
+            lp_append(c, ch, c->stream ? ch->lp_pending : ch->lp,
+                      &ev->sample)) {
+            call_oom(c);
+            return;
         }
     }
     if (ev->text_len > 0) {
@@ -736,8 +825,10 @@ static void on_token(qd_api_call_t *c, const qd_event_t *ev)
             if (need > ch->cap) {
                 size_t nc = QD_MAX(ch->cap * 2, need + 64);
                 char *nb = qd_realloc(ch->text, nc);
-                if (!nb)
+                if (!nb) {
+                    call_oom(c);
                     return;
+                }
                 ch->text = nb;
                 ch->cap = nc;
             }
@@ -745,9 +836,12 @@ static void on_token(qd_api_call_t *c, const qd_event_t *ev)
             ch->len += (size_t)ev->text_len;
             ch->text[ch->len] = '\0';
         } else {
-            json_t *txt = json_stringn(ev->text, (size_t)ev->text_len);
-            if (!txt)
-                txt = json_string("\xEF\xBF\xBD");
+            /* NULL (out of memory) makes the chunk fail: see call_oom */
+            json_t *txt =
+                qd__utf8_valid_prefix(ev->text, (size_t)ev->text_len) <
+                        (size_t)ev->text_len
+                    ? json_string("\xEF\xBF\xBD")
+                    : json_stringn(ev->text, (size_t)ev->text_len);
             json_t *payload =
                 c->chat ? json_pack("{s:o}", "content", txt) : txt;
             json_t *lp = NULL;
@@ -756,6 +850,12 @@ static void on_token(qd_api_call_t *c, const qd_event_t *ev)
                              : json_incref(ch->lp_pending);
                 json_decref(ch->lp_pending);
                 ch->lp_pending = new_lp(c->chat);
+                if (!lp || !ch->lp_pending) {
+                    json_decref(lp);
+                    json_decref(payload);
+                    call_oom(c);
+                    return;
+                }
             }
             sse_push_json(c, chunk_json(c, ev->choice, payload, lp, NULL));
             wake(c);
@@ -771,7 +871,7 @@ static void on_finish(qd_api_call_t *c, const qd_event_t *ev)
     api_choice_t *ch = &c->ch[ev->choice];
     ch->finish = qd_finish_name(ev->finish);
     c->n_finished++;
-    if (c->stream) {
+    if (c->stream && !c->oom) {
         json_t *payload = c->chat ? json_object() : json_string("");
         json_t *lp = NULL;
         if (c->logprobs &&
@@ -780,6 +880,11 @@ static void on_finish(qd_api_call_t *c, const qd_event_t *ev)
                                                        "tokens")))) {
             lp = c->chat ? json_pack("{s:O}", "content", ch->lp_pending)
                          : json_incref(ch->lp_pending);
+            if (!lp) {
+                json_decref(payload);
+                call_oom(c);
+                return;
+            }
         }
         sse_push_json(c, chunk_json(c, ev->choice, payload, lp, ch->finish));
         wake(c);
@@ -798,6 +903,37 @@ static void access_log(qd_api_call_t *c)
             total_ms);
 }
 
+/* End a stream with an error event and [DONE]; if even that cannot be
+ * queued, mark it failed so the connection ends without a proper end. */
+static void stream_fail(qd_api_call_t *c, const qd_api_err_t *e)
+{
+    size_t n = 0;
+    char *s = qd_api_err_json(e, &n);
+    if (!s || qd_sse_append(&c->resp.sbuf, &c->resp.s_len, &c->resp.s_cap, s,
+                            n))
+        c->resp.failed = 1;
+    qd_free(s);
+    size_t before = c->resp.s_len;
+    sse_push_raw(c, "data: [DONE]\n\n");
+    if (c->resp.s_len == before)
+        c->resp.failed = 1;
+    c->resp.stream_ended = 1;
+    wake(c);
+}
+
+static void answer_oom(qd_api_call_t *c)
+{
+    c->gen_failed = 1;
+    qd_api_err_t e;
+    qd_api_err_set(&e, 500, "server_error", NULL, "out_of_memory",
+                   "The server ran out of memory while building the answer.");
+    if (c->stream)
+        stream_fail(c, &e);
+    else
+        respond_err(c, &e);
+    wake(c);
+}
+
 static void on_done(qd_api_call_t *c, const qd_event_t *ev)
 {
     qd_api_t *api = c->api;
@@ -812,6 +948,12 @@ static void on_done(qd_api_call_t *c, const qd_event_t *ev)
         qd_hist_observe(&api->e2e, (double)(qd_now_ns() - c->t_start) / 1e9);
     if (c->released)
         return;
+    if (atomic_load(&c->lost))
+        c->oom = 1;
+    if (c->oom) {
+        answer_oom(c);
+        return;
+    }
     json_t *usage = qd_api_usage_json(ev->prompt_tokens,
                                       ev->completion_tokens,
                                       ev->cached_tokens);
@@ -827,17 +969,25 @@ static void on_done(qd_api_call_t *c, const qd_event_t *ev)
         } else {
             json_decref(usage);
         }
-        sse_push_raw(c, "data: [DONE]\n\n");
+        if (!c->oom)
+            sse_push_raw(c, "data: [DONE]\n\n");
+        if (c->oom) {
+            answer_oom(c);
+            return;
+        }
         c->resp.stream_ended = 1;
         wake(c);
         return;
     }
     json_t *choices = json_array();
-    for (int32_t i = 0; i < c->n; i++) {
+    int bad = !choices || !usage;
+    for (int32_t i = 0; !bad && i < c->n; i++) {
         api_choice_t *ch = &c->ch[i];
-        json_t *txt = json_stringn(ch->text ? ch->text : "", ch->len);
-        if (!txt)
-            txt = json_string("");
+        const char *text = ch->text ? ch->text : "";
+        json_t *txt = json_stringn(text, ch->len);
+        if (!txt && qd__utf8_valid_prefix(text, ch->len) < ch->len)
+            txt = json_string(""); /* not UTF-8 (cannot happen: the
+                                      scheduler releases whole characters) */
         json_t *lp = json_null();
         if (c->logprobs)
             lp = c->chat ? json_pack("{s:O}", "content", ch->lp)
@@ -852,7 +1002,13 @@ static void on_done(qd_api_call_t *c, const qd_event_t *ev)
             o = json_pack("{s:i,s:o,s:o,s:s}", "index", (int)i, "text", txt,
                           "logprobs", lp, "finish_reason",
                           ch->finish ? ch->finish : "stop");
-        json_array_append_new(choices, o);
+        bad |= json_array_append_new(choices, o) != 0;
+    }
+    if (bad) {
+        json_decref(choices);
+        json_decref(usage);
+        answer_oom(c);
+        return;
     }
     json_t *j = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", c->id, "object",
                           c->chat ? "chat.completion" : "text_completion",
@@ -865,26 +1021,23 @@ static void on_done(qd_api_call_t *c, const qd_event_t *ev)
 static void on_error(qd_api_call_t *c, const qd_event_t *ev)
 {
     c->gen_active = 0;
+    c->gen_failed = 1;
     drop_model(c);
     if (c->released)
         return;
     qd_api_err_t e;
-    qd_api_err_set(&e, 500, "server_error", NULL, "engine_error",
-                   "generation failed: %s",
-                   ev->message ? ev->message : qd_strerror(ev->error));
-    if (c->stream) {
-        size_t n;
-        char *s = qd_api_err_json(&e, &n);
-        if (s) {
-            qd_sse_append(&c->resp.sbuf, &c->resp.s_len, &c->resp.s_cap, s,
-                          n);
-            qd_free(s);
-        }
-        sse_push_raw(c, "data: [DONE]\n\n");
-        c->resp.stream_ended = 1;
-    } else {
+    if (ev->error == QD_EIO) /* the model file changed under its mapping */
+        qd_api_err_set(&e, 503, "server_error", "model", "model_file_changed",
+                       "generation stopped: %s",
+                       ev->message ? ev->message : qd_strerror(ev->error));
+    else
+        qd_api_err_set(&e, 500, "server_error", NULL, "engine_error",
+                       "generation failed: %s",
+                       ev->message ? ev->message : qd_strerror(ev->error));
+    if (c->stream)
+        stream_fail(c, &e);
+    else
         respond_err(c, &e);
-    }
     wake(c);
 }
 
@@ -968,6 +1121,8 @@ static void start_generation_body(qd_api_t *api, qd_api_call_t *c,
 static void start_generation(qd_api_t *api, qd_api_call_t *c,
                              const qd_api_req_t *req, int chat)
 {
+    c->gen = 1;
+    api->gen_received++;
     start_generation_body(api, c, req->body ? req->body : "", req->body_len,
                           chat);
 }
@@ -983,6 +1138,10 @@ static int model_unavailable(qd_api_t *api, qd_api_call_t *c,
                        "or pinned hold the memory budget (%s); retry "
                        "shortly.",
                        am->name, qd_errmsg());
+    } else if (err == QD_EIO) {
+        qd_api_err_set(&e, 503, "server_error", "model", "model_file_changed",
+                       "The model '%s' is being reloaded: %s", am->name,
+                       qd_errmsg());
     } else if (err == QD_ETOOBIG) {
         qd_api_err_set(&e, 507, "server_error", "model", "model_too_large",
                        "The model '%s' can never be loaded: %s", am->name,
@@ -1110,13 +1269,16 @@ static void start_generation_body(qd_api_t *api, qd_api_call_t *c,
     c->created = wall_now();
     qd_api_random_id(chat ? "chatcmpl-" : "cmpl-", c->id, sizeof c->id);
     c->ch = qd_calloc((size_t)g.n, sizeof *c->ch);
-    if (!c->ch) {
-        fail(c, 500, "server_error", NULL, NULL, "out of memory");
-        goto out;
-    }
-    for (int32_t i = 0; i < g.n; i++) {
+    c->final_node = qd_calloc(1, sizeof *c->final_node);
+    int lp_bad = 0;
+    for (int32_t i = 0; c->ch && i < g.n; i++) {
         c->ch[i].lp = g.logprobs ? new_lp(chat) : NULL;
         c->ch[i].lp_pending = g.logprobs ? new_lp(chat) : NULL;
+        lp_bad |= g.logprobs && (!c->ch[i].lp || !c->ch[i].lp_pending);
+    }
+    if (!c->ch || !c->final_node || lp_bad) {
+        set_body(c, NULL, 0, 500);
+        goto out;
     }
     qd_gen_params_t gp;
     memset(&gp, 0, sizeof gp);
@@ -1137,6 +1299,13 @@ static void start_generation_body(qd_api_t *api, qd_api_call_t *c,
         respond_err(c, &e);
         goto out;
     }
+    if (rc == QD_EIO) {
+        qd_api_err_set(&e, 503, "server_error", "model", "model_file_changed",
+                       "The model '%s' cannot run: %s", am->name,
+                       qd_errmsg());
+        respond_err(c, &e);
+        goto out;
+    }
     if (rc == QD_ETOOBIG) {
         qd_api_err_set(&e, 400, "invalid_request_error", "max_tokens",
                        "context_length_exceeded", "%s", qd_errmsg());
@@ -1150,6 +1319,7 @@ static void start_generation_body(qd_api_t *api, qd_api_call_t *c,
         goto out;
     }
     c->gen_active = 1;
+    c->gen_submitted = 1;
     if (c->stream) {
         c->resp.status = 200;
         c->resp.streaming = 1;
@@ -1277,7 +1447,22 @@ static json_t *parse_body(qd_api_t *api, qd_api_call_t *c,
         return NULL;
     }
     json_error_t je;
-    json_t *j = json_loadb(req->body ? req->body : "", req->body_len, 0, &je);
+    int oom;
+    json_t *j = qd_api_json_loadb(req->body ? req->body : "", req->body_len,
+                                  &je, &oom);
+    if (oom) {
+        set_body(c, NULL, 0, 500);
+        return NULL;
+    }
+    if (!j) {
+        qd_api_err_t e;
+        qd_api_err_set(&e, 400, "invalid_request_error", NULL, "invalid_json",
+                       "We could not parse the JSON body of your request: "
+                       "%s (line %d, column %d).",
+                       je.text, je.line, je.column);
+        respond_err(c, &e);
+        return NULL;
+    }
     if (!json_is_object(j)) {
         json_decref(j);
         fail(c, 400, "invalid_request_error", NULL, "invalid_json",
@@ -1581,6 +1766,8 @@ void qd_api_call_release(qd_api_call_t *c, int ok)
     int status = ok ? c->resp.status : (c->resp.status ? c->resp.status : 499);
     if (!ok && c->gen_active)
         status = 499; /* client closed the request, nginx's convention */
+    if (!ok && (c->gen_active || c->wait_m))
+        c->gen_cancelled = 1;
     c->resp.status = status;
     count_status(api, status);
     access_log(c);
@@ -1644,6 +1831,11 @@ int qd_api_n_active(const qd_api_t *api) { return api->n_calls; }
 int qd_api_create(uv_loop_t *loop, const qd_config_t *cfg, qd_api_t **out)
 {
     *out = NULL;
+    /* JSON values are request memory too: route jansson through our
+     * wrappers so allocation-failure tests reach every JSON allocation.
+     * Process-wide; both sides are malloc/free underneath, so values made
+     * before this call can still be freed after it. */
+    qd_api_json_init();
     qd_api_t *api = qd_calloc(1, sizeof *api);
     if (!api)
         return QD_ENOMEM;

@@ -70,6 +70,8 @@ typedef struct {
     size_t s_off;              /* bytes already handed to the socket */
     size_t s_cap;
     int stream_ended;          /* no more bytes will come */
+    int failed;                /* the stream could not be completed: end
+                                  the connection without a proper end */
 } qd_api_resp_t;
 
 int qd_api_create(uv_loop_t *loop, const qd_config_t *cfg, qd_api_t **out);

@@ -105,8 +105,14 @@ static json_t *template_vars(const qd_tokenizer_t *tok, const json_t *messages)
     json_t *m;
     json_array_foreach(messages, i, m)
     {
+        /* jansson's json_copy drops a key whose insertion fails and
+         * still returns the copy: check that it is whole. */
         json_t *copy = json_copy((json_t *)m);
         json_t *c = json_object_get(m, "content");
+        if (copy && json_object_size(copy) != json_object_size(m)) {
+            json_decref(copy);
+            copy = NULL;
+        }
         if (!copy) {
             json_decref(msgs);
             return NULL;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "api/openai.h"
+#include "engine/unicode.h"
 #include "quantd/common.h"
 
 void qd_api_err_set(qd_api_err_t *e, int status, const char *type,
@@ -30,6 +31,92 @@ void qd_api_err_set(qd_api_err_t *e, int status, const char *type,
     va_end(ap);
 }
 
+/*
+ * jansson's allocations go through qd_malloc (quantd/common.h's failure
+ * injection reaches them). jansson 2.14's lexer ignores a failed append to
+ * the text it saves and can then trip an assert(0) on the short copy; so
+ * while qd_api_json_loadb parses, the first failed allocation makes every
+ * later one of that parse fail too, and the result is discarded.
+ */
+static _Thread_local int js_sticky, js_failed;
+
+static void *json_alloc(size_t n)
+{
+    if (js_sticky && js_failed)
+        return NULL;
+    void *p = qd_malloc(n);
+    if (!p && js_sticky)
+        js_failed = 1;
+    return p;
+}
+
+void qd_api_json_init(void) { json_set_alloc_funcs(json_alloc, qd_free); }
+
+json_t *qd_api_json_loadb(const char *buf, size_t len, json_error_t *e,
+                          int *oom)
+{
+    js_sticky = 1;
+    js_failed = 0;
+    json_t *j = json_loadb(buf, len, 0, e);
+    *oom = js_failed;
+    js_sticky = 0;
+    js_failed = 0;
+    if (*oom) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
+}
+
+/* json_dump_callback sink with a sticky failure: jansson 2.14 ignores a
+ * failed write of an object key and goes on, so one lost allocation in
+ * json_dumps can yield malformed JSON; here any failed write fails the
+ * whole dump. */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int failed;
+} dump_t;
+
+static int dump_cb(const char *p, size_t n, void *ud)
+{
+    dump_t *d = ud;
+    if (d->failed)
+        return -1;
+    size_t need;
+    if (qd_add_size(d->len, n + 1, &need)) {
+        d->failed = 1;
+        return -1;
+    }
+    if (need > d->cap) {
+        size_t nc = QD_MAX(d->cap * 2, need + 256);
+        char *nb = qd_realloc(d->buf, nc);
+        if (!nb) {
+            d->failed = 1;
+            return -1;
+        }
+        d->buf = nb;
+        d->cap = nc;
+    }
+    memcpy(d->buf + d->len, p, n);
+    d->len += n;
+    d->buf[d->len] = '\0';
+    return 0;
+}
+
+char *qd_api_json_dump(const json_t *j, size_t *len)
+{
+    dump_t d = {0};
+    if (!j || json_dump_callback(j, dump_cb, &d, JSON_COMPACT) || d.failed ||
+        !d.buf) {
+        qd_free(d.buf);
+        return NULL;
+    }
+    if (len)
+        *len = d.len;
+    return d.buf;
+}
+
 char *qd_api_err_json(const qd_api_err_t *e, size_t *len)
 {
     json_t *o = json_pack("{s:{s:s,s:s,s:o,s:o}}", "error", "message",
@@ -40,14 +127,8 @@ char *qd_api_err_json(const qd_api_err_t *e, size_t *len)
                           e->code[0] ? json_string(e->code) : json_null());
     if (!o)
         return NULL;
-    char *s = json_dumps(o, JSON_COMPACT);
+    char *d = qd_api_json_dump(o, len);
     json_decref(o);
-    if (!s)
-        return NULL;
-    char *d = qd_strdup(s);
-    free(s);
-    if (d && len)
-        *len = strlen(d);
     return d;
 }
 
@@ -146,8 +227,12 @@ json_t *qd_api_usage_json(int32_t prompt, int32_t completion, int32_t cached)
 static json_t *bytes_array(const char *s, int n)
 {
     json_t *a = json_array();
-    for (int i = 0; a && i < n; i++)
-        json_array_append_new(a, json_integer((unsigned char)s[i]));
+    for (int i = 0; a && i < n; i++) {
+        if (json_array_append_new(a, json_integer((unsigned char)s[i]))) {
+            json_decref(a);
+            return NULL;
+        }
+    }
     return a;
 }
 
@@ -156,8 +241,9 @@ static json_t *token_string(const char *s, int n)
     /* A piece may be a lone byte of a multi-byte character: jansson needs
      * valid UTF-8, so such pieces are shown with U+FFFD (bytes has the
      * truth, as in OpenAI's responses). */
-    json_t *j = json_stringn(s, (size_t)n);
-    return j ? j : json_string("\xEF\xBF\xBD");
+    if (qd__utf8_valid_prefix(s, (size_t)n) < (size_t)n)
+        return json_string("\xEF\xBF\xBD");
+    return json_stringn(s, (size_t)n); /* NULL: out of memory */
 }
 
 json_t *qd_api_chat_logprob(const qd_sample_t *s, int32_t n_top,
@@ -173,10 +259,13 @@ json_t *qd_api_chat_logprob(const qd_sample_t *s, int32_t n_top,
         char b2[256];
         int m = piece(ud, s->top_toks[i], b2, (int)sizeof b2);
         m = QD_MIN(QD_MAX(m, 0), (int)sizeof b2);
-        json_array_append_new(
-            top, json_pack("{s:o,s:f,s:o}", "token", token_string(b2, m),
-                           "logprob", (double)s->top_logprobs[i], "bytes",
-                           bytes_array(b2, m)));
+        if (json_array_append_new(
+                top, json_pack("{s:o,s:f,s:o}", "token", token_string(b2, m),
+                               "logprob", (double)s->top_logprobs[i],
+                               "bytes", bytes_array(b2, m)))) {
+            json_decref(top);
+            top = NULL;
+        }
     }
     return json_pack("{s:o,s:f,s:o,s:o}", "token", token_string(buf, n),
                      "logprob", (double)s->logprob, "bytes",
@@ -388,7 +477,13 @@ int qd_gen_req_parse(const qd_api_limits_t *lim, const char *body,
             "The request body nests JSON deeper than %d levels.",
             lim->max_json_depth);
     json_error_t je;
-    root = json_loadb(body, len, 0, &je);
+    int oom;
+    root = qd_api_json_loadb(body, len, &je, &oom);
+    if (oom) {
+        qd_api_err_set(err, 500, "server_error", NULL, "out_of_memory",
+                       "The server ran out of memory reading the request.");
+        goto fail;
+    }
     if (!root)
         BAD(400, NULL, "invalid_json",
             "We could not parse the JSON body of your request: %s (line "

@@ -33,6 +33,16 @@ void qd_api_err_set(qd_api_err_t *e, int status, const char *type,
     __attribute__((format(printf, 6, 7)));
 /* {"error": {...}} as a qd_malloc'd string (NULL on OOM). */
 char *qd_api_err_json(const qd_api_err_t *e, size_t *len);
+/* Route jansson's allocations through qd_malloc/qd_free (process-wide;
+ * called by qd_api_create). */
+void qd_api_json_init(void);
+/* json_loadb that never returns a value built after a failed allocation:
+ * NULL with *oom = 1 then (see openai.c). */
+json_t *qd_api_json_loadb(const char *buf, size_t len, json_error_t *e,
+                          int *oom);
+/* Compact JSON text of j (qd_malloc'd, NUL-terminated, *len bytes if len),
+ * or NULL if any allocation failed: never a partial text. */
+char *qd_api_json_dump(const json_t *j, size_t *len);
 
 typedef struct {
     int32_t max_n;

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -44,6 +45,34 @@
 #include "quantd/hf_import.h"
 
 extern char **environ;
+
+/* Connections need descriptors: raise the soft RLIMIT_NOFILE to the hard
+ * one (as nginx and systemd services commonly do) and say so when even
+ * that cannot hold max_connections plus MHD's slack and the model files. */
+static void raise_nofile(const qd_config_t *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl))
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max;
+        if (want == RLIM_INFINITY || want > 1048576)
+            want = 1048576;
+        if (want > rl.rlim_cur) {
+            rl.rlim_cur = want;
+            if (setrlimit(RLIMIT_NOFILE, &rl))
+                getrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
+    int64_t need = cfg->max_connections + QD_MAX(16, cfg->max_connections / 4) +
+                   64;
+    if (rl.rlim_cur != RLIM_INFINITY && (int64_t)rl.rlim_cur < need)
+        QD_WARN("serve",
+                "open-file limit %llu is below the %lld that max_connections "
+                "= %lld can use; connections beyond it are refused",
+                (unsigned long long)rl.rlim_cur, (long long)need,
+                (long long)cfg->max_connections);
+}
 
 typedef struct {
     uv_loop_t loop;
@@ -449,6 +478,7 @@ int qd_cmd_serve(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    raise_nofile(&s->cfg);
     uint64_t wd = qd_sd_watchdog_usec();
     s->watchdog_ns = wd * 1000;
 

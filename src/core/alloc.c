@@ -13,17 +13,43 @@
 #include "quantd/common.h"
 
 static _Atomic long fail_countdown = -1;
+static _Atomic int fail_once;          /* 1: only the counted one fails */
+static _Atomic unsigned long n_injected; /* failures injected so far */
 
-void qd_fail_alloc_after(long n) { fail_countdown = n; }
+void qd_fail_alloc_after(long n)
+{
+    atomic_store(&fail_once, 0);
+    atomic_store(&fail_countdown, n);
+}
+
+void qd_fail_alloc_nth(long n)
+{
+    atomic_store(&fail_countdown, -1);
+    atomic_store(&fail_once, 1);
+    atomic_store(&fail_countdown, n > 0 ? n - 1 : -1);
+}
+
+unsigned long qd_alloc_failures_injected(void)
+{
+    return atomic_load(&n_injected);
+}
 
 static int should_fail(void)
 {
     long c = atomic_load(&fail_countdown);
-    if (c < 0)
-        return 0;
-    if (c == 0)
-        return 1;
-    atomic_fetch_sub(&fail_countdown, 1);
+    while (c >= 0) {
+        if (c == 0) {
+            /* Several threads may get here; one-shot mode fails only the
+             * thread that moves the countdown from 0 to -1. */
+            if (atomic_load(&fail_once) &&
+                !atomic_compare_exchange_weak(&fail_countdown, &c, -1))
+                continue;
+            atomic_fetch_add(&n_injected, 1);
+            return 1;
+        }
+        if (atomic_compare_exchange_weak(&fail_countdown, &c, c - 1))
+            return 0;
+    }
     return 0;
 }
 

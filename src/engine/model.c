@@ -459,3 +459,7 @@ size_t qd_model_weight_bytes(const qd_model_t *m)
 {
     return m->weight_bytes;
 }
+int qd_model_damaged(const qd_model_t *m)
+{
+    return m->gguf && qd_gguf_damaged(m->gguf);
+}

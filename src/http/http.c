@@ -18,12 +18,25 @@
  * connection and returns 0. Only a suspended connection is ever resumed.
  *
  * Limits: body size (413, checked on Content-Length and while reading),
- * request line + header size (431), connections total and per IP (MHD),
- * idle timeout (MHD), and an absolute deadline for receiving a complete
- * request (headers + body) enforced by a 1 s sweep that shuts the socket
- * down — a slow-loris client trickling a byte at a time never resets it.
- * The sweep also notices clients that disconnected while their connection
- * was suspended (MHD does not poll suspended sockets) and cancels them.
+ * request line + header size (431), idle timeout (MHD), and an absolute
+ * deadline for receiving a complete request (headers + body) enforced by a
+ * 1 s sweep that shuts the socket down — a slow-loris client trickling a
+ * byte at a time never resets it.
+ *
+ * Connection limits are ours, not MHD's, so that a client over a limit
+ * gets an answer instead of a reset: MHD's own limit sits `slack` above
+ * max_connections. When a connection beyond max_connections arrives, the
+ * connection idle the longest (no request in progress) is shut down to
+ * make room, so idle keep-alive connections can never lock others out; if
+ * none is idle, the newcomer's first request gets 503 + Retry-After and
+ * the connection is closed. The same 503 answers a request on a
+ * connection beyond max_connections_per_ip from its address.
+ *
+ * Clients that disconnect while their connection is suspended (MHD does
+ * not poll suspended sockets) are noticed at once through a second epoll
+ * set watching the suspended sockets for EPOLLRDHUP/EPOLLHUP, and by the
+ * 1 s sweep as a fallback; their requests are cancelled and they stop
+ * counting against the limits before any new request is admitted.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -58,9 +72,14 @@ typedef struct {
 
 struct conn {
     conn_t *prev, *next;
+    struct MHD_Connection *mc;
     int fd;
     uint64_t deadline; /* ns; 0 while a received request is processed */
+    uint64_t idle_since; /* ns: accepted, or its last request ended */
     hreq_t *req;
+    int watched;       /* fd is in h->disc_fd (suspended request) */
+    int over_limit;    /* beyond a connection limit: 503 and close */
+    int evicted;       /* shut down to make room */
     char peer[64];
 };
 
@@ -78,6 +97,14 @@ struct qd_http {
     conn_t *conns;
     int n_conns;
     int in_run;
+    int max_conns;     /* ours; MHD's limit is max_conns + slack */
+    int max_per_ip;    /* 0: none */
+    int64_t retry_after_s;
+    int n_active;      /* connections not evicted */
+    int rerun;         /* run MHD again at once (resumed in a callback) */
+    int disc_fd;       /* epoll set of suspended sockets, -1: none */
+    uv_poll_t disc_poll;
+    uint64_t n_evicted, n_over_limit;
 };
 
 static void run_mhd(qd_http_t *h);
@@ -97,10 +124,167 @@ static void run_mhd(qd_http_t *h)
     MHD_run(h->d);
     h->in_run = 0;
     MHD_UNSIGNED_LONG_LONG ms;
-    if (MHD_get_timeout(h->d, &ms) == MHD_YES)
+    if (h->rerun) {
+        h->rerun = 0;
+        uv_timer_start(&h->run_timer, on_run_timer, 0, 0);
+    } else if (MHD_get_timeout(h->d, &ms) == MHD_YES)
         uv_timer_start(&h->run_timer, on_run_timer, ms > 1000 ? 1000 : ms, 0);
     else
         uv_timer_start(&h->run_timer, on_run_timer, 1000, 0);
+}
+
+/* ---- suspended connections -------------------------------------------------- */
+
+/* Suspend r's connection and watch its socket for the peer going away. */
+static void park(hreq_t *r)
+{
+    MHD_suspend_connection(r->mc);
+    r->suspended = 1;
+    conn_t *c = r->conn;
+    if (!c || c->fd < 0 || c->watched || r->h->disc_fd < 0)
+        return;
+    struct epoll_event ev = {.events = EPOLLRDHUP, .data.ptr = c};
+    if (epoll_ctl(r->h->disc_fd, EPOLL_CTL_ADD, c->fd, &ev) == 0)
+        c->watched = 1;
+}
+
+static void unwatch(qd_http_t *h, conn_t *c)
+{
+    if (c && c->watched) {
+        epoll_ctl(h->disc_fd, EPOLL_CTL_DEL, c->fd, NULL);
+        c->watched = 0;
+    }
+}
+
+/* Resume a suspended request (its answer is ready, or its peer is gone). */
+static void unpark(hreq_t *r)
+{
+    r->suspended = 0;
+    unwatch(r->h, r->conn);
+    MHD_resume_connection(r->mc);
+}
+
+/* The peer closed its side (EOF with nothing pending) or the socket
+ * failed. A client that pipelined more bytes is not gone. */
+static int peer_closed(int fd)
+{
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+                      errno != EINTR);
+}
+
+static void peer_gone(hreq_t *r)
+{
+    r->peer_gone = 1;
+    unpark(r);
+}
+
+/* Handle hang-ups reported for suspended sockets; 1 if any was resumed. */
+static int check_hangups(qd_http_t *h)
+{
+    if (h->disc_fd < 0)
+        return 0;
+    struct epoll_event ev[64];
+    int n, resumed = 0;
+    while ((n = epoll_wait(h->disc_fd, ev, 64, 0)) > 0) {
+        for (int i = 0; i < n; i++) {
+            conn_t *c = ev[i].data.ptr;
+            /* Watched once: bytes pending with the FIN are left to the
+             * sweep, so a level-triggered event cannot spin. */
+            unwatch(h, c);
+            hreq_t *r = c->req;
+            if (r && r->suspended && peer_closed(c->fd)) {
+                peer_gone(r);
+                resumed = 1;
+            }
+        }
+        if (n < 64)
+            break;
+    }
+    return resumed;
+}
+
+static void on_hangup(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    qd_http_t *h = p->data;
+    if (check_hangups(h) && !h->in_run)
+        uv_timer_start(&h->run_timer, on_run_timer, 0, 0);
+}
+
+/* ---- connection limits ------------------------------------------------------ */
+
+/* Connections from c's address other than c, not evicted and not known
+ * gone. Hang-ups already reported are taken into account first, so a
+ * client that just closed its connections is not held to them. */
+static int same_peer(qd_http_t *h, const conn_t *c, int limit)
+{
+    if (check_hangups(h))
+        h->rerun = 1;
+    int n = 0;
+    for (const conn_t *o = h->conns; o; o = o->next)
+        if (o != c && !o->evicted && !(o->req && o->req->peer_gone) &&
+            !strcmp(o->peer, c->peer))
+            n++;
+    if (n < limit)
+        return n;
+    /* At the limit: connections whose client already hung up (reset
+     * while MHD was not watching them for reading) must not count. Shut
+     * them down so MHD closes them now, and count again. */
+    for (conn_t *o = h->conns; o; o = o->next) {
+        if (o != c && !o->evicted && o->fd >= 0 &&
+            !(o->req && o->req->peer_gone) && !strcmp(o->peer, c->peer) &&
+            peer_closed(o->fd)) {
+            shutdown(o->fd, SHUT_RDWR);
+            o->evicted = 1;
+            h->n_active--;
+            if (o->req && o->req->suspended)
+                peer_gone(o->req);
+            h->rerun = 1;
+            n--;
+        }
+    }
+    return n;
+}
+
+/* A new connection c made more than max_conns: shut down the one idle
+ * the longest (over-limit ones first), or mark c over the limit. */
+static void make_room(qd_http_t *h, conn_t *c)
+{
+    if (check_hangups(h))
+        h->rerun = 1;
+    conn_t *victim = NULL;
+    for (conn_t *o = h->conns; o; o = o->next) {
+        if (o == c || o->req || o->evicted || o->fd < 0)
+            continue;
+        if (!victim || o->over_limit > victim->over_limit ||
+            (o->over_limit == victim->over_limit &&
+             o->idle_since < victim->idle_since))
+            victim = o;
+    }
+    if (!victim) {
+        c->over_limit = 1;
+        return;
+    }
+    QD_DEBUG("http", "%s: %d connections: closing an idle one of %s",
+             c->peer, h->n_active, victim->peer);
+    shutdown(victim->fd, SHUT_RDWR);
+    victim->evicted = 1;
+    h->n_active--;
+    h->n_evicted++;
+}
+
+/* Whether a request on c must be refused: c is beyond max_conns with no
+ * idle connection to close, or beyond max_per_ip for its address. */
+static int over_limit(qd_http_t *h, conn_t *c)
+{
+    if (c->over_limit && h->n_active <= h->max_conns)
+        c->over_limit = 0;
+    if (h->max_per_ip && same_peer(h, c, h->max_per_ip) >= h->max_per_ip)
+        c->over_limit = 1;
+    return c->over_limit;
 }
 
 /* ---- responses ---------------------------------------------------------- */
@@ -123,6 +307,32 @@ static enum MHD_Result queue_simple(hreq_t *r, unsigned status,
     return ret;
 }
 
+/* 503 for a connection over a limit; the connection closes after it. */
+static enum MHD_Result queue_busy(hreq_t *r)
+{
+    static const char json[] =
+        "{\"error\":{\"message\":\"Too many connections; retry shortly.\","
+        "\"type\":\"server_error\",\"param\":null,"
+        "\"code\":\"too_many_connections\"}}";
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        sizeof json - 1, (void *)json, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    char ra[24];
+    snprintf(ra, sizeof ra, "%lld", (long long)r->h->retry_after_s);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Retry-After", ra);
+    MHD_add_response_header(resp, "Connection", "close");
+    enum MHD_Result ret = MHD_queue_response(r->mc, 503, resp);
+    MHD_destroy_response(resp);
+    r->queued = 1;
+    r->rejected = 1;
+    r->h->n_over_limit++;
+    QD_INFO("http", "- %s %s %s 503 (over a connection limit)",
+            r->conn->peer, r->method, r->url);
+    return ret;
+}
+
 static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
@@ -138,10 +348,10 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
         return (ssize_t)n;
     }
     if (resp->stream_ended)
-        return MHD_CONTENT_READER_END_OF_STREAM;
+        return resp->failed ? MHD_CONTENT_READER_END_WITH_ERROR
+                            : MHD_CONTENT_READER_END_OF_STREAM;
     /* Nothing to send yet: park the connection until the API wakes it. */
-    MHD_suspend_connection(r->mc);
-    r->suspended = 1;
+    park(r);
     return 0;
 }
 
@@ -175,8 +385,7 @@ static void wake_req(void *ctx)
 {
     hreq_t *r = ctx;
     if (r->suspended) {
-        r->suspended = 0;
-        MHD_resume_connection(r->mc);
+        unpark(r);
         if (!r->h->in_run)
             uv_timer_start(&r->h->run_timer, on_run_timer, 0, 0);
     }
@@ -221,6 +430,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc,
         if (!r->conn || !r->url || !r->method)
             return MHD_NO;
         r->conn->req = r;
+        if (over_limit(h, r->conn))
+            return queue_busy(r);
         size_t hb = strlen(url) + strlen(method) + 12;
         MHD_get_connection_values(mc, MHD_HEADER_KIND, count_header, &hb);
         if ((int64_t)hb > h->max_header)
@@ -300,8 +511,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc,
     if (r->queued)
         return MHD_YES;
     if (!qd_api_call_resp(r->call)->status) {
-        MHD_suspend_connection(mc);
-        r->suspended = 1;
+        park(r);
         return MHD_YES;
     }
     return queue_call(r);
@@ -319,9 +529,12 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
         qd_api_call_release(r->call,
                             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     if (r->conn) {
+        unwatch(h, r->conn);
         r->conn->req = NULL;
+        r->conn->idle_since = qd_now_ns();
         r->conn->deadline =
-            qd_now_ns() + (uint64_t)h->request_timeout_s * 1000000000ull;
+            r->conn->idle_since +
+            (uint64_t)h->request_timeout_s * 1000000000ull;
     }
     qd_free(r->body);
     qd_free(r->url);
@@ -341,6 +554,7 @@ static void on_connection(void *cls, struct MHD_Connection *mc,
             return; /* on_request answers MHD_NO: the connection closes */
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c->mc = mc;
         c->fd = ci ? ci->connect_fd : -1;
         ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         snprintf(c->peer, sizeof c->peer, "-");
@@ -354,14 +568,18 @@ static void on_connection(void *cls, struct MHD_Connection *mc,
                           &((const struct sockaddr_in6 *)sa)->sin6_addr,
                           c->peer, sizeof c->peer);
         }
+        c->idle_since = qd_now_ns();
         c->deadline =
-            qd_now_ns() + (uint64_t)h->request_timeout_s * 1000000000ull;
+            c->idle_since + (uint64_t)h->request_timeout_s * 1000000000ull;
         c->next = h->conns;
         if (h->conns)
             h->conns->prev = c;
         h->conns = c;
         h->n_conns++;
+        h->n_active++;
         *socket_context = c;
+        if (h->n_active > h->max_conns)
+            make_room(h, c);
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
         conn_t *c = *socket_context;
         if (!c)
@@ -373,6 +591,9 @@ static void on_connection(void *cls, struct MHD_Connection *mc,
         if (c->next)
             c->next->prev = c->prev;
         h->n_conns--;
+        if (!c->evicted)
+            h->n_active--;
+        unwatch(h, c);
         if (c->req)
             c->req->conn = NULL;
         qd_free(c);
@@ -398,16 +619,25 @@ static void on_sweep(uv_timer_t *t)
             continue;
         }
         hreq_t *r = c->req;
-        if (r && r->suspended) {
-            char b;
-            ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
-                           errno != EINTR)) {
-                r->peer_gone = 1;
-                r->suspended = 0;
-                MHD_resume_connection(r->mc);
-                resumed = 1;
-            }
+        if (!r && !c->evicted && peer_closed(c->fd)) {
+            /* Between requests and reset by the client: MHD has seen the
+             * error, but in epoll mode it frees a closed connection only
+             * when it next visits it, which can take many seconds (its
+             * timeout list is scanned oldest first and stops at the first
+             * live one). A connection with its own timeout is visited on
+             * every run. */
+            MHD_set_connection_option(c->mc, MHD_CONNECTION_OPTION_TIMEOUT,
+                                      (unsigned)1);
+            c->evicted = 1;
+            h->n_active--;
+            resumed = 1;
+            continue;
+        }
+        if (r && r->suspended && peer_closed(c->fd)) {
+            QD_DEBUG("http", "%s: gone while waiting (noticed by the sweep)",
+                     c->peer);
+            peer_gone(r);
+            resumed = 1;
         }
     }
     if (resumed)
@@ -455,7 +685,11 @@ int qd_http_start(uv_loop_t *loop, const qd_config_t *cfg, qd_api_t *api,
     }
     h->loop = loop;
     h->api = api;
+    h->max_conns = (int)cfg->max_connections;
     qd_http_reload(h, cfg);
+    /* Room above our limit for the connections we answer 503 or that wait
+     * to be closed after an eviction (see the file comment). */
+    unsigned slack = (unsigned)QD_MAX(16, cfg->max_connections / 4);
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
@@ -465,9 +699,8 @@ int qd_http_start(uv_loop_t *loop, const qd_config_t *cfg, qd_api_t *api,
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, h,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections + slack,
+        MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         mem, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
@@ -498,6 +731,16 @@ int qd_http_start(uv_loop_t *loop, const qd_config_t *cfg, qd_api_t *api,
     uv_timer_init(loop, &h->sweep);
     h->sweep.data = h;
     uv_timer_start(&h->sweep, on_sweep, 1000, 1000);
+    h->disc_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (h->disc_fd >= 0) {
+        uv_poll_init(loop, &h->disc_poll, h->disc_fd);
+        h->disc_poll.data = h;
+        uv_poll_start(&h->disc_poll, UV_READABLE, on_hangup);
+    } else {
+        QD_WARN("http", "epoll_create1: %s; hang-ups of waiting clients are "
+                        "noticed by the 1 s sweep only",
+                strerror(errno));
+    }
     run_mhd(h);
     *out = h;
     return 0;
@@ -511,13 +754,18 @@ void qd_http_reload(qd_http_t *h, const qd_config_t *cfg)
     h->max_body = cfg->max_body_bytes;
     h->max_header = cfg->max_header_bytes;
     h->request_timeout_s = cfg->request_timeout_s;
+    h->max_per_ip = (int)cfg->max_connections_per_ip;
+    h->retry_after_s = cfg->retry_after_s;
 }
 
 static void on_closed(uv_handle_t *hd)
 {
     qd_http_t *h = hd->data;
-    if (--h->in_run == -3)
+    if (--h->in_run == (h->disc_fd >= 0 ? -4 : -3)) {
+        if (h->disc_fd >= 0)
+            close(h->disc_fd);
         qd_free(h);
+    }
 }
 
 static void close_handles(qd_http_t *h)
@@ -526,6 +774,8 @@ static void close_handles(qd_http_t *h)
     uv_close((uv_handle_t *)&h->poll, on_closed);
     uv_close((uv_handle_t *)&h->run_timer, on_closed);
     uv_close((uv_handle_t *)&h->sweep, on_closed);
+    if (h->disc_fd >= 0)
+        uv_close((uv_handle_t *)&h->disc_poll, on_closed);
 }
 
 void qd_http_abandon(qd_http_t *h)
@@ -548,9 +798,7 @@ void qd_http_stop(qd_http_t *h)
         parked = 0;
         for (conn_t *c = h->conns; c; c = c->next) {
             if (c->req && c->req->suspended) {
-                c->req->suspended = 0;
-                c->req->peer_gone = 1;
-                MHD_resume_connection(c->req->mc);
+                peer_gone(c->req);
                 parked = 1;
             }
         }

@@ -37,6 +37,7 @@
 #include "loader/gguf_int.h"
 #include "quantd/common.h"
 #include "quantd/gguf.h"
+#include "quantd/mapguard.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the GGUF reader assumes a little-endian host"
@@ -92,6 +93,7 @@ struct qd_gguf {
     const uint8_t *buf;
     size_t size;
     int mapped; /* buf is our mmap: munmap on close */
+    int guard;  /* mapguard slot of the mapping, -1: none */
     uint32_t version;
     uint32_t alignment;
     size_t data_offset;
@@ -795,6 +797,7 @@ int qd_gguf_open_mem(const void *buf, size_t n_bytes, qd_gguf_t **out)
         return QD_ENOMEM;
     g->buf = buf;
     g->size = n_bytes;
+    g->guard = -1;
     int rc = parse(g);
     if (rc) {
         if (rc == QD_ENOMEM)
@@ -839,8 +842,21 @@ int qd_gguf_open(const char *path, qd_gguf_t **out)
         rc = QD_EIO;
         goto out;
     }
+    /* Guard the mapping before the first read: a file truncated while we
+     * read it must not kill the process (quantd/mapguard.h). */
+    int guard = qd_mapguard_add(map, (size_t)st.st_size);
+    if (guard < 0)
+        QD_WARN("gguf", "%s: mapping not guarded against truncation (%s)",
+                path, qd_errmsg());
     rc = qd_gguf_open_mem(map, (size_t)st.st_size, out);
+    if (!rc && qd_mapguard_damaged(guard)) {
+        qd_gguf_close(*out);
+        *out = NULL;
+        qd_set_errmsg("file changed on disk (truncated) while being read");
+        rc = QD_EIO;
+    }
     if (rc) {
+        qd_mapguard_remove(guard);
         char msg[512];
         snprintf(msg, sizeof msg, "%s", qd_errmsg());
         qd_set_errmsg("%s: %s", path, msg);
@@ -848,6 +864,7 @@ int qd_gguf_open(const char *path, qd_gguf_t **out)
         goto out;
     }
     (*out)->mapped = 1;
+    (*out)->guard = guard;
 out:
     close(fd);
     return rc;
@@ -857,8 +874,10 @@ void qd_gguf_close(qd_gguf_t *g)
 {
     if (!g)
         return;
-    if (g->mapped)
+    if (g->mapped) {
+        qd_mapguard_remove(g->guard);
         munmap((void *)g->buf, g->size);
+    }
     index_free(&g->kv_index);
     index_free(&g->tensor_index);
     qd_free(g->kvs);
@@ -871,6 +890,10 @@ uint32_t qd_gguf_version(const qd_gguf_t *g) { return g->version; }
 uint32_t qd_gguf_alignment(const qd_gguf_t *g) { return g->alignment; }
 size_t qd_gguf_data_offset(const qd_gguf_t *g) { return g->data_offset; }
 size_t qd_gguf_file_size(const qd_gguf_t *g) { return g->size; }
+int qd_gguf_damaged(const qd_gguf_t *g)
+{
+    return g->mapped && qd_mapguard_damaged(g->guard);
+}
 
 /* ---- metadata access --------------------------------------------------------------- */
 

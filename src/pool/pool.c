@@ -253,6 +253,28 @@ static int too_big(const qd_modelpool_t *pool, const entry_t *e)
     return QD_ETOOBIG;
 }
 
+/* A loaded model whose file was truncated under its mapping is unloaded
+ * as soon as nobody uses it, so the next acquire reloads it from disk
+ * (where a truncated file is refused with a clear message). 0: e is not
+ * (or no longer) loaded damaged; QD_EIO: still in use (its scheduler
+ * fails the requests, so the users go soon). */
+static int drop_damaged(qd_modelpool_t *pool, entry_t *e)
+{
+    if (!e->model || !qd_model_damaged(e->model))
+        return 0;
+    if (e->users) {
+        qd_set_errmsg("pool: the file of model '%s' changed on disk while "
+                      "in use; it reloads when its %d running requests "
+                      "have ended",
+                      e->name, (int)e->users);
+        return QD_EIO;
+    }
+    QD_WARN("pool", "model '%s': file changed on disk while mapped; "
+            "unloading it", e->name);
+    unload(pool, e);
+    return 0;
+}
+
 static entry_t *find(qd_modelpool_t *pool, const char *name)
 {
     for (int i = 0; i < pool->n; i++)
@@ -344,6 +366,8 @@ int qd_modelpool_acquire(qd_modelpool_t *pool, const char *name,
         err = too_big(pool, e);
         goto out;
     }
+    if ((err = drop_damaged(pool, e)))
+        goto out;
     if (!e->model) {
         /* Reserve the bytes, then load without the lock so that other
          * threads (the event loop asking for states) never wait for it. */
@@ -395,6 +419,7 @@ int qd_modelpool_try_acquire(qd_modelpool_t *pool, const char *name,
         err = QD_ENOTFOUND;
     } else if (e->refused) {
         err = too_big(pool, e);
+    } else if ((err = drop_damaged(pool, e))) {
     } else if (!e->model) {
         err = QD_EAGAIN;
     } else {
@@ -428,6 +453,13 @@ int qd_modelpool_reap(qd_modelpool_t *pool, uint64_t now_ns)
         if (e->model && !e->users && !e->pin &&
             now_ns >= e->last_used_ns + idle_ns) {
             unload(pool, e);
+            n++;
+        }
+    }
+    for (int i = 0; i < pool->n; i++) {
+        entry_t *e = &pool->e[i];
+        if (e->model && !e->users && qd_model_damaged(e->model)) {
+            drop_damaged(pool, e);
             n++;
         }
     }

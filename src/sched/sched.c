@@ -85,6 +85,7 @@ typedef struct req {
     uint64_t submit_ns;
     uint64_t queued_ns;
     int cancelled;      /* engine thread only */
+    int oom;            /* text could not be kept: fails after this step */
 } req_t;
 
 struct qd_sched {
@@ -142,6 +143,10 @@ void qd_sched_params_default(qd_sched_params_t *p)
     p->kv_type = QD_KV_F16;
     p->heartbeat_ms = 1000;
 }
+
+static const char damaged_msg[] =
+    "model file changed on disk (truncated while in use); the model will "
+    "be reloaded from disk";
 
 /* ---- request lifetime -------------------------------------------------- */
 
@@ -287,6 +292,10 @@ int qd_sched_submit(qd_sched_t *s, const qd_gen_params_t *g, qd_event_cb cb,
                           g->prompt[i], i);
             return QD_EINVAL;
         }
+    }
+    if (qd_model_damaged(s->model)) {
+        qd_set_errmsg("%s", damaged_msg);
+        return QD_EIO;
     }
     if ((int64_t)g->n_prompt + g->max_tokens > s->n_ctx) {
         qd_set_errmsg("sched: %d prompt + %d new tokens exceed the context "
@@ -602,12 +611,12 @@ static void release_held(req_t *r, int32_t ci, int32_t n,
         c->hold[c->n_hold] = '\0';
 }
 
-static void flush_detok(choice_t *c)
+static void flush_detok(req_t *r, choice_t *c)
 {
     char buf[64];
     int n = qd_detok_flush(&c->detok, buf, (int)sizeof buf);
-    if (n > 0)
-        hold_append(c, buf, QD_MIN(n, (int)sizeof buf));
+    if (n > 0 && hold_append(c, buf, QD_MIN(n, (int)sizeof buf)))
+        r->oom = 1;
 }
 
 /* A choice sampled `smp`: emit text, decide whether it ends. */
@@ -620,7 +629,9 @@ static void on_sample(qd_sched_t *s, req_t *r, int32_t ci,
     c->n_gen++;
     qd_sampler_accept(c->smp, tok);
     if (!r->ignore_eos && qd_tokenizer_is_eog(s->tok, tok)) {
-        flush_detok(c);
+        flush_detok(r, c);
+        if (r->oom)
+            return;
         if (c->n_hold)
             release_held(r, ci, c->n_hold, NULL);
         c->done = 1;
@@ -630,8 +641,9 @@ static void on_sample(qd_sched_t *s, req_t *r, int32_t ci,
     char piece[256];
     int n = qd_detok_push(&c->detok, s->tok, tok, piece, (int)sizeof piece);
     if (n > 0 && hold_append(c, piece, QD_MIN(n, (int)sizeof piece))) {
-        c->done = 1;
-        emit_finish(r, ci, QD_FINISH_LENGTH);
+        /* Dropping the text would end the choice with a silently short
+         * answer: the whole request fails instead (see step). */
+        r->oom = 1;
         return;
     }
     int32_t at = find_stop(r, c);
@@ -643,7 +655,9 @@ static void on_sample(qd_sched_t *s, req_t *r, int32_t ci,
         return;
     }
     if (c->n_gen >= r->max_tokens || c->n_pos >= s->n_ctx) {
-        flush_detok(c);
+        flush_detok(r, c);
+        if (r->oom)
+            return;
         release_held(r, ci, c->n_hold, smp);
         c->done = 1;
         emit_finish(r, ci, QD_FINISH_LENGTH);
@@ -676,9 +690,41 @@ static void batch_add(qd_sched_t *s, req_t *r, int32_t choice, int32_t tok,
 
 static void update_stats(qd_sched_t *s);
 
+/* The model's file shrank under its mapping (qd_model_damaged): whatever
+ * the last forward pass computed is garbage. End every running and queued
+ * request with an ERROR (QD_EIO); new submissions are refused, and the
+ * pool unloads the model once its users are gone. */
+static void fail_all(qd_sched_t *s)
+{
+    while (s->run_head) {
+        req_t *r = s->run_head;
+        release_slots(s, r, 0);
+        unlink_running(s, r);
+        emit_error(r, QD_EIO, damaged_msg);
+        req_free(r);
+    }
+    pthread_mutex_lock(&s->mu);
+    req_t *w = s->wait_head;
+    s->wait_head = s->wait_tail = NULL;
+    s->n_waiting = 0;
+    s->n_cancels = 0;
+    pthread_mutex_unlock(&s->mu);
+    while (w) {
+        req_t *r = w;
+        w = r->next;
+        emit_error(r, QD_EIO, damaged_msg);
+        req_free(r);
+    }
+    update_stats(s);
+}
+
 /* One scheduling step. Returns 1 if a forward pass ran. */
 static int step(qd_sched_t *s)
 {
+    if (qd_model_damaged(s->model)) {
+        fail_all(s);
+        return 0;
+    }
     apply_cancels(s);
     admit(s);
     qd_batch_t *b = &s->batch;
@@ -713,6 +759,11 @@ static int step(qd_sched_t *s)
     }
 
     int err = qd_ctx_decode(s->ctx, b);
+    if (qd_model_damaged(s->model)) {
+        QD_ERROR("sched", "%s", damaged_msg);
+        fail_all(s);
+        return 1;
+    }
     if (err) {
         char msg[300];
         snprintf(msg, sizeof msg, "forward pass failed: %s (%s)",
@@ -779,11 +830,17 @@ static int step(qd_sched_t *s)
             }
         }
     }
-    /* Retire finished requests. */
+    /* Retire finished requests; fail those that ran out of memory. */
     for (req_t *r = s->run_head, *next; r; r = next) {
         next = r->next;
-        if (r->state == REQ_DECODE && all_done(r))
+        if (r->oom) {
+            release_slots(s, r, 0);
+            unlink_running(s, r);
+            emit_error(r, QD_ENOMEM, "out of memory while generating");
+            req_free(r);
+        } else if (r->state == REQ_DECODE && all_done(r)) {
             finish_running(s, r);
+        }
     }
     pthread_mutex_lock(&s->mu);
     s->stats.steps++;

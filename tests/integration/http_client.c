@@ -20,11 +20,21 @@
 
 #include "http_client.h"
 
-int tc_connect(int port)
+int tc_connect(int port) { return tc_connect_from(port, 0); }
+
+int tc_connect_from(int port, uint32_t src)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
+    if (src) {
+        struct sockaddr_in me = {.sin_family = AF_INET};
+        me.sin_addr.s_addr = htonl(src);
+        if (bind(fd, (struct sockaddr *)&me, sizeof me)) {
+            close(fd);
+            return -1;
+        }
+    }
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

@@ -6,6 +6,7 @@
 #define QUANTD_TEST_HTTP_CLIENT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef struct {
@@ -16,6 +17,9 @@ typedef struct {
 } tc_resp_t;
 
 int tc_connect(int port);              /* -1 on failure */
+/* Same from loopback source address src (host order, e.g. 0x7f000002 for
+ * 127.0.0.2; 0: any), to look like another client to per-IP limits. */
+int tc_connect_from(int port, uint32_t src);
 /* Send a request on fd (keep-alive) and read the whole response. extra:
  * further header lines, each ending in "\r\n", or NULL. 0 or -1. */
 int tc_request(int fd, const char *method, const char *path,
