@@ -83,7 +83,8 @@ typedef struct {
     int32_t n_batch;      /* max tokens per forward pass */
     int32_t n_seq_max;    /* max concurrent sequences */
     int32_t n_ctx;        /* max positions per sequence (0: model's) */
-    size_t kv_bytes;      /* KV pool budget in bytes (0: n_ctx * n_seq_max) */
+    size_t kv_bytes;      /* KV pool budget in bytes (0: n_ctx * n_seq_max,
+                           * at most qd_kv_default_cap()) */
     qd_kv_type_t kv_type; /* default QD_KV_F16 */
     int32_t n_threads;    /* 0: physical cores */
 } qd_ctx_params_t;
@@ -92,6 +93,12 @@ void qd_ctx_params_default(qd_ctx_params_t *p);
 
 typedef struct qd_ctx qd_ctx_t;
 typedef struct qd_kv qd_kv_t;
+
+/* The KV budget used when none is given is every sequence at full context,
+ * but at most this: a quarter of the machine's physical memory (a model's
+ * trained context times the sequences would otherwise ask for tens of
+ * GiB). */
+size_t qd_kv_default_cap(void);
 
 int qd_ctx_create(const qd_model_t *m, const qd_ctx_params_t *p,
                   qd_ctx_t **out);

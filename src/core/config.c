@@ -71,7 +71,7 @@ static const opt_t options[] = {
     {"ctx", 'c', OPT_INT, OFF(ctx), 0, NULL, 0, 1 << 24, NULL,
      "context length per sequence (0: the model's)"},
     {"kv_mib", 0, OPT_INT, OFF(kv_mib), 0, NULL, 0, 1 << 24, NULL,
-     "KV cache budget per model in MiB (0: ctx * n_seq_max)"},
+     "KV cache budget per model in MiB (0: ctx * n_seq_max, at most a quarter of RAM)"},
     {"mem_budget_mib", 0, OPT_INT, OFF(mem_budget_mib), 0, NULL, 0, 1 << 30,
      NULL,
      "memory for all loaded models in MiB, by their estimates (0: no "

@@ -23,6 +23,7 @@
 #include "quantd/quant.h"
 
 #include <string.h>
+#include <unistd.h>
 
 /* Bytes of one row of kv_dim values: f32 and f16 rows padded to 16 bytes;
  * q8_0 rows (kv_dim a multiple of 32) unpadded, since the 34-byte blocks
@@ -34,6 +35,14 @@ static size_t row_bytes(qd_kv_type_t t, int32_t kv_dim)
     return QD_ALIGN_UP((size_t)kv_dim * (t == QD_KV_F32 ? sizeof(float)
                                                         : sizeof(qd_fp16_t)),
                        16);
+}
+
+size_t qd_kv_default_cap(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || psz <= 0)
+        return (size_t)1 << 30;
+    return (size_t)pages / 4 * (size_t)psz;
 }
 
 int qd__kv_create(int32_t n_layer, int32_t kv_dim, int32_t n_seq_max,
@@ -73,11 +82,13 @@ int qd__kv_create(int32_t n_layer, int32_t kv_dim, int32_t n_seq_max,
     if (qd_mul_size(kv->layer_bytes, (size_t)n_layer, &kv->block_bytes))
         goto too_big;
     kv->block_bytes = QD_ALIGN_UP(kv->block_bytes, 64);
-    if (kv_bytes)
+    if (kv_bytes) {
         n_blocks = kv_bytes / kv->block_bytes;
-    else if (qd_mul_size((size_t)kv->max_seq_blocks, (size_t)n_seq_max,
-                         &n_blocks))
-        goto too_big;
+    } else {
+        if (qd_mul_size((size_t)kv->max_seq_blocks, (size_t)n_seq_max, &n_blocks))
+            goto too_big;
+        n_blocks = QD_MIN(n_blocks, qd_kv_default_cap() / kv->block_bytes);
+    }
     if (n_blocks == 0) {
         qd_set_errmsg("kv: budget of %zu bytes holds no block of %zu bytes",
                       kv_bytes, kv->block_bytes);

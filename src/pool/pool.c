@@ -186,15 +186,18 @@ static int estimate_gguf(const char *path, const qd_sched_params_t *sp,
         if (qd_add_size(total, qd_gguf_tensor(g, i)->n_bytes, &total))
             goto overflow;
     /* KV pool: the budget if one is set, else every sequence at full
-     * context; K and V for every layer. */
+     * context (K and V for every layer), capped as the engine caps it. */
     int64_t ctx = sp->n_ctx > 0 ? sp->n_ctx : n_ctx;
     size_t elem = sp->kv_type == QD_KV_F32 ? 4 : 2;
     size_t kv = sp->kv_bytes, t;
-    if (!kv && (qd_mul_size((size_t)ctx, (size_t)sp->n_seq_max, &kv) ||
-                qd_mul_size(kv, (size_t)n_layer * 2, &kv) ||
-                qd_mul_size(kv, (size_t)(n_head_kv * head_dim), &kv) ||
-                qd_mul_size(kv, elem, &kv)))
-        goto overflow;
+    if (!kv) {
+        if (qd_mul_size((size_t)ctx, (size_t)sp->n_seq_max, &kv) ||
+            qd_mul_size(kv, (size_t)n_layer * 2, &kv) ||
+            qd_mul_size(kv, (size_t)(n_head_kv * head_dim), &kv) ||
+            qd_mul_size(kv, elem, &kv))
+            kv = SIZE_MAX;
+        kv = QD_MIN(kv, qd_kv_default_cap()); /* as the engine caps it */
+    }
     /* Forward pass: per batch token, logits plus a few activation rows. */
     size_t per_tok = ((size_t)n_vocab + 4 * (size_t)n_embd +
                       3 * (size_t)n_ff +
