@@ -75,18 +75,16 @@ const maxN = Math.max(...Ns);
 const ctxSize = maxN * (promptWords * 4 + 64 + maxTokens + 16);
 const context = await model.createContext({ contextSize: ctxSize, sequences: maxN,
                                             threads, batchSize: 512 });
-{ // warm-up: page the weights in
-  const s = context.getSequence();
-  await one(s, 'warm up');
-  s.dispose();
-}
+// One sequence per concurrent request, taken once and cleared between
+// rounds (a disposed sequence is not handed out again at once).
+const seqs = Array.from({ length: maxN }, () => context.getSequence());
+await one(seqs[0], 'warm up'); // page the weights in
 for (const N of Ns) {
-  const seqs = Array.from({ length: N }, () => context.getSequence());
+  await Promise.all(seqs.map((s) => s.clearHistory()));
   const t0 = now();
-  const rs = await Promise.all(seqs.map((s, i) => one(s, prompt(base + i, promptWords))));
+  const rs = await Promise.all(seqs.slice(0, N).map((s, i) => one(s, prompt(base + i, promptWords))));
   const wall = (now() - t0) / 1000;
   base += N;
-  for (const s of seqs) s.dispose();
   const gen = rs.reduce((a, r) => a + r.n, 0);
   const ttft = rs.map((r) => r.ttft);
   const itl = rs.flatMap((r) => r.gaps);
