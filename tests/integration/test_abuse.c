@@ -647,18 +647,18 @@ static char *read_stream(int fd, int timeout_ms)
 
 Test(abuse, sigterm_during_streams, .fini = stop_daemon)
 {
-    const char *args[] = {"--n-seq-max", "4", NULL};
+    const char *args[] = {"--n-seq-max", "8", NULL};
     need_daemon(args);
     const char *body = "{\"model\":\"" MODEL "\",\"prompt\":\"Once\","
                        "\"max_tokens\":400,\"logit_bias\":{\"2\":-100},"
                        "\"stream\":true}";
-    int fds[3];
+    int fds[8];
     char buf[4096];
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 8; i++) {
         fds[i] = tc_connect(D.port);
         cr_assert_eq(tc_send(fds[i], "POST", "/v1/completions", NULL, body), 0);
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 8; i++)
         cr_assert(tc_read_some(fds[i], buf, sizeof buf, 10000) > 0);
     kill(D.pid, SIGTERM);
     msleep(100);
@@ -669,7 +669,7 @@ Test(abuse, sigterm_during_streams, .fini = stop_daemon)
     cr_assert_eq(r.status, 503, "new request while draining: %d", r.status);
     expect_err_shape(&r, "503 while draining");
     tc_resp_free(&r);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 8; i++) {
         char *all = read_stream(fds[i], 20000);
         close(fds[i]);
         cr_assert(strstr(all, "data: [DONE]"), "stream %d cut by SIGTERM", i);
