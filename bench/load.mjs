@@ -12,6 +12,8 @@
 //        [--n 1,4,8,16] [--max-tokens 64] [--prompt-words 12]
 //        [--system-words 700] [--json]
 
+import { now, pct, prompt } from './loadgen.mjs';
+
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => {
     if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1]?.startsWith('--') || all[i + 1] === undefined ? '1' : all[i + 1]]);
@@ -24,27 +26,6 @@ const promptWords = Number(args['prompt-words'] || 12);
 const systemWords = Number(args['system-words'] || 700);
 const apiKey = args['api-key'] || process.env.QUANTD_API_KEY || '';
 
-const now = () => Number(process.hrtime.bigint()) / 1e6; // ms
-
-function pct(xs, p) {
-  if (!xs.length) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-}
-
-const WORDS = ('time river stone light garden window story market silver ' +
-  'forest castle letter winter summer engine bridge island planet music ' +
-  'shadow mirror candle harbor valley meadow').split(' ');
-
-function prompt(i, words) {
-  const out = [];
-  let x = (i + 1) * 2654435761 >>> 0;
-  for (let k = 0; k < words; k++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out.push(WORDS[x % WORDS.length]);
-  }
-  return `Request ${i}: tell a story about ${out.join(' ')}.`;
-}
 
 // One streaming chat request. Resolves with timings and usage.
 async function chat(model, messages) {

@@ -11,6 +11,8 @@
 //        [--prompt-words 12] [--threads 2] [--json]
 // Needs node-llama-cpp (bench/setup-reference.sh installs it).
 import { getLlama } from 'node-llama-cpp';
+import { now, pct, prompt } from './loadgen.mjs';
+
 
 const argv = process.argv.slice(2);
 const modelPath = argv.find((a, i) => !a.startsWith('--') && !(argv[i - 1] || '').startsWith('--'));
@@ -30,25 +32,6 @@ const promptWords = Number(opt('prompt-words', 12));
 const threads = Number(opt('threads', 2));
 const asJson = opt('json', null) !== null;
 
-const now = () => Number(process.hrtime.bigint()) / 1e6; // ms
-function pct(xs, p) {
-  if (!xs.length) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-}
-// The prompt text generator of load.mjs (same words, same seeds).
-const WORDS = ('time river stone light garden window story market silver ' +
-  'forest castle letter winter summer engine bridge island planet music ' +
-  'shadow mirror candle harbor valley meadow').split(' ');
-function prompt(i, words) {
-  const out = [];
-  let x = (i + 1) * 2654435761 >>> 0;
-  for (let k = 0; k < words; k++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out.push(WORDS[x % WORDS.length]);
-  }
-  return `Request ${i}: tell a story about ${out.join(' ')}.`;
-}
 
 const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' });
 const model = await llama.loadModel({ modelPath });

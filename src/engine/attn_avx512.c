@@ -10,6 +10,7 @@
  * (its own position onwards, or past the sequence) are masked.
  */
 #include "engine/attn.h"
+#include "quant/simd_avx512.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -63,31 +64,12 @@ static inline __m512 load_row16(const uint8_t *row, int f16, int d)
 
 static inline void transpose16(__m512 v[16])
 {
-    __m512i r[16], t[16];
+    __m512i r[16];
     for (int i = 0; i < 16; i++)
         r[i] = _mm512_castps_si512(v[i]);
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
-        t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
-    }
-    for (int i = 0; i < 4; i++) {
-        v[i] = _mm512_castsi512_ps(_mm512_shuffle_i32x4(t[i], t[i + 8], 0x88));
-        v[i + 8] = _mm512_castsi512_ps(_mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd));
-        v[i + 4] = _mm512_castsi512_ps(_mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88));
-        v[i + 12] = _mm512_castsi512_ps(_mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd));
-    }
+    qd__transpose16_epi32(r);
+    for (int i = 0; i < 16; i++)
+        v[i] = _mm512_castsi512_ps(r[i]);
 }
 
 /* O (hd floats) = O*cv + sum_i p[i]*V_i over nv rows of Vf, 64 values

@@ -16,6 +16,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "quant/simd_avx512.h"
 #include "quantd/common.h"
 
 static inline __m256i mul_sum_us8(__m256i u, __m256i s)
@@ -50,19 +51,6 @@ static inline __attribute__((always_inline)) void dec_prefetch(const uint8_t *p,
         _mm_prefetch((const char *)p + 64 * i, _MM_HINT_T1);
 }
 
-/* Q4_K's 12 scale bytes: 8 six-bit scales and 8 six-bit mins (as int16). */
-static inline void k4_scales16(const uint8_t *q, __m128i *sc16, __m128i *mn16)
-{
-    uint32_t u0, u1, u2;
-    memcpy(&u0, q, 4);
-    memcpy(&u1, q + 4, 4);
-    memcpy(&u2, q + 8, 4);
-    uint32_t s_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
-    uint32_t s_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
-    uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
-    *sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(s_lo | ((uint64_t)s_hi << 32))));
-    *mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(m_lo | ((uint64_t)m_hi << 32))));
-}
 
 static inline float hsum_ps512(__m512 v) { return _mm512_reduce_add_ps(v); }
 
@@ -109,7 +97,7 @@ q4_K_rows(const int NR, int n, float *restrict s, const uint8_t *restrict x0,
             const qd_block_q4_K *x = (const qd_block_q4_K *)(x0 + (size_t)r * bx) + i;
             dec_prefetch((const uint8_t *)x + QD_DEC_PF_DIST, 3);
             __m128i sc16, mn16;
-            k4_scales16(x->scales, &sc16, &mn16);
+            qd__k4_scales16(x->scales, &sc16, &mn16);
             const __m512i scz = _mm512_castsi128_si512(sc16);
             const uint8_t *q = x->qs;
             __m512i isum0 = _mm512_setzero_si512(), isum1 = _mm512_setzero_si512();
@@ -146,25 +134,31 @@ static void dot_q4_K_512(int n, float *restrict s, const void *restrict vx,
     q4_K_rows(1, n, s, vx, 0, vy);
 }
 
-static inline __attribute__((always_inline)) void
-q6_K_rows(const int NR, int n, float *restrict s, const uint8_t *restrict x0,
-          size_t bx, const void *restrict vy)
+/* Q6_K unpacking constants: qh bits s, s+1 go to bits 4, 5 by a 32-bit
+ * rotate left by 4 - s (the 0x30 mask drops what crossed bytes): the low
+ * 256 bits take s = 0 (and 4), the upper s = 2 (and 6); and the scale
+ * index of each int16 product lane (lane l of a product covers 2 values of
+ * group base + l / 8). */
+static inline void q6_consts(__m512i *r01, __m512i *r23, __m512i sidx[4])
 {
-    const qd_block_q8_K *y = vy;
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
-    /* qh bits s, s+1 to bits 4, 5 by a 32-bit rotate left by 4 - s (the
-     * 0x30 mask drops what crossed bytes): the low 256 bits take s = 0
-     * (and 4), the upper s = 2 (and 6) */
-    const __m512i r01 = _mm512_inserti64x4(_mm512_set1_epi32(4), _mm256_set1_epi32(2), 1);
-    const __m512i r23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(30), 1);
-    /* int16 lane l of a product covers 2 values of group base + l / 8 */
-    __m512i sidx[4];
+    *r01 = _mm512_inserti64x4(_mm512_set1_epi32(4), _mm256_set1_epi32(2), 1);
+    *r23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(30), 1);
     for (int k = 0; k < 4; k++) {
         _Alignas(64) int16_t ix[32];
         for (int l = 0; l < 32; l++)
             ix[l] = (int16_t)(4 * k + l / 8);
         sidx[k] = _mm512_load_si512(ix);
     }
+}
+
+static inline __attribute__((always_inline)) void
+q6_K_rows(const int NR, int n, float *restrict s, const uint8_t *restrict x0,
+          size_t bx, const void *restrict vy)
+{
+    const qd_block_q8_K *y = vy;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    __m512i r01, r23, sidx[4];
+    q6_consts(&r01, &r23, sidx);
     __m512 acc[4];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
@@ -428,7 +422,7 @@ static void q4_K_dec(int nr, int n, float *restrict s, const uint8_t *restrict x
             const __m128 dd = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)ddm)),
                                          _mm_set1_ps(y[i].d));
             __m128i sc16, mn16;
-            k4_scales16(x->scales, &sc16, &mn16);
+            qd__k4_scales16(x->scales, &sc16, &mn16);
             const __m512i scz = _mm512_castsi128_si512(sc16);
             __m512i isum0 = _mm512_setzero_si512(), isum1 = _mm512_setzero_si512();
 #pragma GCC unroll 2
@@ -483,7 +477,7 @@ q4_K_toks(const int NT, int n, float *out, int64_t ldo, const uint8_t *xr,
     for (int i = 0; i < n / QD_QK_K; i++, x++) {
         dec_prefetch((const uint8_t *)x + QD_DEC_PF_DIST, 3);
         __m128i sc16, mn16;
-        k4_scales16(x->scales, &sc16, &mn16);
+        qd__k4_scales16(x->scales, &sc16, &mn16);
         const __m512i scz = _mm512_castsi128_si512(sc16);
         const __m256i mn = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(mn16), midx);
         const float dw = h2f(x->d), dm = h2f(x->dmin);
@@ -519,15 +513,8 @@ q6_K_toks(const int NT, int n, float *out, int64_t ldo, const uint8_t *xr,
           const uint8_t *act, size_t stride)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
-    const __m512i r01 = _mm512_inserti64x4(_mm512_set1_epi32(4), _mm256_set1_epi32(2), 1);
-    const __m512i r23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(30), 1);
-    __m512i sidx[4];
-    for (int k = 0; k < 4; k++) {
-        _Alignas(64) int16_t ix[32];
-        for (int l = 0; l < 32; l++)
-            ix[l] = (int16_t)(4 * k + l / 8);
-        sidx[k] = _mm512_load_si512(ix);
-    }
+    __m512i r01, r23, sidx[4];
+    q6_consts(&r01, &r23, sidx);
     __m512 acc[8];
     for (int t = 0; t < NT; t++)
         acc[t] = _mm512_setzero_ps();

@@ -18,37 +18,11 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "quant/simd_avx512.h"
 #include "quantd/common.h"
 
 static inline float h2f(qd_fp16_t h) { return _cvtsh_ss(h); }
 
-/* 16 x 16 transpose of 32-bit elements, in place. */
-static inline void transpose16(__m512i r[16])
-{
-    __m512i t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
-        t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
-        r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
-        r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
-    }
-}
 
 /* 32 nibbles of a legacy block: low nibbles are values 0..15, high 16..31 */
 static inline __m256i nib32(const uint8_t *qs)
@@ -176,19 +150,6 @@ static int has_dec64(qd_type_t t)
            t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K || t == QD_TYPE_Q4_G128;
 }
 
-/* Q4_K's 12 scale bytes: 8 six-bit scales and 8 six-bit mins (as int16). */
-static inline void k4_scales16(const uint8_t *q, __m128i *sc16, __m128i *mn16)
-{
-    uint32_t u0, u1, u2;
-    memcpy(&u0, q, 4);
-    memcpy(&u1, q + 4, 4);
-    memcpy(&u2, q + 8, 4);
-    uint32_t s_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
-    uint32_t s_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
-    uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
-    *sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(s_lo | ((uint64_t)s_hi << 32))));
-    *mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(m_lo | ((uint64_t)m_hi << 32))));
-}
 
 /* One row's values [k0, k0+nk) in natural order into u, and the scale and
  * correction of each subblock (nk/S of each). The k-quants go a
@@ -206,7 +167,7 @@ dec_row(const qd_type_t t, const uint8_t *row, int64_t k0, int nk, uint8_t *u,
             _mm_prefetch((const char *)(b + 2) + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)(b + 2) + 128, _MM_HINT_T0);
             __m128i sc16, mn16;
-            k4_scales16(b->scales, &sc16, &mn16);
+            qd__k4_scales16(b->scales, &sc16, &mn16);
             __m256 d = _mm256_set1_ps(h2f(b->d)), dm = _mm256_set1_ps(-h2f(b->dmin));
             _mm256_storeu_ps(ds, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(sc16))));
             _mm256_storeu_ps(cr, _mm256_mul_ps(dm, _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(mn16))));
@@ -277,7 +238,7 @@ tile_body(const qd_type_t t, const int S, const uint8_t *row0,
         for (int r = 0; r < 16; r++)
             v[r] = r < n_rows ? _mm512_load_si512((const void *)(tmp[r] + 64 * g))
                               : _mm512_setzero_si512();
-        transpose16(v);
+        qd__transpose16_epi32(v);
         for (int i = 0; i < 16; i++)
             _mm512_store_si512((void *)(u + ((size_t)g * 16 + i) * 64), v[i]);
     }
@@ -332,7 +293,7 @@ bf16_body(const qd_type_t t, const int S, const uint8_t *row0,
             f1 = _mm512_fmadd_ps(f1, _mm512_set1_ps(ds[r][s1]), _mm512_set1_ps(cr[r][s1]));
             w[r] = (__m512i)_mm512_cvtne2ps_pbh(f1, f0);
         }
-        transpose16(w);
+        qd__transpose16_epi32(w);
         uint16_t *dst = wb + (size_t)c * 16 * 32;
         for (int p = 0; p < 16; p++)
             _mm512_store_si512((void *)(dst + (size_t)p * 32), w[p]);

@@ -1,0 +1,57 @@
+/*
+ * simd_avx512.h — small AVX-512 helpers shared by the files built with the
+ * AVX-512 flags (kernels_avx512.c, tiledec_avx512.c, engine/attn_avx512.c).
+ * Include only from *_avx512.c / *_amx.c files.
+ */
+#ifndef QUANTD_QUANT_SIMD_AVX512_H
+#define QUANTD_QUANT_SIMD_AVX512_H
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+/* 16 x 16 transpose of 32-bit elements, in place: r[i] lane j becomes
+ * r[j] lane i. */
+static inline void qd__transpose16_epi32(__m512i r[16])
+{
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    /* r[4q + c], 128-bit lane L: column 4L + c of rows 4q..4q+3 */
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+        r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+        r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
+    }
+}
+
+/* Q4_K's 12 scale bytes: 8 six-bit scales and 8 six-bit mins (as int16). */
+static inline void qd__k4_scales16(const uint8_t *q, __m128i *sc16, __m128i *mn16)
+{
+    uint32_t u0, u1, u2;
+    memcpy(&u0, q, 4);
+    memcpy(&u1, q + 4, 4);
+    memcpy(&u2, q + 8, 4);
+    uint32_t s_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
+    uint32_t s_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+    *sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(s_lo | ((uint64_t)s_hi << 32))));
+    *mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(m_lo | ((uint64_t)m_hi << 32))));
+}
+
+#endif
