@@ -12,7 +12,7 @@
 
 /* 16 x 16 transpose of 32-bit elements, in place: r[i] lane j becomes
  * r[j] lane i. */
-static inline void qd__transpose16_epi32(__m512i r[16])
+static inline __attribute__((always_inline)) void qd__transpose16_epi32(__m512i r[16])
 {
     __m512i t[16];
     for (int i = 0; i < 16; i += 2) {
