@@ -57,13 +57,10 @@ size_t qd_matmul_scratch_bytes(const qd_qmat_t *w, int n_tok)
 #define MAX_W 4
 
 typedef struct {
-    float *out;
-    int64_t ldo;
-    const qd_qmat_t *w; /* ws[0]: the activation format follows it */
     int n_w;
     int64_t ch;             /* rows per chunk handed out (multiple of 32) */
     atomic_llong next;      /* next chunk to hand out */
-    const qd_qmat_t *ws[MAX_W];
+    const qd_qmat_t *ws[MAX_W]; /* the activation format follows ws[0] */
     float *outs[MAX_W];
     int64_t ldos[MAX_W];
     const float *x;
@@ -81,7 +78,7 @@ typedef struct {
 static void quantize_phase(void *v, int ith, int nth)
 {
     matmul_job_t *j = v;
-    const qd_qmat_t *w = j->w;
+    const qd_qmat_t *w = j->ws[0];
     qd_type_t at = qd_type_traits(w->type)->vec_dot_type;
     int64_t ns = j->tiled ? w->n_cols / qd__tile_sub(w->type) : 0;
     if (j->bf) {
@@ -164,9 +161,6 @@ static void matmul_shared(const qd_kernels_t *k, qd_pool_t *pool, int n_w,
 {
     const qd_qmat_t *w = ws[0];
     matmul_job_t j = {
-        .out = outs[0],
-        .ldo = ldos[0],
-        .w = w,
         .n_w = n_w,
         .x = x,
         .ldx = ldx,
