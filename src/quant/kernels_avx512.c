@@ -54,6 +54,18 @@ static inline __attribute__((always_inline)) void dec_prefetch(const uint8_t *p,
 
 static inline float hsum_ps512(__m512 v) { return _mm512_reduce_add_ps(v); }
 
+/* Q4_K unpacking constants: the shift that gives the upper 256 bits of a
+ * broadcast 32-byte load the high nibbles, and the scale index of each
+ * int16 product lane (lanes 0-15 of the c-th 64 values take scale 2c,
+ * lanes 16-31 scale 2c+1). */
+static inline void q4_consts(__m512i *shv, __m512i sidx[4])
+{
+    *shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    for (int c = 0; c < 4; c++)
+        sidx[c] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * c))),
+                                     _mm256_set1_epi16((short)(2 * c + 1)), 1);
+}
+
 /* NR weight rows (x0, x0 + bx, ...) against one Q8_K activation row: the
  * activation block is loaded once for all rows, each row keeps its own
  * float accumulators and is reduced once at the end, so a row's result does
@@ -67,13 +79,8 @@ q4_K_rows(const int NR, int n, float *restrict s, const uint8_t *restrict x0,
 {
     const qd_block_q8_K *y = vy;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    /* upper 256 bits take the high nibbles */
-    const __m512i shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-    /* int16 lanes 0-15 take scale 2c, lanes 16-31 scale 2c+1 */
-    __m512i sidx[4];
-    for (int c = 0; c < 4; c++)
-        sidx[c] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * c))),
-                                     _mm256_set1_epi16((short)(2 * c + 1)), 1);
+    __m512i shv, sidx[4];
+    q4_consts(&shv, sidx);
     __m512 acc[4];
     __m128 accm[4];
 #pragma GCC unroll 4
@@ -453,22 +460,21 @@ static void q4_K_dec(int nr, int n, float *restrict s, const uint8_t *restrict x
  * decoding costs more than the products at these batch sizes). Integer
  * sums are those of the single-token dots; only the float order
  * differs. */
+/* the largest batch these kernels take (see avx512_gemm_prefers) */
+#define KTOKS_MAX 4
+
 static inline __attribute__((always_inline)) void
 q4_K_toks(const int NT, int n, float *out, int64_t ldo, const uint8_t *xr,
           const uint8_t *act, size_t stride)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const __m512i shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-    /* int16 lanes of 64 values' products: sub-block 2j (0-15), 2j+1 */
-    __m512i sidx[4];
-    for (int j = 0; j < 4; j++)
-        sidx[j] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * j))),
-                                     _mm256_set1_epi16((short)(2 * j + 1)), 1);
+    __m512i shv, sidx[4];
+    q4_consts(&shv, sidx);
     /* mins: each of the 8 repeated for the two bsums of its sub-block */
     const __m256i midx = _mm256_setr_epi8(0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7,
                                           8, 9, 8, 9, 10, 11, 10, 11, 12, 13, 12, 13, 14, 15, 14, 15);
-    __m512 acc[8];
-    __m256 accm[8];
+    __m512 acc[KTOKS_MAX];
+    __m256 accm[KTOKS_MAX];
     for (int t = 0; t < NT; t++) {
         acc[t] = _mm512_setzero_ps();
         accm[t] = _mm256_setzero_ps();
@@ -515,7 +521,7 @@ q6_K_toks(const int NT, int n, float *out, int64_t ldo, const uint8_t *xr,
     const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
     __m512i r01, r23, sidx[4];
     q6_consts(&r01, &r23, sidx);
-    __m512 acc[8];
+    __m512 acc[KTOKS_MAX];
     for (int t = 0; t < NT; t++)
         acc[t] = _mm512_setzero_ps();
     const qd_block_q6_K *x = (const qd_block_q6_K *)xr;
@@ -550,8 +556,6 @@ q6_K_toks(const int NT, int n, float *out, int64_t ldo, const uint8_t *xr,
         out[t * ldo] = hsum_ps512(acc[t]);
 }
 
-#define KTOKS_MAX 8
-
 /* Rows [r0, r1) against n_tok (2..KTOKS_MAX) Q8_K activation rows. */
 static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *act,
                        size_t stride, int n_tok, float *out, int64_t ldo)
@@ -569,7 +573,7 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
             q4_K_toks(NT, n, o, ldo, xr, act, stride);                      \
         break;
         switch (n_tok) {
-            KT_CASE(2) KT_CASE(3) KT_CASE(4) KT_CASE(5) KT_CASE(6) KT_CASE(7) KT_CASE(8)
+            KT_CASE(2) KT_CASE(3) KT_CASE(4)
         default: break;
         }
 #undef KT_CASE
@@ -582,7 +586,7 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
  * vpmaddubsw + vpdpwssd do in two here). */
 static int avx512_gemm_prefers(qd_type_t t, int n_tok)
 {
-    return (t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K) && n_tok >= 2 && n_tok <= 4;
+    return (t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K) && n_tok >= 2 && n_tok <= KTOKS_MAX;
 }
 
 /* Rows x0, x0 + bx, ... [nr of them] against one activation row: the
