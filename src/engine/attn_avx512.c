@@ -72,77 +72,54 @@ static inline void transpose16(__m512 v[16])
         v[i] = _mm512_castsi512_ps(r[i]);
 }
 
-/* O (hd floats) = O*cv + sum_i p[i]*V_i over nv rows of Vf, 64 values
- * (4 registers) at a time; FMA: fused multiply-adds, else multiply then
- * add (the unblocked path's rounding). */
-static inline __attribute__((always_inline)) void
-pv4(const int FMA, float *O, const float *Vf, int hd, int nv, const float *p,
-    int scale, __m512 cv)
+/* O (hd floats) = O*cv + sum_i p[i]*V_i over nv rows of Vf, with fused
+ * multiply-adds (cv = 1 leaves O as it is: the product is exact), 64
+ * values (4 registers) at a time, then one register at a time for the
+ * rest of hd (a multiple of 16). */
+static inline void pv(float *O, const float *Vf, int hd, int nv, const float *p,
+                      __m512 cv)
 {
-    for (int d = 0; d < hd; d += 64) {
-        __m512 a0 = _mm512_loadu_ps(O + d), a1 = _mm512_loadu_ps(O + d + 16);
-        __m512 a2 = _mm512_loadu_ps(O + d + 32), a3 = _mm512_loadu_ps(O + d + 48);
-        if (scale) {
-            a0 = _mm512_mul_ps(a0, cv), a1 = _mm512_mul_ps(a1, cv);
-            a2 = _mm512_mul_ps(a2, cv), a3 = _mm512_mul_ps(a3, cv);
-        }
+    int d = 0;
+    for (; d + 64 <= hd; d += 64) {
+        __m512 a0 = _mm512_mul_ps(_mm512_loadu_ps(O + d), cv);
+        __m512 a1 = _mm512_mul_ps(_mm512_loadu_ps(O + d + 16), cv);
+        __m512 a2 = _mm512_mul_ps(_mm512_loadu_ps(O + d + 32), cv);
+        __m512 a3 = _mm512_mul_ps(_mm512_loadu_ps(O + d + 48), cv);
         const float *v = Vf + d;
         for (int i = 0; i < nv; i++, v += hd) {
             __m512 w = _mm512_set1_ps(p[i]);
-            if (FMA) {
-                a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v), a0);
-                a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 16), a1);
-                a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 32), a2);
-                a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 48), a3);
-            } else {
-                a0 = _mm512_add_ps(a0, _mm512_mul_ps(w, _mm512_loadu_ps(v)));
-                a1 = _mm512_add_ps(a1, _mm512_mul_ps(w, _mm512_loadu_ps(v + 16)));
-                a2 = _mm512_add_ps(a2, _mm512_mul_ps(w, _mm512_loadu_ps(v + 32)));
-                a3 = _mm512_add_ps(a3, _mm512_mul_ps(w, _mm512_loadu_ps(v + 48)));
-            }
+            a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v), a0);
+            a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 16), a1);
+            a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 32), a2);
+            a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 48), a3);
         }
         _mm512_storeu_ps(O + d, a0);
         _mm512_storeu_ps(O + d + 16, a1);
         _mm512_storeu_ps(O + d + 32, a2);
         _mm512_storeu_ps(O + d + 48, a3);
     }
-}
-
-/* The same for hd a multiple of 16 but not of 64: one register at a time. */
-static inline void pv1(int fma, float *O, const float *Vf, int hd, int nv,
-                       const float *p, int scale, __m512 cv)
-{
-    for (int d = 0; d < hd; d += 16) {
-        __m512 a = _mm512_loadu_ps(O + d);
-        if (scale)
-            a = _mm512_mul_ps(a, cv);
-        for (int i = 0; i < nv; i++) {
-            __m512 w = _mm512_set1_ps(p[i]), v = _mm512_loadu_ps(Vf + (size_t)i * hd + d);
-            a = fma ? _mm512_fmadd_ps(w, v, a) : _mm512_add_ps(a, _mm512_mul_ps(w, v));
-        }
+    for (; d < hd; d += 16) {
+        __m512 a = _mm512_mul_ps(_mm512_loadu_ps(O + d), cv);
+        for (int i = 0; i < nv; i++)
+            a = _mm512_fmadd_ps(_mm512_set1_ps(p[i]), _mm512_loadu_ps(Vf + (size_t)i * hd + d), a);
         _mm512_storeu_ps(O + d, a);
     }
 }
 
-/* Update one row with the scores s (16 lanes, masked lanes ignored). */
+/* Update one row with the scores s (16 lanes, masked lanes ignored): the
+ * f32 cache's single pass, online softmax. */
 static inline void row_update(__m512 s, __mmask16 mask, float *m, float *l,
                               float *O, const float *Vf, int hd, int nv,
-                              int f16, float *p_buf)
+                              float *p_buf)
 {
     float bm = _mm512_mask_reduce_max_ps(mask, s);
     float mn = bm > *m ? bm : *m;
     float corr = expf(*m - mn); /* 0 on the first visible block */
     __m512 p = _mm512_maskz_mov_ps(mask, exp512(_mm512_sub_ps(s, _mm512_set1_ps(mn))));
-    if (f16)
-        p = round_f16(p);
     *l = *l * corr + _mm512_reduce_add_ps(p);
     *m = mn;
     _mm512_store_ps(p_buf, p);
-    __m512 cv = _mm512_set1_ps(corr);
-    if (hd % 64 == 0)
-        pv4(1, O, Vf, hd, nv, p_buf, 1, cv);
-    else
-        pv1(1, O, Vf, hd, nv, p_buf, 1, cv);
+    pv(O, Vf, hd, nv, p_buf, _mm512_set1_ps(corr));
 }
 
 /* Scores of nr (<= 4) rows against the transposed block: 16 lanes each.
@@ -228,10 +205,7 @@ static inline void accumulate(__m512 s, __mmask16 mask, float m, float l,
     __m512 p = _mm512_maskz_mov_ps(mask, exp512(_mm512_sub_ps(s, _mm512_set1_ps(m))));
     p = round_f16(_mm512_mul_ps(p, _mm512_set1_ps(1.0f / l)));
     _mm512_store_ps(p_buf, p);
-    if (hd % 64 == 0)
-        pv4(1, O, Vf, hd, nv, p_buf, 0, _mm512_setzero_ps());
-    else
-        pv1(1, O, Vf, hd, nv, p_buf, 0, _mm512_setzero_ps());
+    pv(O, Vf, hd, nv, p_buf, _mm512_set1_ps(1.0f));
 }
 
 void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
@@ -334,7 +308,7 @@ void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
                         accumulate(sk, mk[k], m[r], l[r], O + (size_t)r * hd, Vf, hd, nv, p_buf);
                     else
                         row_update(sk, mk[k], &m[r], &l[r], O + (size_t)r * hd, Vf,
-                                   hd, nv, 0, p_buf);
+                                   hd, nv, p_buf);
                 }
             }
         }
