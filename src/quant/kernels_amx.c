@@ -29,6 +29,7 @@
 #include "quant/kernels.h"
 
 #include <immintrin.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -58,7 +59,7 @@ typedef struct {
 
 /* Values of K per pass: 32 rows x KC bf16 = 64 KiB of decoded weights,
  * reused by every token group. */
-#define KC 1024
+#define KC QD_TILE_K /* the generic tile decoder's unit */
 
 /* Tiles: C00 C01 C10 C11 (0-3) accumulate tokens g0/g1 x row tiles 0/1;
  * A0 A1 (4, 5) activations of g0/g1 (nt rows of 32 bf16); B0 B1 (6, 7)
@@ -215,7 +216,6 @@ static void amx_act_bf16(const float *x, int64_t n, uint16_t *dst)
     }
 }
 
-static qd_kernels_t amx_kernels;
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
@@ -241,19 +241,26 @@ static int amx_usable(void)
 #endif
 }
 
-/* The set, or NULL when AMX cannot be used. Called from the dispatcher's
- * pthread_once (and by tests after it). */
-const qd_kernels_t *qd__kernels_amx(void)
+static qd_kernels_t amx_kernels;
+static const qd_kernels_t *amx_set; /* NULL: AMX not usable */
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+
+static void amx_init(void)
 {
-    static int state; /* 0 unknown, 1 usable, -1 not */
-    if (!state)
-        state = amx_usable() ? 1 : -1;
-    if (state < 0)
-        return NULL;
+    if (!amx_usable())
+        return;
     amx_kernels = *qd__kernels_avx512();
     amx_kernels.name = "amx";
     amx_kernels.gemm_bf16 = amx_gemm_bf16;
     amx_kernels.act_bf16 = amx_act_bf16;
     amx_kernels.bf16_min_tok = 32;
-    return &amx_kernels;
+    amx_set = &amx_kernels;
+}
+
+/* The set, or NULL when AMX cannot be used; built once (the dispatcher and
+ * tests may both ask). */
+const qd_kernels_t *qd__kernels_amx(void)
+{
+    pthread_once(&amx_once, amx_init);
+    return amx_set;
 }
