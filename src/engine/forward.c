@@ -96,16 +96,16 @@ static void axpy_q8_0_x86(float *o, float w, const qd_block_q8_0 *v, int n);
 static float (*dot_q_q8_0)(const float *, const qd_block_q8_0 *, int);
 static void (*axpy_q8_0)(float *, float, const qd_block_q8_0 *, int);
 
-/* Blocked attention and the vectorized SwiGLU / KV store (attn_avx512.c)
- * with the AVX-512 kernel sets. */
-static int attn_blocked;
+/* The AVX-512 loops of the forward pass (attn_avx512.c: blocked attention,
+ * SwiGLU, the f16 KV store), with the AVX-512 kernel sets. */
+static int fwd_avx512;
 
 static void f16_table_init(void)
 {
 #if defined(__x86_64__) && defined(QD_ARCH_X86)
     {
         const char *kn = qd_kernels_name();
-        attn_blocked = (!strcmp(kn, "avx512") || !strcmp(kn, "amx"));
+        fwd_avx512 = (!strcmp(kn, "avx512") || !strcmp(kn, "amx"));
     }
 #endif
 #if defined(__x86_64__)
@@ -523,7 +523,7 @@ static void phase_qkv_post(void *arg, int ith, int nth)
         } else {
             qd_fp16_t *k16 = (qd_fp16_t *)kd, *v16 = (qd_fp16_t *)vd;
 #if defined(QD_ARCH_X86)
-            if (attn_blocked) {
+            if (fwd_avx512) {
                 qd__f32_to_f16_avx512(k, k16, c->n_kv);
                 qd__f32_to_f16_avx512(v, v16, c->n_kv);
                 continue;
@@ -657,7 +657,7 @@ static void phase_attention(void *arg, int ith, int nth)
 {
     qd_ctx_t *c = arg;
 #if defined(QD_ARCH_X86)
-    if (attn_blocked && c->kv->type != QD_KV_Q8_0 && c->m->hp.head_dim % 16 == 0 &&
+    if (fwd_avx512 && c->kv->type != QD_KV_Q8_0 && c->m->hp.head_dim % 16 == 0 &&
         c->m->hp.n_head / c->m->hp.n_head_kv <= QD_ATTN_ROWS) {
         attention_blocked(c, ith, nth);
         return;
@@ -697,7 +697,7 @@ static void phase_swiglu(void *arg, int ith, int nth)
         float *g = c->gate + (size_t)t * n;
         const float *u = c->up + (size_t)t * n;
 #if defined(QD_ARCH_X86)
-        if (attn_blocked) {
+        if (fwd_avx512) {
             qd__swiglu_avx512(g, u, n);
             continue;
         }
