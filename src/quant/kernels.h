@@ -35,6 +35,13 @@ typedef struct {
      * weight type t although the tiled path could (small batches of types
      * with a multi-token direct kernel). */
     int (*gemm_prefers)(qd_type_t t, int n_tok);
+    /* Optional, with gemm_prefers: for those batches `gemm` takes its
+     * activation rows in a layout of its own, made from the vec_dot_type
+     * row once per matmul call by prefers_act; prefers_act_bytes(t, n) is a
+     * row's size, at most QD_PREFERS_ACT_BYTES(n). The layout must not
+     * depend on t among types that share a vec_dot_type and both prefer. */
+    void (*prefers_act)(qd_type_t t, const void *act, int64_t n, void *dst);
+    size_t (*prefers_act_bytes)(qd_type_t t, int64_t n);
     /* BF16 path (NULL if none), used when n_tok >= bf16_min_tok and
      * qd__tile_sub(w->type) != 0, before the tiled path: weights decoded
      * to bf16, activations converted to bf16 by act_bf16, float sums.
@@ -48,6 +55,10 @@ typedef struct {
     void (*act_bf16)(const float *x, int64_t n, uint16_t *dst);
     int bf16_min_tok;
 } qd_kernels_t;
+
+/* The most a kernel set's own activation layout (prefers_act) may take
+ * per row of n values (matmul's scratch is sized for it). */
+#define QD_PREFERS_ACT_BYTES(n) ((size_t)(n) * 2 + 64)
 
 /* ---- tiled path (quant/tile.c) ----------------------------------------
  * Weights decoded QD_TILE_ROWS rows and at most QD_TILE_K values at a time

@@ -454,136 +454,201 @@ static void q4_K_dec(int nr, int n, float *restrict s, const uint8_t *restrict x
 }
 
 /* ---- small batches of k-quants: one weight row, NT activation rows ----
- * Batched decode (2-4 tokens, see avx512_gemm_prefers) of Q4_K and Q6_K: each superblock of a row
- * is unpacked once, with its scales, and dotted with every token's Q8_K
- * block, instead of going through the decoded 16-row tiles (whose
- * decoding costs more than the products at these batch sizes). Integer
- * sums are those of the single-token dots; only the float order
- * differs. */
-/* the largest batch these kernels take (see avx512_gemm_prefers) */
-#define KTOKS_MAX 4
+ * Batched decode (2-KTOKS_MAX tokens, see avx512_gemm_prefers) of Q4_K and
+ * Q6_K: each superblock of a row is unpacked once and dotted with every
+ * token's activation with vpdpbusd, instead of going through the decoded
+ * 16-row tiles (whose decoding costs more than the products at these
+ * batch sizes).
+ *
+ * The unpacked superblock is four zmm W0..W3 whose int32 lane l always
+ * holds values of the 16-value group l (values 16l+4k .. 16l+4k+3 in Wk),
+ * so one vpdpbusd accumulator per token sums each group in its own lane
+ * and the group's scale is applied once per superblock, as a float vector.
+ * For that the activations are laid out to match, once per matmul call
+ * (kt_act): per superblock, value 16l+4k+i at byte 64k+4l+i, then the 16
+ * floats d*bsums[l] (the group sums the mins and Q6_K's offset of 32 need),
+ * and after the row's superblocks their scales d. Integer sums are exact;
+ * only the float order differs from the single-token dots. */
+#define KTOKS_MAX 16
+#define KT_GROUP 16 /* tokens per pass over a row (accumulators in registers) */
 
-static inline __attribute__((always_inline)) void
-q4_K_toks(const int NT, int n, float *out, int64_t ldo, const uint8_t *xr,
-          const uint8_t *act, size_t stride)
+typedef struct {
+    int8_t qs[QD_QK_K];
+    float bs[16];
+} kt_blk_t;
+
+static size_t kt_row_bytes(int64_t n)
 {
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    __m512i shv, sidx[4];
-    q4_consts(&shv, sidx);
-    /* mins: each of the 8 repeated for the two bsums of its sub-block */
-    const __m256i midx = _mm256_setr_epi8(0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7,
-                                          8, 9, 8, 9, 10, 11, 10, 11, 12, 13, 12, 13, 14, 15, 14, 15);
-    __m512 acc[KTOKS_MAX];
-    __m256 accm[KTOKS_MAX];
-    for (int t = 0; t < NT; t++) {
-        acc[t] = _mm512_setzero_ps();
-        accm[t] = _mm256_setzero_ps();
-    }
-    const qd_block_q4_K *x = (const qd_block_q4_K *)xr;
-    for (int i = 0; i < n / QD_QK_K; i++, x++) {
-        dec_prefetch((const uint8_t *)x + QD_DEC_PF_DIST, 3);
-        __m128i sc16, mn16;
-        qd__k4_scales16(x->scales, &sc16, &mn16);
-        const __m512i scz = _mm512_castsi128_si512(sc16);
-        const __m256i mn = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(mn16), midx);
-        const float dw = h2f(x->d), dm = h2f(x->dmin);
-        __m512i w[4], sv[4];
-        for (int j = 0; j < 4; j++) {
-            __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qs + 32 * j)));
-            w[j] = _mm512_and_si512(_mm512_srlv_epi16(q, shv), m4);
-            sv[j] = _mm512_permutexvar_epi16(sidx[j], scz);
-        }
-        for (int t = 0; t < NT; t++) {
-            const qd_block_q8_K *y = (const qd_block_q8_K *)(act + (size_t)t * stride) + i;
-            __m512i isum = _mm512_setzero_si512();
-            for (int j = 0; j < 4; j++)
-                isum = _mm512_dpwssd_epi32(isum,
-                                           _mm512_maddubs_epi16(w[j], _mm512_loadu_si512(y->qs + 64 * j)),
-                                           sv[j]);
-            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(dw * y->d), _mm512_cvtepi32_ps(isum), acc[t]);
-            __m256i bm = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), mn);
-            accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(dm * y->d), _mm256_cvtepi32_ps(bm), accm[t]);
-        }
-    }
-    for (int t = 0; t < NT; t++) {
-        __m256 m = accm[t];
-        __m128 h = _mm_add_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_add_ss(h, _mm_movehdup_ps(h));
-        out[t * ldo] = hsum_ps512(acc[t]) - _mm_cvtss_f32(h);
+    int64_t nsb = n / QD_QK_K;
+    return (size_t)nsb * sizeof(kt_blk_t) + QD_ALIGN_UP((size_t)nsb * sizeof(float), 64);
+}
+
+static size_t avx512_prefers_act_bytes(qd_type_t t, int64_t n)
+{
+    (void)t;
+    return kt_row_bytes(n);
+}
+
+/* A Q8_K row (n values) to the layout above. Both types use the same one,
+ * so that Q4_K and Q6_K matrices of one input share it. */
+static void avx512_prefers_act(qd_type_t t, const void *act, int64_t n, void *dst)
+{
+    (void)t;
+    const qd_block_q8_K *y = act;
+    int64_t nsb = n / QD_QK_K;
+    kt_blk_t *o = dst;
+    float *d = (float *)(o + nsb);
+    for (int64_t i = 0; i < nsb; i++) {
+        /* dword 4l+k of the block to dword 16k+l */
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 16; l++)
+                memcpy(o[i].qs + 64 * k + 4 * l, y[i].qs + 16 * l + 4 * k, 4);
+        __m512 bs = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(
+            _mm256_loadu_si256((const __m256i *)y[i].bsums)));
+        _mm512_store_ps(o[i].bs, _mm512_mul_ps(bs, _mm512_set1_ps(y[i].d)));
+        d[i] = y[i].d;
     }
 }
 
+/* The products of one unpacked superblock (W, group scales sc, group
+ * corrections cr) with NT tokens' blocks i: acc[t] += sum over lanes of
+ * S*sc*d_t - bs_t*cr, S the group's integer dot. */
 static inline __attribute__((always_inline)) void
-q6_K_toks(const int NT, int n, float *out, int64_t ldo, const uint8_t *xr,
-          const uint8_t *act, size_t stride)
+kt_toks(const int NT, const __m512i W[4], __m512 sc, __m512 cr, int64_t i,
+        const uint8_t *act, size_t stride, int64_t nsb, __m512 acc[KT_GROUP])
 {
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
-    __m512i r01, r23, sidx[4];
-    q6_consts(&r01, &r23, sidx);
-    __m512 acc[KTOKS_MAX];
+    for (int t = 0; t < NT; t++) {
+        const kt_blk_t *a = (const kt_blk_t *)(act + (size_t)t * stride) + i;
+        const float *d = (const float *)((const kt_blk_t *)(act + (size_t)t * stride) + nsb);
+        __m512i S = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W[0],
+                                        _mm512_load_si512(a->qs));
+        S = _mm512_dpbusd_epi32(S, W[1], _mm512_load_si512(a->qs + 64));
+        S = _mm512_dpbusd_epi32(S, W[2], _mm512_load_si512(a->qs + 128));
+        S = _mm512_dpbusd_epi32(S, W[3], _mm512_load_si512(a->qs + 192));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S), _mm512_mul_ps(sc, _mm512_set1_ps(d[i])),
+                                 acc[t]);
+        acc[t] = _mm512_fnmadd_ps(_mm512_load_ps(a->bs), cr, acc[t]);
+    }
+}
+
+/* Q4_K: group l is half of sub-block l/2, whose 32 values are the low
+ * (l/2 even) or high nibbles of bytes 32*(l/4) ..; Wk's lane l is dword
+ * 8*(l/4) + 4*(l&1) + k of qs, shifted by 4*((l/2)&1). */
+static inline __attribute__((always_inline)) void
+kt_q4_K(const int NT, int64_t nsb, float *out, int64_t ldo, const uint8_t *xr,
+        const uint8_t *act, size_t stride)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i shv = _mm512_setr_epi32(0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4);
+    const __m512i idx0 = _mm512_setr_epi32(0, 4, 0, 4, 8, 12, 8, 12, 16, 20, 16, 20, 24, 28, 24, 28);
+    __m512 acc[KT_GROUP];
     for (int t = 0; t < NT; t++)
         acc[t] = _mm512_setzero_ps();
-    const qd_block_q6_K *x = (const qd_block_q6_K *)xr;
-    for (int i = 0; i < n / QD_QK_K; i++, x++) {
-        dec_prefetch((const uint8_t *)x + QD_DEC_PF_DIST, 4);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
-        const __m512i scz = _mm512_castsi256_si512(sc16);
-        __m512i w[4], sv[4];
-        for (int h = 0; h < 2; h++) {
-            __m512i L = _mm512_loadu_si512(x->ql + 64 * h);
-            __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qh + 32 * h)));
-            w[2 * h] = _mm512_ternarylogic_epi32(L, _mm512_and_si512(_mm512_rolv_epi32(H, r01), m30), m4, 0xec);
-            w[2 * h + 1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(L, 4),
-                                                     _mm512_and_si512(_mm512_rolv_epi32(H, r23), m30), m4, 0xec);
-        }
+    const qd_block_q4_K *x = (const qd_block_q4_K *)xr;
+    for (int64_t i = 0; i < nsb; i++, x++) {
+        dec_prefetch((const uint8_t *)x + QD_DEC_PF_DIST, 3);
+        const __m512i q0 = _mm512_loadu_si512(x->qs), q1 = _mm512_loadu_si512(x->qs + 64);
+        __m512i W[4];
         for (int k = 0; k < 4; k++)
-            sv[k] = _mm512_permutexvar_epi16(sidx[k], scz);
-        const float dw = h2f(x->d);
-        for (int t = 0; t < NT; t++) {
-            const qd_block_q8_K *y = (const qd_block_q8_K *)(act + (size_t)t * stride) + i;
-            const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
-            __m512i isum = _mm512_zextsi256_si512(
-                _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5)));
-            for (int k = 0; k < 4; k++)
-                isum = _mm512_dpwssd_epi32(isum,
-                                           _mm512_maddubs_epi16(w[k], _mm512_loadu_si512(y->qs + 64 * k)),
-                                           sv[k]);
-            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(dw * y->d), _mm512_cvtepi32_ps(isum), acc[t]);
-        }
+            W[k] = _mm512_and_si512(
+                _mm512_srlv_epi32(_mm512_permutex2var_epi32(
+                                      q0, _mm512_add_epi32(idx0, _mm512_set1_epi32(k)), q1),
+                                  shv),
+                m4);
+        __m128i sc16, mn16;
+        qd__k4_scales16(x->scales, &sc16, &mn16);
+        const __m512 sc = _mm512_mul_ps(
+            _mm512_cvtepi32_ps(_mm512_permutexvar_epi32(
+                dup, _mm512_castsi256_si512(_mm256_cvtepu16_epi32(sc16)))),
+            _mm512_set1_ps(h2f(x->d)));
+        const __m512 mn = _mm512_mul_ps(
+            _mm512_cvtepi32_ps(_mm512_permutexvar_epi32(
+                dup, _mm512_castsi256_si512(_mm256_cvtepu16_epi32(mn16)))),
+            _mm512_set1_ps(h2f(x->dmin)));
+        kt_toks(NT, W, sc, mn, i, act, stride, nsb, acc);
     }
     for (int t = 0; t < NT; t++)
         out[t * ldo] = hsum_ps512(acc[t]);
 }
 
-/* Rows [r0, r1) against n_tok (2..KTOKS_MAX) Q8_K activation rows. */
+/* Q6_K: group l is sub-block l (scale l). Value 16l+4k+i: ql dword
+ * 16*(l/8) + 8*((l>>1)&1) + 4*(l&1) + k, nibble (l>>2)&1; qh dword
+ * 8*(l/8) + 4*(l&1) + k, bits 2m..2m+1 with m = (l%8)/2, rotated to bits
+ * 4-5. The offset of 32 is the correction 32*d*sc per group. */
+static inline __attribute__((always_inline)) void
+kt_q6_K(const int NT, int64_t nsb, float *out, int64_t ldo, const uint8_t *xr,
+        const uint8_t *act, size_t stride)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const __m512i lidx = _mm512_setr_epi32(0, 4, 8, 12, 0, 4, 8, 12, 16, 20, 24, 28, 16, 20, 24, 28);
+    const __m512i hidx = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 8, 12, 8, 12, 8, 12, 8, 12);
+    const __m512i lsh = _mm512_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4, 0, 0, 0, 0, 4, 4, 4, 4);
+    const __m512i hrot = _mm512_setr_epi32(4, 4, 2, 2, 0, 0, 30, 30, 4, 4, 2, 2, 0, 0, 30, 30);
+    const __m512 c32 = _mm512_set1_ps(32.0f);
+    __m512 acc[KT_GROUP];
+    for (int t = 0; t < NT; t++)
+        acc[t] = _mm512_setzero_ps();
+    const qd_block_q6_K *x = (const qd_block_q6_K *)xr;
+    for (int64_t i = 0; i < nsb; i++, x++) {
+        dec_prefetch((const uint8_t *)x + QD_DEC_PF_DIST, 4);
+        const __m512i l0 = _mm512_loadu_si512(x->ql), l1 = _mm512_loadu_si512(x->ql + 64);
+        const __m512i qh = _mm512_loadu_si512(x->qh);
+        __m512i W[4];
+        for (int k = 0; k < 4; k++) {
+            const __m512i kk = _mm512_set1_epi32(k);
+            __m512i L = _mm512_srlv_epi32(
+                _mm512_permutex2var_epi32(l0, _mm512_add_epi32(lidx, kk), l1), lsh);
+            __m512i H = _mm512_rolv_epi32(
+                _mm512_permutexvar_epi32(_mm512_add_epi32(hidx, kk), qh), hrot);
+            W[k] = _mm512_ternarylogic_epi32(L, _mm512_and_si512(H, m30), m4, 0xec);
+        }
+        const __m512 sc = _mm512_mul_ps(
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)x->scales))),
+            _mm512_set1_ps(h2f(x->d)));
+        kt_toks(NT, W, sc, _mm512_mul_ps(sc, c32), i, act, stride, nsb, acc);
+    }
+    for (int t = 0; t < NT; t++)
+        out[t * ldo] = hsum_ps512(acc[t]);
+}
+
+/* Rows [r0, r1) against n_tok (2..KTOKS_MAX) activation rows in the
+ * kt_act layout, KT_GROUP tokens per pass over a row (a row's later passes
+ * read it from L1). */
 static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *act,
                        size_t stride, int n_tok, float *out, int64_t ldo)
 {
     const uint8_t *base = w->data;
-    const int n = (int)w->n_cols, q6 = w->type == QD_TYPE_Q6_K;
+    const int64_t nsb = w->n_cols / QD_QK_K;
+    const int q6 = w->type == QD_TYPE_Q6_K;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *xr = base + (size_t)r * w->row_bytes;
-        float *o = out + r;
+        for (int t0 = 0; t0 < n_tok; t0 += KT_GROUP) {
+            const uint8_t *a = (const uint8_t *)act + (size_t)t0 * stride;
+            float *o = out + r + (int64_t)t0 * ldo;
 #define KT_CASE(NT)                                                         \
     case NT:                                                                \
         if (q6)                                                             \
-            q6_K_toks(NT, n, o, ldo, xr, act, stride);                      \
+            kt_q6_K(NT, nsb, o, ldo, xr, a, stride);                        \
         else                                                                \
-            q4_K_toks(NT, n, o, ldo, xr, act, stride);                      \
+            kt_q4_K(NT, nsb, o, ldo, xr, a, stride);                        \
         break;
-        switch (n_tok) {
-            KT_CASE(2) KT_CASE(3) KT_CASE(4)
-        default: break;
-        }
+            switch (QD_MIN(n_tok - t0, KT_GROUP)) {
+                KT_CASE(1) KT_CASE(2) KT_CASE(3) KT_CASE(4)
+                KT_CASE(5) KT_CASE(6) KT_CASE(7) KT_CASE(8)
+                KT_CASE(9) KT_CASE(10) KT_CASE(11) KT_CASE(12)
+                KT_CASE(13) KT_CASE(14) KT_CASE(15) KT_CASE(16)
+            default: break;
+            }
 #undef KT_CASE
+        }
     }
 }
 
-/* Measured on a 8192 x 8192 Q4_K matrix, one thread (CPU time): 2 tokens
- * 3.6 ms here vs 4.1 row by row; 4 tokens 5.8 vs 8.2 tiled; 8 tokens 13.2
- * vs 9.1 tiled (the tiles' vpdpbusd does in one instruction what
- * vpmaddubsw + vpdpwssd do in two here). */
+/* Measured on 8192 x 8192 matrices, one thread (CPU time), against the
+ * decoded tiles: Q4_K 8 tokens 6.0 ms vs 9.1, 12 tokens 9.9 vs 12.3, 16
+ * tokens 12.6 vs 11.7; Q6_K 12 tokens 10.2 vs 16.2, 14 tokens 11.3 vs 17.2
+ * (bench/kernels notes in docs/performance.md). */
 static int avx512_gemm_prefers(qd_type_t t, int n_tok)
 {
     return (t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K) && n_tok >= 2 && n_tok <= KTOKS_MAX;
@@ -786,6 +851,8 @@ static const qd_kernels_t avx512_kernels = {
     .vec_dot = x86_vec_dot,
     .gemm_tiled = avx512_gemm_tiled,
     .gemm_prefers = avx512_gemm_prefers,
+    .prefers_act = avx512_prefers_act,
+    .prefers_act_bytes = avx512_prefers_act_bytes,
     .tile_min_tok = 4,
 };
 

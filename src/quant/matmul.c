@@ -49,8 +49,9 @@ static size_t bf16_bytes(const qd_qmat_t *w, int n_tok)
 
 size_t qd_matmul_scratch_bytes(const qd_qmat_t *w, int n_tok)
 {
-    size_t a = act_row_bytes(w) * (size_t)(n_tok > 0 ? n_tok : 1) +
-               tile_bytes(w, n_tok);
+    size_t n = (size_t)(n_tok > 0 ? n_tok : 1);
+    size_t pref = n * QD_ALIGN_UP(QD_PREFERS_ACT_BYTES(w->n_cols), 64);
+    size_t a = act_row_bytes(w) * n + QD_MAX(tile_bytes(w, n_tok), pref);
     return QD_MAX(a, bf16_bytes(w, n_tok));
 }
 
@@ -70,6 +71,8 @@ typedef struct {
     size_t act_stride;
     const qd_kernels_t *k;
     int tiled;
+    uint8_t *pact;      /* the kernel set's own layout (prefers_act) or NULL */
+    size_t pact_stride;
     uint16_t *bf;   /* bf16 path: blocked bf16 activations */
     int8_t *qs;     /* tiled: n_tok x n_cols */
     float *ta, *tb; /* tiled: n_tok x (n_cols / S) */
@@ -91,6 +94,8 @@ static void quantize_phase(void *v, int ith, int nth)
     for (int t = ith; t < j->n_tok; t += nth) {
         uint8_t *a = j->act + (size_t)t * j->act_stride;
         j->k->from_float(at, j->x + (int64_t)t * j->ldx, a, w->n_cols);
+        if (j->pact)
+            j->k->prefers_act(w->type, a, w->n_cols, j->pact + (size_t)t * j->pact_stride);
         if (j->tiled)
             qd__tile_act(w->type, a, w->n_cols, j->qs + (size_t)t * w->n_cols,
                          j->ta + t * ns, j->tb + t * ns);
@@ -104,6 +109,8 @@ static void dot_rows(const matmul_job_t *j, const qd_qmat_t *w, float *out,
         j->k->gemm_bf16(w, r0, r1, j->bf, j->n_tok, out, ldo);
     else if (j->tiled)
         j->k->gemm_tiled(w, r0, r1, j->qs, j->ta, j->tb, j->n_tok, out, ldo);
+    else if (j->pact)
+        j->k->gemm(w, r0, r1, j->pact, j->pact_stride, j->n_tok, out, ldo);
     else
         j->k->gemm(w, r0, r1, j->act, j->act_stride, j->n_tok, out, ldo);
 }
@@ -195,6 +202,9 @@ static void matmul_shared(const qd_kernels_t *k, qd_pool_t *pool, int n_w,
         p += QD_ALIGN_UP((size_t)n_tok * (size_t)w->n_cols, 64);
         j.ta = (float *)p;
         j.tb = (float *)(p + tsz);
+    } else if (k->prefers_act && k->gemm_prefers && k->gemm_prefers(w->type, n_tok)) {
+        j.pact = (uint8_t *)scratch + j.act_stride * (size_t)n_tok;
+        j.pact_stride = QD_ALIGN_UP(k->prefers_act_bytes(w->type, w->n_cols), 64);
     }
     qd_type_t at = qd_type_traits(w->type)->vec_dot_type;
     if (j.bf) {
@@ -243,6 +253,10 @@ static int share(const qd_kernels_t *k, const qd_qmat_t *a, const qd_qmat_t *b,
     if (ma == MODE_BF16)
         return 1; /* bf16 activations do not depend on the type */
     if (qd_type_traits(a->type)->vec_dot_type != qd_type_traits(b->type)->vec_dot_type)
+        return 0;
+    /* direct: the same activation layout (the kernel set's own or not) */
+    if (k->gemm_prefers &&
+        !k->gemm_prefers(a->type, n_tok) != !k->gemm_prefers(b->type, n_tok))
         return 0;
     /* tiled: per-subblock sums of the same length */
     return ma == MODE_DIRECT || qd__tile_sub(a->type) == qd__tile_sub(b->type);

@@ -239,7 +239,7 @@ Test(kernels, matmul_matches_reference)
         cr_skip_test("no SIMD kernel set on this CPU");
     qd_pool_t *pool;
     cr_assert_eq(qd_pool_create(2, &pool), 0);
-    const int toks[] = {1, 2, 3, 7, 17, 33, 50};
+    const int toks[] = {1, 2, 3, 7, 8, 12, 16, 17, 33, 50};
     const int64_t rows[] = {1, 17, 35};
     for (size_t i = 0; i < QD_ARRAY_SIZE(all_types); i++) {
         qd_type_t t = all_types[i];
