@@ -10,7 +10,15 @@
 //
 //   node bench/load.mjs --url http://127.0.0.1:8080 [--model NAME]
 //        [--n 1,4,8,16] [--max-tokens 64] [--prompt-words 12]
-//        [--system-words 700] [--json]
+//        [--system-words 700] [--steady SECONDS] [--json]
+//
+// --steady S: instead of one burst of N simultaneous requests, N clients
+// each send request after request (closed loop) for S seconds, client i
+// starting i/N of a single request's duration after the first, so that
+// arrivals are spread as on a server in use. The first quarter of S (at
+// least two single-request durations) is warm-up; tokens/s counts the
+// tokens streamed in the rest of the window, TTFT and ITL the requests
+// started in it.
 
 import { now, pct, prompt } from './loadgen.mjs';
 
@@ -25,6 +33,7 @@ const maxTokens = Number(args['max-tokens'] || 64);
 const promptWords = Number(args['prompt-words'] || 12);
 const systemWords = Number(args['system-words'] || 700);
 const apiKey = args['api-key'] || process.env.QUANTD_API_KEY || '';
+const steady = Number(args.steady || 0);
 
 
 // One streaming chat request. Resolves with timings and usage.
@@ -40,7 +49,7 @@ async function chat(model, messages) {
   if (!res.ok) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
   const dec = new TextDecoder();
   let buf = '', first = null, last = null, n = 0, usage = null;
-  const gaps = [];
+  const gaps = [], times = [];
   for await (const chunk of res.body) {
     buf += dec.decode(chunk, { stream: true });
     let at;
@@ -59,14 +68,15 @@ async function chat(model, messages) {
         if (c && c.delta && c.delta.content) {
           const t = now();
           if (first === null) first = t; else gaps.push(t - last);
+          times.push(t);
           last = t;
           n++;
         }
       }
     }
   }
-  return { ttft: first === null ? NaN : first - t0, gaps, chunks: n, usage,
-           total: now() - t0 };
+  return { ttft: first === null ? NaN : first - t0, gaps, times, chunks: n, usage,
+           start: t0, total: now() - t0 };
 }
 
 async function modelName() {
@@ -85,7 +95,29 @@ async function main() {
   // Warm-up: page the weights in.
   await chat(model, [{ role: 'user', content: 'warm up' }]);
   let base = 1000;
-  for (const N of Ns) {
+  if (steady > 0) {
+    // one request alone: its duration spaces the clients' starts
+    const one = await chat(model, [{ role: 'user', content: prompt(base++, promptWords) }]);
+    for (const N of Ns) {
+      const t0 = now(), tEnd = t0 + steady * 1000;
+      const tw = t0 + Math.max(steady * 250, 2 * one.total);
+      const done = [];
+      await Promise.all(Array.from({ length: N }, async (_, i) => {
+        await new Promise((r) => setTimeout(r, (i * one.total) / N));
+        while (now() < tEnd)
+          done.push(await chat(model, [{ role: 'user', content: prompt(base++, promptWords) }]));
+      }));
+      const inWin = done.filter((r) => r.start >= tw && r.start < tEnd);
+      const toks = done.reduce((a, r) => a + r.times.filter((t) => t >= tw && t < tEnd).length, 0);
+      const ttft = inWin.map((r) => r.ttft), gaps = inWin.flatMap((r) => r.gaps);
+      rows.push({ N, gen: toks, wall_s: (tEnd - tw) / 1000, tok_s: toks / ((tEnd - tw) / 1000),
+                  reqs: inWin.length,
+                  prompt_tokens: inWin.length ? Math.round(inWin.reduce((a, r) => a + (r.usage?.prompt_tokens ?? 0), 0) / inWin.length) : NaN,
+                  ttft_p50: pct(ttft, 50), ttft_p99: pct(ttft, 99),
+                  itl_p50: pct(gaps, 50), itl_p99: pct(gaps, 99) });
+    }
+  }
+  for (const N of steady > 0 ? [] : Ns) {
     const t0 = now();
     const rs = await Promise.all(Array.from({ length: N }, (_, i) =>
       chat(model, [{ role: 'user', content: prompt(base + i, promptWords) }])));
@@ -93,7 +125,8 @@ async function main() {
     const wall = (now() - t0) / 1000;
     const gen = rs.reduce((a, r) => a + (r.usage?.completion_tokens ?? r.chunks), 0);
     const ttft = rs.map((r) => r.ttft), gaps = rs.flatMap((r) => r.gaps);
-    rows.push({ N, gen, wall_s: wall, tok_s: gen / wall,
+    rows.push({ N, gen, wall_s: wall, tok_s: gen / wall, reqs: N,
+                prompt_tokens: Math.round(rs.reduce((a, r) => a + (r.usage?.prompt_tokens ?? 0), 0) / N),
                 ttft_p50: pct(ttft, 50), ttft_p99: pct(ttft, 99),
                 itl_p50: pct(gaps, 50), itl_p99: pct(gaps, 99) });
   }
@@ -117,11 +150,13 @@ async function main() {
     console.log(JSON.stringify({ model, max_tokens: maxTokens, rows, prefix }, null, 1));
     return;
   }
-  console.log(`model ${model}, max_tokens ${maxTokens}, temperature 0, streaming`);
-  console.log('|  N | gen tok | wall s | tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |');
-  console.log('|---:|--------:|-------:|------:|------------:|------------:|-----------:|-----------:|');
+  console.log(`model ${model}, max_tokens ${maxTokens}, temperature 0, streaming, ` +
+    (steady > 0 ? `steady load for ${steady} s per N (closed loop, staggered starts)` : 'one burst of N requests'));
+  console.log('|  N | reqs | prompt tok | gen tok | wall s | tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |');
+  console.log('|---:|-----:|-----------:|--------:|-------:|------:|------------:|------------:|-----------:|-----------:|');
   for (const r of rows)
-    console.log(`| ${String(r.N).padStart(2)} | ${String(r.gen).padStart(7)} | ${r.wall_s.toFixed(2).padStart(6)} | ` +
+    console.log(`| ${String(r.N).padStart(2)} | ${String(r.reqs).padStart(4)} | ${String(r.prompt_tokens).padStart(10)} | ` +
+      `${String(r.gen).padStart(7)} | ${r.wall_s.toFixed(2).padStart(6)} | ` +
       `${f(r.tok_s).padStart(5)} | ${f(r.ttft_p50).padStart(11)} | ${f(r.ttft_p99).padStart(11)} | ` +
       `${f(r.itl_p50).padStart(10)} | ${f(r.itl_p99).padStart(10)} |`);
   if (prefix) console.log(`shared system prompt (${prefix.prompt_tokens} prompt tokens): cached_tokens ` +

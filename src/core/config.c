@@ -64,7 +64,7 @@ static const opt_t options[] = {
      "compute threads per model (0: physical cores)"},
     {"n_batch", 0, OPT_INT, OFF(n_batch), 256, NULL, 1, 65536, NULL,
      "tokens per forward step (decode tokens + prefill chunks)"},
-    {"n_seq_max", 0, OPT_INT, OFF(n_seq_max), 8, NULL, 1, 256, NULL,
+    {"n_seq_max", 0, OPT_INT, OFF(n_seq_max), 16, NULL, 1, 256, NULL,
      "sequences decoded together (n > 1 choices use one each)"},
     {"queue_max", 0, OPT_INT, OFF(queue_max), 64, NULL, 0, 100000, NULL,
      "requests waiting for a slot before 503"},
