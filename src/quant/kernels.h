@@ -32,9 +32,9 @@ typedef struct {
                        int n_tok, float *out, int64_t ldo);
     int tile_min_tok;
     /* Optional: nonzero when `gemm` should take n_tok activation rows of
-     * weight type t although the tiled path could (small batches of types
-     * with a multi-token direct kernel). */
-    int (*gemm_prefers)(qd_type_t t, int n_tok);
+     * w although the tiled path could (small batches of types with a
+     * multi-token direct kernel). */
+    int (*gemm_prefers)(const qd_qmat_t *w, int n_tok);
     /* Optional, with gemm_prefers: for those batches `gemm` takes its
      * activation rows in a layout of its own, made from the vec_dot_type
      * row once per matmul call by prefers_act; prefers_act_bytes(t, n) is a

@@ -453,22 +453,26 @@ static void q4_K_dec(int nr, int n, float *restrict s, const uint8_t *restrict x
     }
 }
 
-/* ---- small batches of k-quants: one weight row, NT activation rows ----
- * Batched decode (2-KTOKS_MAX tokens, see avx512_gemm_prefers) of Q4_K and
- * Q6_K: each superblock of a row is unpacked once and dotted with every
- * token's activation with vpdpbusd, instead of going through the decoded
- * 16-row tiles (whose decoding costs more than the products at these
- * batch sizes).
+/* ---- small batches: one weight row, NT activation rows ----
+ * Batched decode (2-KTOKS_MAX tokens, see avx512_gemm_prefers) of Q4_K,
+ * Q6_K, Q4_0 and Q8_0: each run of 256 values of a row (a superblock, or
+ * 8 blocks of 32) is unpacked once and dotted with every token's
+ * activation with vpdpbusd, instead of going through the decoded 16-row
+ * tiles (whose decoding costs more than the products at these batch
+ * sizes).
  *
- * The unpacked superblock is four zmm W0..W3 whose int32 lane l always
- * holds values of the 16-value group l (values 16l+4k .. 16l+4k+3 in Wk),
- * so one vpdpbusd accumulator per token sums each group in its own lane
- * and the group's scale is applied once per superblock, as a float vector.
- * For that the activations are laid out to match, once per matmul call
- * (kt_act): per superblock, value 16l+4k+i at byte 64k+4l+i, then the 16
- * floats d*bsums[l] (the group sums the mins and Q6_K's offset of 32 need),
- * and after the row's superblocks their scales d. Integer sums are exact;
- * only the float order differs from the single-token dots. */
+ * The unpacked run is four zmm W0..W3 of unsigned bytes whose int32 lane l
+ * always holds values of the 16-value group l (values 16l+4k .. 16l+4k+3
+ * in Wk), so one vpdpbusd accumulator per token sums each group in its own
+ * lane and the groups' scales are applied once per run, as a float
+ * vector. For that the activations are laid out to match, once per matmul
+ * call (avx512_prefers_act): per run, value 16l+4k+i at byte 64k+4l+i,
+ * then 16 per-group numbers — for Q8_K activations the floats d*bsums[l]
+ * (the group sums the mins and Q6_K's offset of 32 need), after the row's
+ * runs their scales d; for Q8_0 activations minus the group's sum (for the
+ * offset that makes the weights unsigned: 8 for Q4_0, 128 for Q8_0), then
+ * the scale of the group's block. Integer sums are exact; only the float
+ * order differs from the single-token dots. */
 #define KTOKS_MAX 16
 #define KT_GROUP 16 /* tokens per pass over a row (accumulators in registers) */
 
@@ -477,37 +481,160 @@ typedef struct {
     float bs[16];
 } kt_blk_t;
 
-static size_t kt_row_bytes(int64_t n)
+typedef struct {
+    int8_t qs[256];
+    int32_t nb[16]; /* minus the sum of group l's 16 values */
+    float d[16];    /* the scale of group l's block */
+} kt0_blk_t;
+
+/* value 16l+4k+i of a run of 256 int8 to byte 64k+4l+i */
+static inline void kt_lanes(int8_t *restrict dst, const int8_t *restrict src)
 {
-    int64_t nsb = n / QD_QK_K;
-    return (size_t)nsb * sizeof(kt_blk_t) + QD_ALIGN_UP((size_t)nsb * sizeof(float), 64);
+    for (int k = 0; k < 4; k++)
+        for (int l = 0; l < 16; l++)
+            memcpy(dst + 64 * k + 4 * l, src + 16 * l + 4 * k, 4);
 }
 
 static size_t avx512_prefers_act_bytes(qd_type_t t, int64_t n)
 {
-    (void)t;
-    return kt_row_bytes(n);
+    int64_t nr = n / 256;
+    if (qd_type_traits(t)->vec_dot_type == QD_TYPE_Q8_0)
+        return (size_t)nr * sizeof(kt0_blk_t);
+    return (size_t)nr * sizeof(kt_blk_t) + QD_ALIGN_UP((size_t)nr * sizeof(float), 64);
 }
 
-/* A Q8_K row (n values) to the layout above. Both types use the same one,
- * so that Q4_K and Q6_K matrices of one input share it. */
+/* A vec_dot_type row (n values) to the layout above; the layout depends
+ * only on the vec_dot_type, so that Q4_K and Q6_K (or Q4_0 and Q8_0)
+ * matrices of one input share it. */
 static void avx512_prefers_act(qd_type_t t, const void *act, int64_t n, void *dst)
 {
-    (void)t;
+    if (qd_type_traits(t)->vec_dot_type == QD_TYPE_Q8_0) {
+        const qd_block_q8_0 *y = act;
+        kt0_blk_t *o = dst;
+        for (int64_t r = 0; r < n / 256; r++, y += 8) {
+            int8_t v[256];
+            for (int b = 0; b < 8; b++) {
+                memcpy(v + 32 * b, y[b].qs, 32);
+                o[r].d[2 * b] = o[r].d[2 * b + 1] = h2f(y[b].d);
+            }
+            kt_lanes(o[r].qs, v);
+            for (int l = 0; l < 16; l++) {
+                int32_t sum = 0;
+                for (int i = 0; i < 16; i++)
+                    sum += v[16 * l + i];
+                o[r].nb[l] = -sum;
+            }
+        }
+        return;
+    }
     const qd_block_q8_K *y = act;
     int64_t nsb = n / QD_QK_K;
     kt_blk_t *o = dst;
     float *d = (float *)(o + nsb);
     for (int64_t i = 0; i < nsb; i++) {
-        /* dword 4l+k of the block to dword 16k+l */
-        for (int k = 0; k < 4; k++)
-            for (int l = 0; l < 16; l++)
-                memcpy(o[i].qs + 64 * k + 4 * l, y[i].qs + 16 * l + 4 * k, 4);
+        kt_lanes(o[i].qs, y[i].qs);
         __m512 bs = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(
             _mm256_loadu_si256((const __m256i *)y[i].bsums)));
         _mm512_store_ps(o[i].bs, _mm512_mul_ps(bs, _mm512_set1_ps(y[i].d)));
         d[i] = y[i].d;
     }
+}
+
+/* The products of one unpacked run of Q4_0/Q8_0 (W; wd the scale of each
+ * group's block, offset 1 << SH) with NT tokens' runs i. */
+static inline __attribute__((always_inline)) void
+kt0_toks(const int NT, const int SH, const __m512i W[4], __m512 wd, int64_t i,
+         const uint8_t *act, size_t stride, __m512 acc[KT_GROUP])
+{
+    for (int t = 0; t < NT; t++) {
+        const kt0_blk_t *a = (const kt0_blk_t *)(act + (size_t)t * stride) + i;
+        __m512i S = _mm512_slli_epi32(_mm512_load_si512(a->nb), SH);
+        S = _mm512_dpbusd_epi32(S, W[0], _mm512_load_si512(a->qs));
+        S = _mm512_dpbusd_epi32(S, W[1], _mm512_load_si512(a->qs + 64));
+        S = _mm512_dpbusd_epi32(S, W[2], _mm512_load_si512(a->qs + 128));
+        S = _mm512_dpbusd_epi32(S, W[3], _mm512_load_si512(a->qs + 192));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S), _mm512_mul_ps(wd, _mm512_load_ps(a->d)),
+                                 acc[t]);
+    }
+}
+
+/* the scales of 8 blocks of bsz bytes, each repeated for its 2 groups */
+static inline __m512 kt0_scales(const uint8_t *x, size_t bsz)
+{
+    uint16_t h[8];
+    for (int b = 0; b < 8; b++)
+        memcpy(&h[b], x + (size_t)b * bsz, 2);
+    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+    return _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(d));
+}
+
+/* Q4_0: group l is the low (l even) or high nibbles of block l/2's 16
+ * bytes; Wk's lane l is their dword k, shifted by 4*(l&1). */
+static inline __attribute__((always_inline)) void
+kt_q4_0(const int NT, int64_t nr, float *out, int64_t ldo, const uint8_t *xr,
+        const uint8_t *act, size_t stride)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i shv = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
+    const __m512i idx0 = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
+    __m512 acc[KT_GROUP];
+    for (int t = 0; t < NT; t++)
+        acc[t] = _mm512_setzero_ps();
+    const qd_block_q4_0 *x = (const qd_block_q4_0 *)xr;
+    for (int64_t i = 0; i < nr; i++, x += 8) {
+        dec_prefetch((const uint8_t *)x + QD_DEC_PF_DIST, 3);
+        __m512i A = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)x[0].qs));
+        __m512i B = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)x[4].qs));
+        for (int b = 1; b < 4; b++) {
+            A = _mm512_inserti32x4(A, _mm_loadu_si128((const __m128i *)x[b].qs), b);
+            B = _mm512_inserti32x4(B, _mm_loadu_si128((const __m128i *)x[4 + b].qs), b);
+        }
+        __m512i W[4];
+        for (int k = 0; k < 4; k++)
+            W[k] = _mm512_and_si512(
+                _mm512_srlv_epi32(
+                    _mm512_permutex2var_epi32(A, _mm512_add_epi32(idx0, _mm512_set1_epi32(k)), B),
+                    shv),
+                m4);
+        kt0_toks(NT, 3, W, kt0_scales((const uint8_t *)x, sizeof *x), i, act, stride, acc);
+    }
+    for (int t = 0; t < NT; t++)
+        out[t * ldo] = hsum_ps512(acc[t]);
+}
+
+/* Q8_0: group l is half l&1 of block l/2, made unsigned by flipping the
+ * sign bit (+128); Wk's lane l is dword 4*(l&1) + k of the block. */
+static inline __attribute__((always_inline)) void
+kt_q8_0(const int NT, int64_t nr, float *out, int64_t ldo, const uint8_t *xr,
+        const uint8_t *act, size_t stride)
+{
+    const __m512i sign = _mm512_set1_epi8((char)0x80);
+    /* blocks 2j and 2j+1 in P[j]; lanes 0-7 from P0/P1, 8-15 from P2/P3 */
+    const __m512i idx0 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+    __m512 acc[KT_GROUP];
+    for (int t = 0; t < NT; t++)
+        acc[t] = _mm512_setzero_ps();
+    const qd_block_q8_0 *x = (const qd_block_q8_0 *)xr;
+    for (int64_t i = 0; i < nr; i++, x += 8) {
+        dec_prefetch((const uint8_t *)x + QD_DEC_PF_DIST, 5);
+        __m512i P[4];
+        for (int j = 0; j < 4; j++)
+            P[j] = _mm512_xor_si512(
+                _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[2 * j].qs)),
+                    _mm256_loadu_si256((const __m256i *)x[2 * j + 1].qs), 1),
+                sign);
+        __m512i W[4];
+        for (int k = 0; k < 4; k++) {
+            const __m512i ix = _mm512_add_epi32(idx0, _mm512_set1_epi32(k));
+            W[k] = _mm512_mask_blend_epi32(0xff00, _mm512_permutex2var_epi32(P[0], ix, P[1]),
+                                           _mm512_permutex2var_epi32(P[2], ix, P[3]));
+        }
+        kt0_toks(NT, 7, W, kt0_scales((const uint8_t *)x, sizeof *x), i, act, stride, acc);
+    }
+    for (int t = 0; t < NT; t++)
+        out[t * ldo] = hsum_ps512(acc[t]);
 }
 
 /* The products of one unpacked superblock (W, group scales sc, group
@@ -613,14 +740,14 @@ kt_q6_K(const int NT, int64_t nsb, float *out, int64_t ldo, const uint8_t *xr,
 }
 
 /* Rows [r0, r1) against n_tok (2..KTOKS_MAX) activation rows in the
- * kt_act layout, KT_GROUP tokens per pass over a row (a row's later passes
- * read it from L1). */
+ * avx512_prefers_act layout, KT_GROUP tokens per pass over a row (a row's
+ * later passes read it from L1). */
 static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *act,
                        size_t stride, int n_tok, float *out, int64_t ldo)
 {
     const uint8_t *base = w->data;
-    const int64_t nsb = w->n_cols / QD_QK_K;
-    const int q6 = w->type == QD_TYPE_Q6_K;
+    const int64_t nr = w->n_cols / 256;
+    const qd_type_t ty = w->type;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *xr = base + (size_t)r * w->row_bytes;
         for (int t0 = 0; t0 < n_tok; t0 += KT_GROUP) {
@@ -628,10 +755,14 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
             float *o = out + r + (int64_t)t0 * ldo;
 #define KT_CASE(NT)                                                         \
     case NT:                                                                \
-        if (q6)                                                             \
-            kt_q6_K(NT, nsb, o, ldo, xr, a, stride);                        \
+        if (ty == QD_TYPE_Q6_K)                                             \
+            kt_q6_K(NT, nr, o, ldo, xr, a, stride);                         \
+        else if (ty == QD_TYPE_Q4_K)                                        \
+            kt_q4_K(NT, nr, o, ldo, xr, a, stride);                         \
+        else if (ty == QD_TYPE_Q4_0)                                        \
+            kt_q4_0(NT, nr, o, ldo, xr, a, stride);                         \
         else                                                                \
-            kt_q4_K(NT, nsb, o, ldo, xr, a, stride);                        \
+            kt_q8_0(NT, nr, o, ldo, xr, a, stride);                         \
         break;
             switch (QD_MIN(n_tok - t0, KT_GROUP)) {
                 KT_CASE(1) KT_CASE(2) KT_CASE(3) KT_CASE(4)
@@ -648,10 +779,13 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
 /* Measured on 8192 x 8192 matrices, one thread (CPU time), against the
  * decoded tiles: Q4_K 8 tokens 6.0 ms vs 9.1, 12 tokens 9.9 vs 12.3, 16
  * tokens 12.6 vs 11.7; Q6_K 12 tokens 10.2 vs 16.2, 14 tokens 11.3 vs 17.2
- * (bench/kernels notes in docs/performance.md). */
-static int avx512_gemm_prefers(qd_type_t t, int n_tok)
+ * (see docs/performance.md). */
+static int avx512_gemm_prefers(const qd_qmat_t *w, int n_tok)
 {
-    return (t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K) && n_tok >= 2 && n_tok <= KTOKS_MAX;
+    qd_type_t t = w->type;
+    return (t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K || t == QD_TYPE_Q4_0 ||
+            t == QD_TYPE_Q8_0) &&
+           w->n_cols % 256 == 0 && n_tok >= 2 && n_tok <= KTOKS_MAX;
 }
 
 /* Rows x0, x0 + bx, ... [nr of them] against one activation row: the
@@ -694,7 +828,7 @@ static void avx512_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
     case QD_TYPE_Q6_K: f = q6_K_dec; break;
     default: break;
     }
-    if (avx512_gemm_prefers(w->type, n_tok)) {
+    if (avx512_gemm_prefers(w, n_tok)) {
         ktoks_rows(w, r0, r1, act, act_stride, n_tok, out, ldo);
         return;
     }

@@ -153,7 +153,7 @@ static int mode_of(const qd_kernels_t *k, const qd_qmat_t *w, int n_tok)
     if (k->gemm_bf16 && S && n_tok >= k->bf16_min_tok && w->n_cols % 32 == 0)
         return MODE_BF16;
     if (k->gemm_tiled && S && n_tok >= k->tile_min_tok &&
-        !(k->gemm_prefers && k->gemm_prefers(w->type, n_tok)))
+        !(k->gemm_prefers && k->gemm_prefers(w, n_tok)))
         return MODE_TILED;
     return MODE_DIRECT;
 }
@@ -202,7 +202,7 @@ static void matmul_shared(const qd_kernels_t *k, qd_pool_t *pool, int n_w,
         p += QD_ALIGN_UP((size_t)n_tok * (size_t)w->n_cols, 64);
         j.ta = (float *)p;
         j.tb = (float *)(p + tsz);
-    } else if (k->prefers_act && k->gemm_prefers && k->gemm_prefers(w->type, n_tok)) {
+    } else if (k->prefers_act && k->gemm_prefers && k->gemm_prefers(w, n_tok)) {
         j.pact = (uint8_t *)scratch + j.act_stride * (size_t)n_tok;
         j.pact_stride = QD_ALIGN_UP(k->prefers_act_bytes(w->type, w->n_cols), 64);
     }
@@ -256,7 +256,7 @@ static int share(const qd_kernels_t *k, const qd_qmat_t *a, const qd_qmat_t *b,
         return 0;
     /* direct: the same activation layout (the kernel set's own or not) */
     if (k->gemm_prefers &&
-        !k->gemm_prefers(a->type, n_tok) != !k->gemm_prefers(b->type, n_tok))
+        !k->gemm_prefers(a, n_tok) != !k->gemm_prefers(b, n_tok))
         return 0;
     /* tiled: per-subblock sums of the same length */
     return ma == MODE_DIRECT || qd__tile_sub(a->type) == qd__tile_sub(b->type);
