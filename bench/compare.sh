@@ -32,6 +32,8 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 
 echo "quantd: $QUANTD  reference: $REF_BENCH"
 echo "model: $model  threads: $t  reps: $r  ($(nproc) cpus)"
+echo "load before membw:          $(load)"
+"$QUANTD" bench --membw -t "$t" -r 3 >"$out/membw.txt" 2>&1 || true
 echo "load before quantd:        $(load)"
 "$QUANTD" bench -m "$model" -p "$p" -n "$n" -t "$t" -r "$r" --json \
     >"$out/quantd.jsonl" 2>"$out/quantd.err" || { cat "$out/quantd.err" >&2; exit 1; }
@@ -50,15 +52,18 @@ fi
 echo "load after:                $(load)"
 echo
 python3 - "$out" "$p" "$n" "$batch" <<'PY'
-import json, sys
+import json, re, sys
 d, p, n, b = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+bpt = 0
 def rd(f):
+    global bpt
     res = {}
     for line in open(f"{d}/{f}"):
         line = line.strip()
         if line.startswith("{"):
             o = json.loads(line)
             res[o["test"]] = (o["tokens_per_s"], o.get("tokens_per_s_sd", o.get("sd", 0.0)))
+            bpt = o.get("bytes_per_token", bpt)
     return res
 q, qb, ref = rd("quantd.jsonl"), rd("batch.jsonl"), rd("ref.jsonl")
 def cell(v):
@@ -75,4 +80,17 @@ if bt in qb and f"tg{n}" in q:
     print(f"| {bt:<10} | {cell(v)} | {'-':>18} | {'-':>16} |")
     print(f"\nquantd --batch {b}: {v[0]:.2f} t/s aggregate = "
           f"{v[0] / q[f'tg{n}'][0]:.2f}x single-sequence decode")
+membw = 0.0
+for line in open(f"{d}/membw.txt"):
+    m = re.search(r"best: ([0-9.]+) GB/s", line)
+    if m:
+        membw = float(m.group(1))
+tg = f"tg{n}"
+if membw > 0 and bpt > 0:
+    roof = membw * 1e9 / bpt
+    print(f"\nbandwidth (quantd bench --membw, best of 3): {membw:.2f} GB/s; "
+          f"weights read per token: {bpt / 1e6:.1f} MB; decode roofline {roof:.2f} t/s")
+    for name, res in (("quantd", q), ("llama.cpp", ref)):
+        if tg in res:
+            print(f"  {name}: {tg} {res[tg][0]:.2f} t/s = {100 * res[tg][0] / roof:.0f}% of the roofline")
 PY

@@ -51,6 +51,7 @@ typedef struct {
     int64_t ctx;
     int64_t kv_mib;
     char *kv_type;       /* f32 | f16 | q8_0 */
+    char *model_load;    /* read | mmap (quantd/gguf.h qd_gguf_set_load) */
     int64_t mem_budget_mib; /* model pool budget; 0: no limit */
     int64_t idle_unload_s;  /* unload idle models after; 0: never */
     /* API limits */

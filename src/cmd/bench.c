@@ -14,6 +14,7 @@
 #include "cmd/bench.h"
 #include "cmd/cmd.h"
 #include "quantd/common.h"
+#include "quantd/gguf.h"
 #include "quantd/compute.h"
 #include "quantd/engine.h"
 #include "quantd/hf_import.h"
@@ -23,6 +24,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: quantd bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS]\n"
             "                    [--json] [--batch B] [--kv-type f16|f32|q8_0]\n"
+            "                    [--model-load read|mmap]\n"
             "       quantd bench --membw [-t THREADS] [-r REPS]\n"
             "       quantd bench --kernels [--types Q4_K,Q8_0,...] [--mv-only] [-t THREADS] [-r REPS]\n"
             "       quantd bench --awq-layout [-t THREADS] [-r REPS]\n");
@@ -76,15 +78,28 @@ static double timed_decode(qd_ctx_t *c, qd_batch_t *b, int n_tok, int n_seq,
     return (double)(qd_now_ns() - t0) * 1e-9;
 }
 
+/* Weight bytes one decode step reads: every matrix, and of the token
+ * embedding one row, unless it is also the output matrix (tied). */
+static size_t bytes_per_token(const qd_model_t *m)
+{
+    const qd_gguf_t *g = qd_model_gguf(m);
+    size_t b = qd_model_weight_bytes(m);
+    const qd_gguf_tensor_t *e = g ? qd_gguf_find_tensor(g, "token_embd.weight") : NULL;
+    if (e && qd_gguf_find_tensor(g, "output.weight") && e->ne[1] > 0)
+        b -= e->n_bytes - e->n_bytes / (size_t)e->ne[1];
+    return b;
+}
+
 static void report(const bench_opts_t *o, const char *type, const char *test,
-                   const double *tps, int n)
+                   const double *tps, int n, size_t bpt)
 {
     double m, sd;
     stats(tps, n, &m, &sd);
     if (o->json)
         printf("{\"model\":\"%s\",\"type\":\"%s\",\"test\":\"%s\",\"threads\":%d,"
-               "\"tokens_per_s\":%.3f,\"tokens_per_s_sd\":%.3f,\"rss_bytes\":%zu}\n",
-               o->model_path, type, test, o->threads, m, sd, peak_rss_bytes());
+               "\"tokens_per_s\":%.3f,\"tokens_per_s_sd\":%.3f,\"rss_bytes\":%zu,"
+               "\"bytes_per_token\":%zu}\n",
+               o->model_path, type, test, o->threads, m, sd, peak_rss_bytes(), bpt);
     else
         printf("| %-28s | %-8s | %7d | %-10s | %9.2f ± %6.2f |\n", o->model_path, type,
                o->threads, test, m, sd);
@@ -157,7 +172,7 @@ static int bench_model(const bench_opts_t *o)
             tps[r] = o->p / s;
         }
         snprintf(test, sizeof test, "pp%d", o->p);
-        report(o, type, test, tps, o->reps);
+        report(o, type, test, tps, o->reps, bytes_per_token(m));
     }
     double tg_mean = 0;
     if (o->n > 0) {
@@ -176,7 +191,7 @@ static int bench_model(const bench_opts_t *o)
             tps[r] = o->n / s;
         }
         snprintf(test, sizeof test, "tg%d", o->n);
-        report(o, type, test, tps, o->reps);
+        report(o, type, test, tps, o->reps, bytes_per_token(m));
         double sd;
         stats(tps, o->reps, &tg_mean, &sd);
     }
@@ -193,7 +208,7 @@ static int bench_model(const bench_opts_t *o)
             tps[r] = (double)o->n * n_seq / s;
         }
         snprintf(test, sizeof test, "tg%dx%d", o->n, n_seq);
-        report(o, type, test, tps, o->reps);
+        report(o, type, test, tps, o->reps, bytes_per_token(m));
         double mean, sd;
         stats(tps, o->reps, &mean, &sd);
         if (!o->json && tg_mean > 0)
@@ -242,6 +257,9 @@ int qd_cmd_bench(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "-n") && v) {
             o.n = atoi(v);
+            i++;
+        } else if (!strcmp(a, "--model-load") && v && (!strcmp(v, "read") || !strcmp(v, "mmap"))) {
+            qd_gguf_set_load(!strcmp(v, "mmap") ? QD_GGUF_MMAP : QD_GGUF_READ);
             i++;
         } else if (!strcmp(a, "--batch") && v) {
             o.batch = atoi(v);

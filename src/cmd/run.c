@@ -8,6 +8,7 @@
  */
 #include "cmd/cmd.h"
 #include "quantd/common.h"
+#include "quantd/gguf.h"
 #include "quantd/engine.h"
 #include "quantd/sampler.h"
 #include "quantd/tokenizer.h"
@@ -35,7 +36,8 @@ static void run_usage(FILE *f)
             "  --top-p P               (default 0.95; 1 off)\n"
             "  --min-p P               (default 0.05; 0 off)\n"
             "  --repeat-penalty R      (default 1.0: off)\n"
-            "  --kv-type f16|f32|q8_0  KV cache element type (default f16)\n");
+            "  --kv-type f16|f32|q8_0  KV cache element type (default f16)\n"
+            "  --model-load read|mmap  read the model into memory (default) or map it\n");
 }
 
 typedef struct {
@@ -139,6 +141,12 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
         } else if (!strcmp(a, "--repeat-penalty")) {
             if (parse_float(a, v, &o->sp.repeat_penalty))
                 return -1;
+        } else if (!strcmp(a, "--model-load")) {
+            if (strcmp(v, "read") && strcmp(v, "mmap")) {
+                fprintf(stderr, "quantd run: --model-load: '%s' (read or mmap)\n", v);
+                return -1;
+            }
+            qd_gguf_set_load(!strcmp(v, "mmap") ? QD_GGUF_MMAP : QD_GGUF_READ);
         } else if (!strcmp(a, "--kv-type")) {
             if (!strcasecmp(v, "f16")) {
                 o->kv_type = QD_KV_F16;

@@ -80,6 +80,8 @@ static const opt_t options[] = {
      NULL, "unload an unpinned model unused for this long (0: never)"},
     {"kv_type", 0, OPT_ENUM, OFF(kv_type), 0, "f16", 0, 0, "f32|f16|q8_0",
      "KV cache element type"},
+    {"model_load", 0, OPT_ENUM, OFF(model_load), 0, "read", 0, 0, "read|mmap",
+     "model files read into (huge-page) memory, or mapped (shared page cache)"},
     {"max_n", 0, OPT_INT, OFF(max_n), 8, NULL, 1, 128, NULL,
      "largest n (choices per request)"},
     {"max_stop", 0, OPT_INT, OFF(max_stop), 4, NULL, 0, 64, NULL,

@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <float.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +93,7 @@ typedef struct {
 struct qd_gguf {
     const uint8_t *buf;
     size_t size;
-    int mapped; /* buf is our mmap: munmap on close */
+    int mapped; /* buf is ours (file mapping or anonymous copy): munmap on close */
     int guard;  /* mapguard slot of the mapping, -1: none */
     uint32_t version;
     uint32_t alignment;
@@ -809,6 +810,55 @@ int qd_gguf_open_mem(const void *buf, size_t n_bytes, qd_gguf_t **out)
     return 0;
 }
 
+static _Atomic int load_how = QD_GGUF_READ;
+
+void qd_gguf_set_load(qd_gguf_load_t how) { atomic_store(&load_how, (int)how); }
+qd_gguf_load_t qd_gguf_get_load(void) { return (qd_gguf_load_t)atomic_load(&load_how); }
+
+#define HUGE_2M ((size_t)2 << 20)
+
+/* The file's n bytes read into anonymous memory at a 2 MiB boundary,
+ * huge pages asked for, then made read-only; NULL (errmsg set) on
+ * failure. */
+static void *read_anon(int fd, const char *path, size_t n)
+{
+    size_t len = n + HUGE_2M;
+    uint8_t *region = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (region == MAP_FAILED) {
+        qd_set_errmsg("%s: cannot allocate %zu bytes for the model: %s", path, n,
+                      strerror(errno));
+        return NULL;
+    }
+    uint8_t *base = (uint8_t *)QD_ALIGN_UP((uintptr_t)region, HUGE_2M);
+    size_t keep = QD_ALIGN_UP(n, 4096), head = (size_t)(base - region);
+    if (head)
+        munmap(region, head);
+    if (len - head > keep)
+        munmap(base + keep, len - head - keep);
+#ifdef MADV_HUGEPAGE
+    (void)madvise(base, n, MADV_HUGEPAGE);
+#endif
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, base + got, QD_MIN(n - got, (size_t)1 << 30), (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r < 0)
+                qd_set_errmsg("%s: read: %s", path, strerror(errno));
+            else
+                qd_set_errmsg("%s: file changed on disk (truncated to %zu of %zu bytes) "
+                              "while being read", path, got, n);
+            munmap(base, QD_ALIGN_UP(n, 4096));
+            return NULL;
+        }
+        got += (size_t)r;
+    }
+    (void)mprotect(base, QD_ALIGN_UP(n, 4096), PROT_READ);
+    return base;
+}
+
 int qd_gguf_open(const char *path, qd_gguf_t **out)
 {
     struct stat st;
@@ -834,6 +884,23 @@ int qd_gguf_open(const char *path, qd_gguf_t **out)
         qd_set_errmsg("%s: %lld bytes is too small for a GGUF header", path,
                       (long long)st.st_size);
         rc = QD_EFORMAT;
+        goto out;
+    }
+    if (qd_gguf_get_load() == QD_GGUF_READ) {
+        map = read_anon(fd, path, (size_t)st.st_size);
+        if (!map) {
+            rc = QD_EIO;
+            goto out;
+        }
+        rc = qd_gguf_open_mem(map, (size_t)st.st_size, out);
+        if (rc) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", qd_errmsg());
+            qd_set_errmsg("%s: %s", path, msg);
+            munmap(map, QD_ALIGN_UP((size_t)st.st_size, 4096));
+            goto out;
+        }
+        (*out)->mapped = 1;
         goto out;
     }
     map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -876,7 +943,7 @@ void qd_gguf_close(qd_gguf_t *g)
         return;
     if (g->mapped) {
         qd_mapguard_remove(g->guard);
-        munmap((void *)g->buf, g->size);
+        munmap((void *)g->buf, QD_ALIGN_UP(g->size, 4096));
     }
     index_free(&g->kv_index);
     index_free(&g->tensor_index);

@@ -827,9 +827,21 @@ static int complete_body(char **body)
     return st;
 }
 
+/* Read into memory (model_load = read, the default), the model is the
+ * daemon's own copy: truncating the file afterwards changes nothing. */
+Test(abuse, model_truncated_after_read, .fini = stop_daemon)
+{
+    make_tmp_model();
+    need_ex(tmp_model, 0, NULL);
+    cr_assert_eq(complete_once(), 200);
+    cr_assert_eq(truncate(tmp_model, 0), 0);
+    cr_assert_eq(complete_once(), 200, "after the file was truncated");
+    expect_alive("model file truncated after the read");
+}
+
 /*
- * Truncating a file that is mapped makes any access to the lost pages a
- * SIGBUS. The daemon guards its model mappings (src/core/mapguard.c): the
+ * In model_load = mmap mode, truncating a file that is mapped makes any
+ * access to the lost pages a SIGBUS. The daemon guards its model mappings (src/core/mapguard.c): the
  * fault is absorbed (zero pages mapped over the rest), the requests on
  * that model end with 503 "model file changed on disk", the model is
  * unloaded, and the next request reloads it, which refuses the truncated
@@ -839,7 +851,8 @@ static int complete_body(char **body)
 Test(abuse, model_truncated_while_mapped, .fini = stop_daemon)
 {
     make_tmp_model();
-    need_ex(tmp_model, 0, NULL);
+    const char *args[] = {"--model-load", "mmap", NULL};
+    need_ex(tmp_model, 0, args);
     cr_assert_eq(complete_once(), 200);
     struct stat sb;
     cr_assert_eq(stat(tmp_model, &sb), 0);

@@ -105,7 +105,9 @@ Test(mapguard, gguf_model_registers_its_mapping, .fini = cleanup)
     fclose(a);
     cr_assert_eq(fclose(b), 0);
     qd_model_t *m = NULL;
+    qd_gguf_set_load(QD_GGUF_MMAP);
     cr_assert_eq(qd_model_load(path, &m), 0, "%s", qd_errmsg());
+    qd_gguf_set_load(QD_GGUF_READ);
     cr_assert_eq(qd_model_damaged(m), 0);
     const qd_gguf_t *g = qd_model_gguf(m);
     const qd_gguf_tensor_t *t = qd_gguf_tensor(g, qd_gguf_n_tensors(g) - 1);
@@ -119,4 +121,39 @@ Test(mapguard, gguf_model_registers_its_mapping, .fini = cleanup)
     cr_assert_neq(qd_model_load(path, &m), 0);
     cr_assert(strstr(qd_errmsg(), "past") || strstr(qd_errmsg(), "end"),
               "%s", qd_errmsg());
+}
+
+/* Read into memory (the default), a model does not see its file change:
+ * truncated after the load, its weights read as before and it is not
+ * damaged. */
+Test(mapguard, read_model_survives_truncation, .fini = cleanup)
+{
+    const char *shared = getenv("QD_SHARED");
+    char src[512];
+    snprintf(src, sizeof src, "%s/gguf/stories260K.gguf", shared ? shared : "");
+    if (!shared || access(src, R_OK))
+        cr_skip_test("stories260K.gguf not found: QD_SHARED");
+    const char *tmp = getenv("QD_TMP") ? getenv("QD_TMP") : "/tmp";
+    snprintf(path, sizeof path, "%s/mapguard-r-%d.gguf", tmp, (int)getpid());
+    FILE *a = fopen(src, "rb"), *b = fopen(path, "wb");
+    cr_assert(a && b);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0)
+        cr_assert_eq(fwrite(buf, 1, n, b), n);
+    fclose(a);
+    cr_assert_eq(fclose(b), 0);
+    cr_assert_eq(qd_gguf_get_load(), QD_GGUF_READ);
+    qd_model_t *m = NULL;
+    cr_assert_eq(qd_model_load(path, &m), 0, "%s", qd_errmsg());
+    const qd_gguf_t *g = qd_model_gguf(m);
+    const qd_gguf_tensor_t *t = qd_gguf_tensor(g, qd_gguf_n_tensors(g) - 1);
+    unsigned char before = ((const unsigned char *)t->data)[t->n_bytes - 1];
+    cr_assert_eq(truncate(path, 0), 0);
+    unsigned char after = ((const unsigned char *)t->data)[t->n_bytes - 1];
+    cr_assert_eq(before, after);
+    cr_assert_eq(qd_model_damaged(m), 0);
+    qd_model_free(m);
+    /* and the empty file is refused with a message */
+    cr_assert_neq(qd_model_load(path, &m), 0);
 }
