@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <float.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -817,6 +818,34 @@ qd_gguf_load_t qd_gguf_get_load(void) { return (qd_gguf_load_t)atomic_load(&load
 
 #define HUGE_2M ((size_t)2 << 20)
 
+typedef struct {
+    int fd;
+    uint8_t *dst;
+    size_t lo, hi;
+    int err; /* errno, -1: end of file early */
+} read_part_t;
+
+static void read_part(read_part_t *p)
+{
+    size_t at = p->lo;
+    while (at < p->hi) {
+        ssize_t r = pread(p->fd, p->dst + at, QD_MIN(p->hi - at, (size_t)1 << 30), (off_t)at);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            p->err = r < 0 ? errno : -1;
+            return;
+        }
+        at += (size_t)r;
+    }
+}
+
+static void *read_part_main(void *arg)
+{
+    read_part(arg);
+    return NULL;
+}
+
 /* The file's n bytes read into anonymous memory at a 2 MiB boundary,
  * huge pages asked for, then made read-only; NULL (errmsg set) on
  * failure. */
@@ -839,21 +868,36 @@ static void *read_anon(int fd, const char *path, size_t n)
 #ifdef MADV_HUGEPAGE
     (void)madvise(base, n, MADV_HUGEPAGE);
 #endif
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, base + got, QD_MIN(n - got, (size_t)1 << 30), (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            if (r < 0)
-                qd_set_errmsg("%s: read: %s", path, strerror(errno));
+    /* a few readers in parallel: the copy and the kernel's zeroing of the
+     * fresh pages both scale with cores */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int nr = n < ((size_t)64 << 20) ? 1 : (int)QD_MAX(1, QD_MIN(ncpu, 4));
+    read_part_t parts[4];
+    pthread_t tids[4];
+    size_t step = QD_ALIGN_UP((n + (size_t)nr - 1) / (size_t)nr, HUGE_2M);
+    int started = 0;
+    for (int i = 0; i < nr; i++) {
+        size_t lo = QD_MIN(n, (size_t)i * step), hi = QD_MIN(n, lo + step);
+        parts[i] = (read_part_t){.fd = fd, .dst = base, .lo = lo, .hi = hi};
+        if (i > 0 && pthread_create(&tids[i], NULL, read_part_main, &parts[i]) == 0)
+            started |= 1 << i;
+        else if (i > 0)
+            read_part(&parts[i]);
+    }
+    read_part(&parts[0]);
+    for (int i = 1; i < nr; i++)
+        if (started & (1 << i))
+            pthread_join(tids[i], NULL);
+    for (int i = 0; i < nr; i++) {
+        if (parts[i].err) {
+            if (parts[i].err > 0)
+                qd_set_errmsg("%s: read: %s", path, strerror(parts[i].err));
             else
-                qd_set_errmsg("%s: file changed on disk (truncated to %zu of %zu bytes) "
-                              "while being read", path, got, n);
+                qd_set_errmsg("%s: file changed on disk (shorter than its %zu bytes) "
+                              "while being read", path, n);
             munmap(base, QD_ALIGN_UP(n, 4096));
             return NULL;
         }
-        got += (size_t)r;
     }
     (void)mprotect(base, QD_ALIGN_UP(n, 4096), PROT_READ);
     return base;
