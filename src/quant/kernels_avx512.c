@@ -584,12 +584,16 @@ kt_q4_0(const int NT, int64_t nr, float *out, int64_t ldo, const uint8_t *xr,
     const qd_block_q4_0 *x = (const qd_block_q4_0 *)xr;
     for (int64_t i = 0; i < nr; i++, x += 8) {
         dec_prefetch((const uint8_t *)x + QD_DEC_PF_DIST, 3);
-        __m512i A = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)x[0].qs));
-        __m512i B = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)x[4].qs));
-        for (int b = 1; b < 4; b++) {
-            A = _mm512_inserti32x4(A, _mm_loadu_si128((const __m128i *)x[b].qs), b);
-            B = _mm512_inserti32x4(B, _mm_loadu_si128((const __m128i *)x[4 + b].qs), b);
-        }
+#define KT_LD(b) _mm_loadu_si128((const __m128i *)x[b].qs)
+        __m512i A = _mm512_castsi128_si512(KT_LD(0));
+        __m512i B = _mm512_castsi128_si512(KT_LD(4));
+        A = _mm512_inserti32x4(A, KT_LD(1), 1);
+        B = _mm512_inserti32x4(B, KT_LD(5), 1);
+        A = _mm512_inserti32x4(A, KT_LD(2), 2);
+        B = _mm512_inserti32x4(B, KT_LD(6), 2);
+        A = _mm512_inserti32x4(A, KT_LD(3), 3);
+        B = _mm512_inserti32x4(B, KT_LD(7), 3);
+#undef KT_LD
         __m512i W[4];
         for (int k = 0; k < 4; k++)
             W[k] = _mm512_and_si512(
