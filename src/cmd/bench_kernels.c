@@ -15,11 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "cmd/bench.h"
 #include "quant/kernels.h"
 #include "quantd/common.h"
 #include "quantd/compute.h"
+#include "quantd/gguf.h"
 
 typedef struct {
     const uint8_t *buf;
@@ -32,6 +34,10 @@ __attribute__((target("avx2"))) static double sum_range(const uint8_t *p,
 {
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
     for (size_t i = 0; i + 128 <= n; i += 128) {
+        /* ahead of the hardware prefetcher, across page boundaries too, as
+         * the decode kernels read their weights */
+        _mm_prefetch((const char *)p + i + 2048, _MM_HINT_T1);
+        _mm_prefetch((const char *)p + i + 2048 + 64, _MM_HINT_T1);
         a0 = _mm256_add_epi64(a0, _mm256_load_si256((const __m256i *)(p + i)));
         a1 = _mm256_add_epi64(a1, _mm256_load_si256((const __m256i *)(p + i + 32)));
         a2 = _mm256_add_epi64(a2, _mm256_load_si256((const __m256i *)(p + i + 64)));
@@ -60,6 +66,12 @@ int qd__bench_membw(int n_threads, int reps)
         qd_free_aligned(buf);
         return 1;
     }
+#ifdef MADV_HUGEPAGE
+    /* on huge pages, as the models are read (qd_gguf_set_load): the
+     * roofline is that of the memory the weights live in */
+    if (qd_gguf_get_load() == QD_GGUF_READ)
+        (void)madvise(buf, n, MADV_HUGEPAGE);
+#endif
     for (size_t i = 0; i < n; i += 4096)
         memset(buf + i, (int)(i >> 12), 4096);
     membw_job_t j = {.buf = buf, .n_bytes = n};
