@@ -57,13 +57,16 @@ typedef struct {
     const void *data;             /* inside the read-only mapping */
 } qd_gguf_tensor_t;
 
-/* How qd_gguf_open brings a file in (process-wide, set at start-up):
- *  QD_GGUF_READ (default): read into private anonymous memory, backed by
+/* How qd_gguf_open brings a file in (process-wide, set at start-up; the
+ * commands that run models — serve, run, bench, perplexity, imatrix —
+ * choose QD_GGUF_READ unless told otherwise, the file tools keep the
+ * default QD_GGUF_MMAP):
+ *  QD_GGUF_READ: read into private anonymous memory, backed by
  *    transparent huge pages where the kernel allows. Decode streams the
  *    weights about 10% faster than through 4 KiB file pages (fewer TLB
  *    misses; the hardware prefetcher stops at page boundaries), and the
  *    copy is immune to the file changing on disk afterwards.
- *  QD_GGUF_MMAP: map the file read-only: pages shared with the page cache
+ *  QD_GGUF_MMAP (default): map the file read-only: pages shared with the page cache
  *    and other processes, read on first touch, guarded against the file
  *    being truncated (quantd/mapguard.h). */
 typedef enum { QD_GGUF_READ, QD_GGUF_MMAP } qd_gguf_load_t;

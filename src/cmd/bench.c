@@ -232,6 +232,7 @@ out:
 
 int qd_cmd_bench(int argc, char **argv)
 {
+    qd_gguf_set_load(QD_GGUF_READ); /* the model runs: huge pages (quantd/gguf.h) */
     int threads = 0, reps = 3, membw = 0, kernels = 0, awq_layout = 0, mv_only = 0;
     bench_opts_t o = {.p = 512, .n = 128, .kv_type = QD_KV_F16};
     const char *types = "Q4_0,Q8_0,Q4_K,Q6_K,Q5_0,F16";

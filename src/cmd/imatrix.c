@@ -10,6 +10,7 @@
 
 #include "cmd/cmd.h"
 #include "quantd/common.h"
+#include "quantd/gguf.h"
 #include "quantd/convert.h"
 
 static void usage(FILE *f)
@@ -27,6 +28,7 @@ static void usage(FILE *f)
 
 int qd_cmd_imatrix(int argc, char **argv)
 {
+    qd_gguf_set_load(QD_GGUF_READ); /* the model runs: huge pages (quantd/gguf.h) */
     const char *model = NULL, *text = NULL, *out = NULL;
     qd_calib_params_t p;
     qd_calib_params_default(&p);

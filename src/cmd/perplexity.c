@@ -10,6 +10,7 @@
 
 #include "cmd/cmd.h"
 #include "quantd/common.h"
+#include "quantd/gguf.h"
 #include "quantd/convert.h"
 #include "quantd/engine.h"
 #include "quantd/hf_import.h"
@@ -61,6 +62,7 @@ static void on_chunk(void *ud, int32_t chunk, int32_t n_chunks, double ppl)
 
 int qd_cmd_perplexity(int argc, char **argv)
 {
+    qd_gguf_set_load(QD_GGUF_READ); /* the model runs: huge pages (quantd/gguf.h) */
     const char *model_path = NULL, *text_path = NULL, *base_path = NULL;
     qd_ppl_params_t pp;
     qd_model_t *m = NULL, *base = NULL;

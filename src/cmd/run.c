@@ -188,6 +188,7 @@ static void emit(const char *buf, int n)
 
 int qd_cmd_run(int argc, char **argv)
 {
+    qd_gguf_set_load(QD_GGUF_READ); /* the model runs: huge pages (quantd/gguf.h) */
     run_opts_t o;
     int pa = parse_args(argc, argv, &o);
     if (pa)

@@ -28,8 +28,11 @@ typedef struct {
     float scale;          /* 1/sqrt(hd) */
 } qd_attn_kv_t;
 
-/* Floats of workspace one call needs. */
+/* Floats of workspace one thread needs: the vector path's first
+ * (qd__attn_vec_ws_floats), then the AMX path's. */
 size_t qd__attn_ws_floats(int hd);
+size_t qd__attn_vec_ws_floats(int hd);
+size_t qd__attn_amx_ws_bytes(void);
 
 /* Tokens i < n_tok (n_tok * n_rep <= QD_ATTN_ROWS): query head j of token
  * i at q + i*ldq + j*hd sees positions 0..pos[i] and writes its output at
@@ -38,6 +41,14 @@ size_t qd__attn_ws_floats(int hd);
 void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
                      int64_t ldq, const int32_t *pos, float *o, int64_t ldo,
                      float *ws);
+
+/* The same on AMX BF16 tiles (attn_amx.c; the amx kernel set only), for
+ * runs of many rows: returns -1, having done nothing, unless the cache
+ * is f16, hd is 64 or 128 and every position is below 2048. ws: the
+ * thread's workspace past qd__attn_vec_ws_floats(hd). Rounds Q, K, V and
+ * the weights to bf16 (about 2^-8 relative error). */
+int qd__attn_amx(const qd_attn_kv_t *kv, int n_tok, const float *q, int64_t ldq,
+                 const int32_t *pos, float *o, int64_t ldo, void *ws);
 
 /* Other AVX-512 loops of the forward pass. */
 

@@ -21,12 +21,18 @@
  * contexts recompute them. */
 #define SCAP 2048
 
-size_t qd__attn_ws_floats(int hd)
+size_t qd__attn_vec_ws_floats(int hd)
 {
     /* qf, O: ROWS x hd; Kt: hd x 16; Vf: 16 x hd; m, l: ROWS; p: 16;
      * score cache: ROWS x SCAP */
     return (size_t)QD_ATTN_ROWS * (size_t)hd * 2 + (size_t)hd * BLK * 2 +
            QD_ATTN_ROWS * 2 + BLK + 64 + (size_t)QD_ATTN_ROWS * SCAP;
+}
+
+size_t qd__attn_ws_floats(int hd)
+{
+    /* then the AMX path's (attn_amx.c), untouched unless it runs */
+    return qd__attn_vec_ws_floats(hd) + (qd__attn_amx_ws_bytes() + 3) / 4;
 }
 
 /* e^x, x <= 0 or moderate; about 1 ulp over the range used here. */

@@ -811,7 +811,7 @@ int qd_gguf_open_mem(const void *buf, size_t n_bytes, qd_gguf_t **out)
     return 0;
 }
 
-static _Atomic int load_how = QD_GGUF_READ;
+static _Atomic int load_how = QD_GGUF_MMAP;
 
 void qd_gguf_set_load(qd_gguf_load_t how) { atomic_store(&load_how, (int)how); }
 qd_gguf_load_t qd_gguf_get_load(void) { return (qd_gguf_load_t)atomic_load(&load_how); }
