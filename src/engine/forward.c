@@ -407,12 +407,20 @@ const float *qd_ctx_logits(const qd_ctx_t *c, int32_t j)
 static void rms_norm(float *out, const float *x, const float *w, int n,
                      float eps)
 {
-    double sum = 0.0;
-    for (int i = 0; i < n; i++)
-        sum += (double)(x[i] * x[i]);
+    /* squares summed in double like ggml's, in 8 interleaved partial
+     * sums (a serial chain of double adds cost 2.5% of a prompt) */
+    double part[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            part[j] += (double)(x[i + j] * x[i + j]);
+    for (; i < n; i++)
+        part[i % 8] += (double)(x[i] * x[i]);
+    double sum = ((part[0] + part[4]) + (part[2] + part[6])) +
+                 ((part[1] + part[5]) + (part[3] + part[7]));
     float mean = (float)(sum / n);
     float scale = 1.0f / sqrtf(mean + eps);
-    for (int i = 0; i < n; i++)
+    for (i = 0; i < n; i++)
         out[i] = (x[i] * scale) * w[i];
 }
 
