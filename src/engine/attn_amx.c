@@ -22,6 +22,7 @@
  * matrix products. Decode and short runs keep the exact vector path.
  */
 #include "engine/attn.h"
+#include "quant/amx.h"
 #include "quant/simd_avx512.h"
 
 #include <immintrin.h>
@@ -33,21 +34,6 @@
 #define GRPS (QD_ATTN_ROWS / 16)
 #define STEPS (SCAP / 32)
 
-typedef struct {
-    uint8_t palette;
-    uint8_t start_row;
-    uint8_t reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} __attribute__((packed)) tile_cfg_t;
-
-/* GCC 12 does not see that LDTILECFG reads the configuration and drops
- * the stores to a local one (as in quant/kernels_amx.c). */
-#define CFG_LOAD(c)                                    \
-    do {                                               \
-        __asm__ volatile("" : : "r"(&(c)) : "memory"); \
-        _tile_loadconfig(&(c));                        \
-    } while (0)
 
 /* Workspace layout, in bytes from a 64-aligned base. */
 #define QB_BYTES ((size_t)QD_ATTN_ROWS * 128 * 2)        /* bf16 Q, hd <= 128 */
@@ -63,23 +49,6 @@ size_t qd__attn_amx_ws_bytes(void)
     return QB_BYTES + KB_BYTES + SC_BYTES + PB_BYTES + VB_BYTES + O_BYTES + ML_BYTES + 64;
 }
 
-static inline __m512 exp512(__m512 x)
-{
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
 
 /* 32 fp16 values to 32 bf16 (16 dwords of consecutive pairs). */
 static inline __m512i f16x32_to_bf16(const uint16_t *h)
@@ -181,7 +150,7 @@ int qd__attn_amx(const qd_attn_kv_t *kv, int n_tok, const float *q, int64_t ldq,
             _mm512_store_ps(sr, s);
             float bm = _mm512_mask_reduce_max_ps(mk, s);
             float mn = bm > m[r] ? bm : m[r];
-            __m512 p = _mm512_maskz_mov_ps(mk, exp512(_mm512_sub_ps(s, _mm512_set1_ps(mn))));
+            __m512 p = _mm512_maskz_mov_ps(mk, qd__exp512(_mm512_sub_ps(s, _mm512_set1_ps(mn))));
             l[r] = l[r] * expf(m[r] - mn) + _mm512_reduce_add_ps(p);
             m[r] = mn;
         }
@@ -199,7 +168,7 @@ int qd__attn_amx(const qd_attn_kv_t *kv, int n_tok, const float *q, int64_t ldq,
             if (!mk)
                 break;
             __m512 s = _mm512_load_ps(sc + (size_t)r * SCAP + b * BLK);
-            __m512 p = _mm512_maskz_mov_ps(mk, _mm512_mul_ps(exp512(_mm512_sub_ps(s, mv)), iv));
+            __m512 p = _mm512_maskz_mov_ps(mk, _mm512_mul_ps(qd__exp512(_mm512_sub_ps(s, mv)), iv));
             uint16_t *dst = pb + ((size_t)((r / 16) * nstep + b / 2) * 16 + r % 16) * 32 + 16 * (b % 2);
             _mm256_storeu_si256((__m256i *)dst, (__m256i)_mm512_cvtneps_pbh(p));
         }

@@ -35,25 +35,6 @@ size_t qd__attn_ws_floats(int hd)
     return qd__attn_vec_ws_floats(hd) + (qd__attn_amx_ws_bytes() + 3) / 4;
 }
 
-/* e^x, x <= 0 or moderate; about 1 ulp over the range used here. */
-static inline __m512 exp512(__m512 x)
-{
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-    /* Taylor series to degree 7 on |r| <= ln2/2 */
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
 
 static inline __m512 round_f16(__m512 x)
 {
@@ -121,7 +102,7 @@ static inline void row_update(__m512 s, __mmask16 mask, float *m, float *l,
     float bm = _mm512_mask_reduce_max_ps(mask, s);
     float mn = bm > *m ? bm : *m;
     float corr = expf(*m - mn); /* 0 on the first visible block */
-    __m512 p = _mm512_maskz_mov_ps(mask, exp512(_mm512_sub_ps(s, _mm512_set1_ps(mn))));
+    __m512 p = _mm512_maskz_mov_ps(mask, qd__exp512(_mm512_sub_ps(s, _mm512_set1_ps(mn))));
     *l = *l * corr + _mm512_reduce_add_ps(p);
     *m = mn;
     _mm512_store_ps(p_buf, p);
@@ -195,7 +176,7 @@ static inline void stats_update(__m512 s, __mmask16 mask, float *m, float *l)
 {
     float bm = _mm512_mask_reduce_max_ps(mask, s);
     float mn = bm > *m ? bm : *m;
-    __m512 p = _mm512_maskz_mov_ps(mask, exp512(_mm512_sub_ps(s, _mm512_set1_ps(mn))));
+    __m512 p = _mm512_maskz_mov_ps(mask, qd__exp512(_mm512_sub_ps(s, _mm512_set1_ps(mn))));
     *l = *l * expf(*m - mn) + _mm512_reduce_add_ps(p);
     *m = mn;
 }
@@ -208,7 +189,7 @@ static inline void accumulate(__m512 s, __mmask16 mask, float m, float l,
                               float *O, const float *Vf, int hd, int nv,
                               float *p_buf)
 {
-    __m512 p = _mm512_maskz_mov_ps(mask, exp512(_mm512_sub_ps(s, _mm512_set1_ps(m))));
+    __m512 p = _mm512_maskz_mov_ps(mask, qd__exp512(_mm512_sub_ps(s, _mm512_set1_ps(m))));
     p = round_f16(_mm512_mul_ps(p, _mm512_set1_ps(1.0f / l)));
     _mm512_store_ps(p_buf, p);
     pv(O, Vf, hd, nv, p_buf, _mm512_set1_ps(1.0f));
@@ -351,7 +332,7 @@ void qd__swiglu_avx512(float *g, const float *u, int n)
     const __m512 one = _mm512_set1_ps(1.0f);
     for (; i + 16 <= n; i += 16) {
         __m512 x = _mm512_loadu_ps(g + i);
-        __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        __m512 e = qd__exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
         _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)),
                                               _mm512_loadu_ps(u + i)));
     }

@@ -27,6 +27,7 @@
  * set is not offered and the dispatcher keeps the AVX-512 set.
  */
 #include "quant/kernels.h"
+#include "quant/amx.h"
 
 #include <immintrin.h>
 #include <pthread.h>
@@ -41,21 +42,6 @@
 #include <unistd.h>
 #endif
 
-/* GCC 12 does not see that LDTILECFG reads the configuration and drops
- * the stores to a local one; this makes them happen first. */
-#define CFG_LOAD(c)                                        \
-    do {                                                   \
-        __asm__ volatile("" : : "r"(&(c)) : "memory");     \
-        _tile_loadconfig(&(c));                            \
-    } while (0)
-
-typedef struct {
-    uint8_t palette;
-    uint8_t start_row;
-    uint8_t reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} __attribute__((packed)) tile_cfg_t;
 
 /* Values of K per pass: 32 rows x KC bf16 = 64 KiB of decoded weights,
  * reused by every token group. */

@@ -638,76 +638,18 @@ static inline __m512 kt0_scales(const uint8_t *x, size_t bsz)
     return _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(d));
 }
 
-/* Q4_0: group l is the low (l even) or high nibbles of block l/2's 16
- * bytes; Wk's lane l is their dword k, shifted by 4*(l&1). */
+/* W[k] = the nibbles of dwords idx0 + k of the 128 bytes (A, B), each
+ * lane shifted by its shv, as bytes: the unpacking of the 4-bit types. */
 static inline __attribute__((always_inline)) void
-kt_q4_0(const int NT, int64_t nr, float *out, int64_t ldo, const uint8_t *xr,
-        const uint8_t *act, size_t stride)
+kt_nibbles(__m512i A, __m512i B, __m512i idx0, __m512i shv, __m512i W[4])
 {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const __m512i shv = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
-    const __m512i idx0 = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
-    __m512 acc[KT_GROUP];
-    for (int t = 0; t < NT; t++)
-        acc[t] = _mm512_setzero_ps();
-    const qd_block_q4_0 *x = (const qd_block_q4_0 *)xr;
-    for (int64_t i = 0; i < nr; i++, x += 8) {
-        dec_prefetch((const uint8_t *)x + QD_DEC_PF_DIST, 3);
-#define KT_LD(b) _mm_loadu_si128((const __m128i *)x[b].qs)
-        __m512i A = _mm512_castsi128_si512(KT_LD(0));
-        __m512i B = _mm512_castsi128_si512(KT_LD(4));
-        A = _mm512_inserti32x4(A, KT_LD(1), 1);
-        B = _mm512_inserti32x4(B, KT_LD(5), 1);
-        A = _mm512_inserti32x4(A, KT_LD(2), 2);
-        B = _mm512_inserti32x4(B, KT_LD(6), 2);
-        A = _mm512_inserti32x4(A, KT_LD(3), 3);
-        B = _mm512_inserti32x4(B, KT_LD(7), 3);
-#undef KT_LD
-        __m512i W[4];
-        for (int k = 0; k < 4; k++)
-            W[k] = _mm512_and_si512(
-                _mm512_srlv_epi32(
-                    _mm512_permutex2var_epi32(A, _mm512_add_epi32(idx0, _mm512_set1_epi32(k)), B),
-                    shv),
-                m4);
-        kt0_toks(NT, 3, W, kt0_scales((const uint8_t *)x, sizeof *x), i, act, stride, acc);
-    }
-    for (int t = 0; t < NT; t++)
-        out[t * ldo] = hsum_ps512(acc[t]);
-}
-
-/* Q8_0: group l is half l&1 of block l/2, made unsigned by flipping the
- * sign bit (+128); Wk's lane l is dword 4*(l&1) + k of the block. */
-static inline __attribute__((always_inline)) void
-kt_q8_0(const int NT, int64_t nr, float *out, int64_t ldo, const uint8_t *xr,
-        const uint8_t *act, size_t stride)
-{
-    const __m512i sign = _mm512_set1_epi8((char)0x80);
-    /* blocks 2j and 2j+1 in P[j]; lanes 0-7 from P0/P1, 8-15 from P2/P3 */
-    const __m512i idx0 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
-    __m512 acc[KT_GROUP];
-    for (int t = 0; t < NT; t++)
-        acc[t] = _mm512_setzero_ps();
-    const qd_block_q8_0 *x = (const qd_block_q8_0 *)xr;
-    for (int64_t i = 0; i < nr; i++, x += 8) {
-        dec_prefetch((const uint8_t *)x + QD_DEC_PF_DIST, 5);
-        __m512i P[4];
-        for (int j = 0; j < 4; j++)
-            P[j] = _mm512_xor_si512(
-                _mm512_inserti64x4(
-                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[2 * j].qs)),
-                    _mm256_loadu_si256((const __m256i *)x[2 * j + 1].qs), 1),
-                sign);
-        __m512i W[4];
-        for (int k = 0; k < 4; k++) {
-            const __m512i ix = _mm512_add_epi32(idx0, _mm512_set1_epi32(k));
-            W[k] = _mm512_mask_blend_epi32(0xff00, _mm512_permutex2var_epi32(P[0], ix, P[1]),
-                                           _mm512_permutex2var_epi32(P[2], ix, P[3]));
-        }
-        kt0_toks(NT, 7, W, kt0_scales((const uint8_t *)x, sizeof *x), i, act, stride, acc);
-    }
-    for (int t = 0; t < NT; t++)
-        out[t * ldo] = hsum_ps512(acc[t]);
+    for (int k = 0; k < 4; k++)
+        W[k] = _mm512_and_si512(
+            _mm512_srlv_epi32(
+                _mm512_permutex2var_epi32(A, _mm512_add_epi32(idx0, _mm512_set1_epi32(k)), B),
+                shv),
+            m4);
 }
 
 /* The products of one unpacked superblock (W, group scales sc, group
@@ -731,45 +673,85 @@ kt_toks(const int NT, const __m512i W[4], __m512 sc, __m512 cr, int64_t i,
     }
 }
 
+/* One run of 256 weights at x (run i of the row) unpacked and dotted
+ * with NT tokens, per type: */
+
+/* Q4_0: group l is the low (l even) or high nibbles of block l/2's 16
+ * bytes; Wk's lane l is their dword k, shifted by 4*(l&1). */
+static inline __attribute__((always_inline)) void
+kt_run_q4_0(const int NT, const uint8_t *xr, int64_t i, const uint8_t *act, size_t stride,
+            int64_t nr, __m512 acc[KT_GROUP])
+{
+    (void)nr;
+    const __m512i shv = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
+    const __m512i idx0 = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
+    const qd_block_q4_0 *x = (const qd_block_q4_0 *)xr;
+#define KT_LD(b) _mm_loadu_si128((const __m128i *)x[b].qs)
+    __m512i A = _mm512_castsi128_si512(KT_LD(0));
+    __m512i B = _mm512_castsi128_si512(KT_LD(4));
+    A = _mm512_inserti32x4(A, KT_LD(1), 1);
+    B = _mm512_inserti32x4(B, KT_LD(5), 1);
+    A = _mm512_inserti32x4(A, KT_LD(2), 2);
+    B = _mm512_inserti32x4(B, KT_LD(6), 2);
+    A = _mm512_inserti32x4(A, KT_LD(3), 3);
+    B = _mm512_inserti32x4(B, KT_LD(7), 3);
+#undef KT_LD
+    __m512i W[4];
+    kt_nibbles(A, B, idx0, shv, W);
+    kt0_toks(NT, 3, W, kt0_scales(xr, sizeof *x), i, act, stride, acc);
+}
+
+/* Q8_0: group l is half l&1 of block l/2, made unsigned by flipping the
+ * sign bit (+128); Wk's lane l is dword 4*(l&1) + k of the block. */
+static inline __attribute__((always_inline)) void
+kt_run_q8_0(const int NT, const uint8_t *xr, int64_t i, const uint8_t *act, size_t stride,
+            int64_t nr, __m512 acc[KT_GROUP])
+{
+    (void)nr;
+    const __m512i sign = _mm512_set1_epi8((char)0x80);
+    /* blocks 2j and 2j+1 in P[j]; lanes 0-7 from P0/P1, 8-15 from P2/P3 */
+    const __m512i idx0 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+    const qd_block_q8_0 *x = (const qd_block_q8_0 *)xr;
+    __m512i P[4];
+    for (int j = 0; j < 4; j++)
+        P[j] = _mm512_xor_si512(
+            _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[2 * j].qs)),
+                _mm256_loadu_si256((const __m256i *)x[2 * j + 1].qs), 1),
+            sign);
+    __m512i W[4];
+    for (int k = 0; k < 4; k++) {
+        const __m512i ix = _mm512_add_epi32(idx0, _mm512_set1_epi32(k));
+        W[k] = _mm512_mask_blend_epi32(0xff00, _mm512_permutex2var_epi32(P[0], ix, P[1]),
+                                       _mm512_permutex2var_epi32(P[2], ix, P[3]));
+    }
+    kt0_toks(NT, 7, W, kt0_scales(xr, sizeof *x), i, act, stride, acc);
+}
+
 /* Q4_K: group l is half of sub-block l/2, whose 32 values are the low
  * (l/2 even) or high nibbles of bytes 32*(l/4) ..; Wk's lane l is dword
  * 8*(l/4) + 4*(l&1) + k of qs, shifted by 4*((l/2)&1). */
 static inline __attribute__((always_inline)) void
-kt_q4_K(const int NT, int64_t nsb, float *out, int64_t ldo, const uint8_t *xr,
-        const uint8_t *act, size_t stride)
+kt_run_q4_K(const int NT, const uint8_t *xr, int64_t i, const uint8_t *act, size_t stride,
+            int64_t nsb, __m512 acc[KT_GROUP])
 {
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
     const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     const __m512i shv = _mm512_setr_epi32(0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4);
     const __m512i idx0 = _mm512_setr_epi32(0, 4, 0, 4, 8, 12, 8, 12, 16, 20, 16, 20, 24, 28, 24, 28);
-    __m512 acc[KT_GROUP];
-    for (int t = 0; t < NT; t++)
-        acc[t] = _mm512_setzero_ps();
     const qd_block_q4_K *x = (const qd_block_q4_K *)xr;
-    for (int64_t i = 0; i < nsb; i++, x++) {
-        dec_prefetch((const uint8_t *)x + QD_DEC_PF_DIST, 3);
-        const __m512i q0 = _mm512_loadu_si512(x->qs), q1 = _mm512_loadu_si512(x->qs + 64);
-        __m512i W[4];
-        for (int k = 0; k < 4; k++)
-            W[k] = _mm512_and_si512(
-                _mm512_srlv_epi32(_mm512_permutex2var_epi32(
-                                      q0, _mm512_add_epi32(idx0, _mm512_set1_epi32(k)), q1),
-                                  shv),
-                m4);
-        __m128i sc16, mn16;
-        qd__k4_scales16(x->scales, &sc16, &mn16);
-        const __m512 sc = _mm512_mul_ps(
-            _mm512_cvtepi32_ps(_mm512_permutexvar_epi32(
-                dup, _mm512_castsi256_si512(_mm256_cvtepu16_epi32(sc16)))),
-            _mm512_set1_ps(h2f(x->d)));
-        const __m512 mn = _mm512_mul_ps(
-            _mm512_cvtepi32_ps(_mm512_permutexvar_epi32(
-                dup, _mm512_castsi256_si512(_mm256_cvtepu16_epi32(mn16)))),
-            _mm512_set1_ps(h2f(x->dmin)));
-        kt_toks(NT, W, sc, mn, i, act, stride, nsb, acc);
-    }
-    for (int t = 0; t < NT; t++)
-        out[t * ldo] = hsum_ps512(acc[t]);
+    __m512i W[4];
+    kt_nibbles(_mm512_loadu_si512(x->qs), _mm512_loadu_si512(x->qs + 64), idx0, shv, W);
+    __m128i sc16, mn16;
+    qd__k4_scales16(x->scales, &sc16, &mn16);
+    const __m512 sc = _mm512_mul_ps(
+        _mm512_cvtepi32_ps(_mm512_permutexvar_epi32(
+            dup, _mm512_castsi256_si512(_mm256_cvtepu16_epi32(sc16)))),
+        _mm512_set1_ps(h2f(x->d)));
+    const __m512 mn = _mm512_mul_ps(
+        _mm512_cvtepi32_ps(_mm512_permutexvar_epi32(
+            dup, _mm512_castsi256_si512(_mm256_cvtepu16_epi32(mn16)))),
+        _mm512_set1_ps(h2f(x->dmin)));
+    kt_toks(NT, W, sc, mn, i, act, stride, nsb, acc);
 }
 
 /* Q6_K: group l is sub-block l (scale l). Value 16l+4k+i: ql dword
@@ -777,36 +759,55 @@ kt_q4_K(const int NT, int64_t nsb, float *out, int64_t ldo, const uint8_t *xr,
  * 8*(l/8) + 4*(l&1) + k, bits 2m..2m+1 with m = (l%8)/2, rotated to bits
  * 4-5. The offset of 32 is the correction 32*d*sc per group. */
 static inline __attribute__((always_inline)) void
-kt_q6_K(const int NT, int64_t nsb, float *out, int64_t ldo, const uint8_t *xr,
-        const uint8_t *act, size_t stride)
+kt_run_q6_K(const int NT, const uint8_t *xr, int64_t i, const uint8_t *act, size_t stride,
+            int64_t nsb, __m512 acc[KT_GROUP])
 {
     const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
     const __m512i lidx = _mm512_setr_epi32(0, 4, 8, 12, 0, 4, 8, 12, 16, 20, 24, 28, 16, 20, 24, 28);
     const __m512i hidx = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 8, 12, 8, 12, 8, 12, 8, 12);
     const __m512i lsh = _mm512_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4, 0, 0, 0, 0, 4, 4, 4, 4);
     const __m512i hrot = _mm512_setr_epi32(4, 4, 2, 2, 0, 0, 30, 30, 4, 4, 2, 2, 0, 0, 30, 30);
-    const __m512 c32 = _mm512_set1_ps(32.0f);
+    const qd_block_q6_K *x = (const qd_block_q6_K *)xr;
+    const __m512i l0 = _mm512_loadu_si512(x->ql), l1 = _mm512_loadu_si512(x->ql + 64);
+    const __m512i qh = _mm512_loadu_si512(x->qh);
+    __m512i W[4];
+    for (int k = 0; k < 4; k++) {
+        const __m512i kk = _mm512_set1_epi32(k);
+        __m512i L = _mm512_srlv_epi32(
+            _mm512_permutex2var_epi32(l0, _mm512_add_epi32(lidx, kk), l1), lsh);
+        __m512i H = _mm512_rolv_epi32(
+            _mm512_permutexvar_epi32(_mm512_add_epi32(hidx, kk), qh), hrot);
+        W[k] = _mm512_ternarylogic_epi32(L, _mm512_and_si512(H, m30), m4, 0xec);
+    }
+    const __m512 sc = _mm512_mul_ps(
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)x->scales))),
+        _mm512_set1_ps(h2f(x->d)));
+    kt_toks(NT, W, sc, _mm512_mul_ps(sc, _mm512_set1_ps(32.0f)), i, act, stride, nsb, acc);
+}
+
+/* One row (nr runs) against NT tokens: out[t*ldo]. */
+static inline __attribute__((always_inline)) void
+kt_row(const int NT, const qd_type_t ty, int64_t nr, float *out, int64_t ldo,
+       const uint8_t *xr, const uint8_t *act, size_t stride)
+{
+    const size_t rb = ty == QD_TYPE_Q4_K   ? sizeof(qd_block_q4_K)
+                      : ty == QD_TYPE_Q6_K ? sizeof(qd_block_q6_K)
+                      : ty == QD_TYPE_Q4_0 ? 8 * sizeof(qd_block_q4_0)
+                                           : 8 * sizeof(qd_block_q8_0);
     __m512 acc[KT_GROUP];
     for (int t = 0; t < NT; t++)
         acc[t] = _mm512_setzero_ps();
-    const qd_block_q6_K *x = (const qd_block_q6_K *)xr;
-    for (int64_t i = 0; i < nsb; i++, x++) {
-        dec_prefetch((const uint8_t *)x + QD_DEC_PF_DIST, 4);
-        const __m512i l0 = _mm512_loadu_si512(x->ql), l1 = _mm512_loadu_si512(x->ql + 64);
-        const __m512i qh = _mm512_loadu_si512(x->qh);
-        __m512i W[4];
-        for (int k = 0; k < 4; k++) {
-            const __m512i kk = _mm512_set1_epi32(k);
-            __m512i L = _mm512_srlv_epi32(
-                _mm512_permutex2var_epi32(l0, _mm512_add_epi32(lidx, kk), l1), lsh);
-            __m512i H = _mm512_rolv_epi32(
-                _mm512_permutexvar_epi32(_mm512_add_epi32(hidx, kk), qh), hrot);
-            W[k] = _mm512_ternarylogic_epi32(L, _mm512_and_si512(H, m30), m4, 0xec);
-        }
-        const __m512 sc = _mm512_mul_ps(
-            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)x->scales))),
-            _mm512_set1_ps(h2f(x->d)));
-        kt_toks(NT, W, sc, _mm512_mul_ps(sc, c32), i, act, stride, nsb, acc);
+    for (int64_t i = 0; i < nr; i++) {
+        const uint8_t *x = xr + (size_t)i * rb;
+        dec_prefetch(x + QD_DEC_PF_DIST, (int)((rb + 63) / 64));
+        if (ty == QD_TYPE_Q4_K)
+            kt_run_q4_K(NT, x, i, act, stride, nr, acc);
+        else if (ty == QD_TYPE_Q6_K)
+            kt_run_q6_K(NT, x, i, act, stride, nr, acc);
+        else if (ty == QD_TYPE_Q4_0)
+            kt_run_q4_0(NT, x, i, act, stride, nr, acc);
+        else
+            kt_run_q8_0(NT, x, i, act, stride, nr, acc);
     }
     for (int t = 0; t < NT; t++)
         out[t * ldo] = hsum_ps512(acc[t]);
@@ -829,13 +830,13 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
 #define KT_CASE(NT)                                                         \
     case NT:                                                                \
         if (ty == QD_TYPE_Q6_K)                                             \
-            kt_q6_K(NT, nr, o, ldo, xr, a, stride);                         \
+            kt_row(NT, QD_TYPE_Q6_K, nr, o, ldo, xr, a, stride);            \
         else if (ty == QD_TYPE_Q4_K)                                        \
-            kt_q4_K(NT, nr, o, ldo, xr, a, stride);                         \
+            kt_row(NT, QD_TYPE_Q4_K, nr, o, ldo, xr, a, stride);            \
         else if (ty == QD_TYPE_Q4_0)                                        \
-            kt_q4_0(NT, nr, o, ldo, xr, a, stride);                         \
+            kt_row(NT, QD_TYPE_Q4_0, nr, o, ldo, xr, a, stride);            \
         else                                                                \
-            kt_q8_0(NT, nr, o, ldo, xr, a, stride);                         \
+            kt_row(NT, QD_TYPE_Q8_0, nr, o, ldo, xr, a, stride);            \
         break;
             switch (QD_MIN(n_tok - t0, KT_GROUP)) {
                 KT_CASE(1) KT_CASE(2) KT_CASE(3) KT_CASE(4)

@@ -87,7 +87,9 @@ Test(mapguard, unguarded_mapping_still_faults, .fini = cleanup)
     munmap((void *)g, len);
 }
 
-Test(mapguard, gguf_model_registers_its_mapping, .fini = cleanup)
+/* stories260K.gguf copied to `path` (QD_TMP/NAME-PID.gguf), or the test
+ * skipped without it. */
+static void copy_stories(const char *name)
 {
     const char *shared = getenv("QD_SHARED");
     char src[512];
@@ -95,7 +97,7 @@ Test(mapguard, gguf_model_registers_its_mapping, .fini = cleanup)
     if (!shared || access(src, R_OK))
         cr_skip_test("stories260K.gguf not found: QD_SHARED");
     const char *tmp = getenv("QD_TMP") ? getenv("QD_TMP") : "/tmp";
-    snprintf(path, sizeof path, "%s/mapguard-%d.gguf", tmp, (int)getpid());
+    snprintf(path, sizeof path, "%s/%s-%d.gguf", tmp, name, (int)getpid());
     FILE *a = fopen(src, "rb"), *b = fopen(path, "wb");
     cr_assert(a && b);
     char buf[65536];
@@ -104,6 +106,11 @@ Test(mapguard, gguf_model_registers_its_mapping, .fini = cleanup)
         cr_assert_eq(fwrite(buf, 1, n, b), n);
     fclose(a);
     cr_assert_eq(fclose(b), 0);
+}
+
+Test(mapguard, gguf_model_registers_its_mapping, .fini = cleanup)
+{
+    copy_stories("mapguard");
     qd_model_t *m = NULL;
     cr_assert_eq(qd_gguf_get_load(), QD_GGUF_MMAP); /* the library's default */
     cr_assert_eq(qd_model_load(path, &m), 0, "%s", qd_errmsg());
@@ -127,21 +134,7 @@ Test(mapguard, gguf_model_registers_its_mapping, .fini = cleanup)
  * before and it is not damaged. */
 Test(mapguard, read_model_survives_truncation, .fini = cleanup)
 {
-    const char *shared = getenv("QD_SHARED");
-    char src[512];
-    snprintf(src, sizeof src, "%s/gguf/stories260K.gguf", shared ? shared : "");
-    if (!shared || access(src, R_OK))
-        cr_skip_test("stories260K.gguf not found: QD_SHARED");
-    const char *tmp = getenv("QD_TMP") ? getenv("QD_TMP") : "/tmp";
-    snprintf(path, sizeof path, "%s/mapguard-r-%d.gguf", tmp, (int)getpid());
-    FILE *a = fopen(src, "rb"), *b = fopen(path, "wb");
-    cr_assert(a && b);
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, a)) > 0)
-        cr_assert_eq(fwrite(buf, 1, n, b), n);
-    fclose(a);
-    cr_assert_eq(fclose(b), 0);
+    copy_stories("mapguard-r");
     qd_gguf_set_load(QD_GGUF_READ);
     qd_model_t *m = NULL;
     cr_assert_eq(qd_model_load(path, &m), 0, "%s", qd_errmsg());
