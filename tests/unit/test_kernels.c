@@ -408,16 +408,15 @@ Test(kernels, tile_decode_matches_to_float)
 
 /* qd_matmul_multi: every output bit-identical to its own qd_matmul, on
  * every set, whether the matrices share the activations (same format) or
- * not (Q4_K next to Q6_K on the tiled path), for decode, tiled and bf16
- * batch sizes, with 1 and 3 threads. */
-Test(kernels, matmul_multi_equals_separate)
+ * not (Q4_K next to Q6_K on the tiled path), for decode, batched decode,
+ * tiled and bf16 batch sizes, with 1 and 3 threads. */
+static void multi_equals_separate(const qd_type_t types[3])
 {
     find_sets();
     const qd_kernels_t *all[4] = {qd_kernels_scalar()};
     int n_all = 1;
     for (int s = 0; s < n_sets; s++)
         all[n_all++] = sets[s];
-    const qd_type_t types[3] = {QD_TYPE_Q4_K, QD_TYPE_Q4_K, QD_TYPE_Q6_K};
     const int64_t rows[3] = {48, 17, 33}, n_cols = 2 * QD_QK_K;
     const int toks[] = {1, 9, 40};
     void *wq[3];
@@ -470,4 +469,15 @@ Test(kernels, matmul_multi_equals_separate)
         qd_free(wq[i]);
     qd_free(x);
     qd_free_aligned(scratch);
+}
+
+Test(kernels, matmul_multi_equals_separate)
+{
+    /* k-quants (Q8_K activations), then the Q8_0-activation types: both
+     * pairs share the batched decode kernels' activation layout at 9
+     * tokens */
+    const qd_type_t kq[3] = {QD_TYPE_Q4_K, QD_TYPE_Q4_K, QD_TYPE_Q6_K};
+    const qd_type_t leg[3] = {QD_TYPE_Q4_0, QD_TYPE_Q8_0, QD_TYPE_Q4_0};
+    multi_equals_separate(kq);
+    multi_equals_separate(leg);
 }
