@@ -172,5 +172,10 @@ int qd_gguf_writer_add_tensor(qd_gguf_writer_t *w, const char *name,
 int qd_gguf_writer_write(qd_gguf_writer_t *w, const char *path);
 /* Write into a malloc'd buffer (*buf freed by caller with qd_free). */
 int qd_gguf_writer_write_mem(qd_gguf_writer_t *w, void **buf, size_t *n);
+/* A copy of g — every kv (the string key set to value, added or replaced)
+ * and every tensor — written to path: a model given a chat template, for
+ * instance. */
+int qd_gguf_write_with_str(const qd_gguf_t *g, const char *key, const char *value,
+                           const char *path);
 
 #endif /* QUANTD_GGUF_H */

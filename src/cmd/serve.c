@@ -351,33 +351,14 @@ static int generate_default_model(const char *path)
     snprintf(tmp, sizeof tmp, "%s.gen", path);
     qd_genmodel_params_t p;
     qd_gguf_t *g = NULL;
-    qd_gguf_writer_t *w = NULL;
     int err = qd_genmodel_preset("tiny", &p);
     if (!err)
         err = qd_genmodel_write(&p, tmp);
     if (!err)
         err = qd_gguf_open(tmp, &g);
-    if (err)
-        goto out;
-    if (!(w = qd_gguf_writer_create())) {
-        err = QD_ENOMEM;
-        goto out;
-    }
-    for (int64_t i = 0; i < qd_gguf_n_kv(g) && !err; i++)
-        if (strcmp(qd_gguf_kv_key(g, i), "general.alignment"))
-            err = qd_gguf_writer_copy_kv(w, g, i);
     if (!err)
-        err = qd_gguf_writer_set_str(w, "tokenizer.chat_template",
-                                     default_chat_template);
-    for (int64_t i = 0; i < qd_gguf_n_tensors(g) && !err; i++) {
-        const qd_gguf_tensor_t *t = qd_gguf_tensor(g, i);
-        err = qd_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims,
-                                        t->ne, t->data, t->n_bytes, 0);
-    }
-    if (!err)
-        err = qd_gguf_writer_write(w, path);
-out:
-    qd_gguf_writer_destroy(w);
+        err = qd_gguf_write_with_str(g, "tokenizer.chat_template", default_chat_template,
+                                     path);
     qd_gguf_close(g);
     unlink(tmp);
     return err;

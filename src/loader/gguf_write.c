@@ -481,3 +481,25 @@ out:
     qd_free(hdr);
     return rc;
 }
+
+int qd_gguf_write_with_str(const qd_gguf_t *g, const char *key, const char *value,
+                           const char *path)
+{
+    qd_gguf_writer_t *w = qd_gguf_writer_create();
+    if (!w)
+        return QD_ENOMEM;
+    int err = 0;
+    for (int64_t i = 0; i < qd_gguf_n_kv(g) && !err; i++)
+        err = qd_gguf_writer_copy_kv(w, g, i);
+    if (!err)
+        err = qd_gguf_writer_set_str(w, key, value);
+    for (int64_t i = 0; i < qd_gguf_n_tensors(g) && !err; i++) {
+        const qd_gguf_tensor_t *t = qd_gguf_tensor(g, i);
+        err = qd_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data,
+                                        t->n_bytes, 0);
+    }
+    if (!err)
+        err = qd_gguf_writer_write(w, path);
+    qd_gguf_writer_destroy(w);
+    return err;
+}

@@ -48,21 +48,8 @@ static void write_model(const char *path, const char *tmpl)
     cr_assert_eq(qd_genmodel_write(&p, raw), 0, "%s", qd_errmsg());
     qd_gguf_t *g;
     cr_assert_eq(qd_gguf_open(raw, &g), 0, "%s", qd_errmsg());
-    qd_gguf_writer_t *w = qd_gguf_writer_create();
-    cr_assert(w);
-    for (int64_t i = 0; i < qd_gguf_n_kv(g); i++)
-        if (strcmp(qd_gguf_kv_key(g, i), "general.alignment"))
-            cr_assert_eq(qd_gguf_writer_copy_kv(w, g, i), 0);
-    cr_assert_eq(qd_gguf_writer_set_str(w, "tokenizer.chat_template", tmpl),
-                 0);
-    for (int64_t i = 0; i < qd_gguf_n_tensors(g); i++) {
-        const qd_gguf_tensor_t *t = qd_gguf_tensor(g, i);
-        cr_assert_eq(qd_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims,
-                                               t->ne, t->data, t->n_bytes, 0),
-                     0);
-    }
-    cr_assert_eq(qd_gguf_writer_write(w, path), 0, "%s", qd_errmsg());
-    qd_gguf_writer_destroy(w);
+    cr_assert_eq(qd_gguf_write_with_str(g, "tokenizer.chat_template", tmpl, path), 0, "%s",
+                 qd_errmsg());
     qd_gguf_close(g);
     unlink(raw);
 }
