@@ -19,6 +19,7 @@
 #include "quantd/engine.h"
 #include "quantd/genmodel.h"
 #include "quantd/gguf.h"
+#include "util.h"
 
 static void tmp_file(char *buf, size_t cap, const char *tag)
 {
@@ -142,25 +143,11 @@ Test(calib, imatrix_roundtrip_and_direct)
 static void last_logits(const char *path, const int32_t *toks, int n,
                         float *out, int n_vocab)
 {
-    qd_model_t *m;
-    qd_ctx_t *c;
-    qd_ctx_params_t cp;
-    cr_assert_eq(qd_model_load(path, &m), 0, "%s", qd_errmsg());
-    qd_ctx_params_default(&cp);
-    cp.n_batch = n;
-    cp.n_ctx = 64;
-    cp.kv_type = QD_KV_F32;
-    cp.n_threads = 1;
-    cr_assert_eq(qd_ctx_create(m, &cp, &c), 0);
-    int32_t pos[64], seq[64] = {0};
-    for (int i = 0; i < n; i++)
-        pos[i] = i;
-    qd_batch_t b = {.n_tokens = n, .toks = (int32_t *)toks, .pos = pos,
-                    .seq = seq};
-    cr_assert_eq(qd_ctx_decode(c, &b), 0);
-    memcpy(out, qd_ctx_logits(c, 0), (size_t)n_vocab * sizeof *out);
-    qd_ctx_free(c);
-    qd_model_free(m);
+    int32_t nv;
+    float *l = tu_logits(path, toks, n, 0, &nv);
+    cr_assert_eq(nv, n_vocab);
+    memcpy(out, l, (size_t)n_vocab * sizeof *out);
+    free(l);
 }
 
 /* Fold with alpha 0.5 and compare logits; `changed` must differ from the

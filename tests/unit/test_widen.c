@@ -5,42 +5,13 @@
 #include "quantd/common.h"
 #include "quantd/engine.h"
 #include "quantd/gguf.h"
+#include "util.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-/* Logits of every token of toks[0..n) (n ≤ 48), n × n_vocab floats. */
-static float *all_logits(const char *path, const int32_t *toks, int n,
-                         int32_t *n_vocab)
-{
-    qd_model_t *m;
-    qd_ctx_t *c;
-    qd_ctx_params_t cp;
-    cr_assert_eq(qd_model_load(path, &m), 0, "%s", qd_errmsg());
-    qd_ctx_params_default(&cp);
-    cp.n_batch = n;
-    cp.n_ctx = 64;
-    cp.kv_type = QD_KV_F32;
-    cp.n_threads = 1;
-    cr_assert_eq(qd_ctx_create(m, &cp, &c), 0, "%s", qd_errmsg());
-    int32_t pos[48], seq[48] = {0};
-    int8_t keep[48];
-    for (int i = 0; i < n; i++)
-        pos[i] = i, keep[i] = 1;
-    qd_batch_t b = {n, (int32_t *)toks, pos, seq, keep};
-    cr_assert_eq(qd_ctx_decode(c, &b), 0, "%s", qd_errmsg());
-    *n_vocab = qd_model_hparams(m)->n_vocab;
-    float *out = malloc((size_t)n * (size_t)*n_vocab * sizeof *out);
-    for (int i = 0; i < n; i++)
-        memcpy(out + (size_t)i * *n_vocab, qd_ctx_logits(c, i),
-               (size_t)*n_vocab * sizeof *out);
-    qd_ctx_free(c);
-    qd_model_free(m);
-    return out;
-}
 
 Test(widen, stories260k_same_logits_in_wider_shapes)
 {
@@ -73,8 +44,8 @@ Test(widen, stories260k_same_logits_in_wider_shapes)
     for (int i = 0; i < 40; i++)
         toks[i] = i == 0 ? 1 : 3 + (i * 97) % 509;
     int32_t na, nb;
-    float *a = all_logits(src, toks, 40, &na);
-    float *b = all_logits(dst, toks, 40, &nb);
+    float *a = tu_logits(src, toks, 40, 1, &na);
+    float *b = tu_logits(dst, toks, 40, 1, &nb);
     cr_assert_eq(na, nb);
     float maxd = 0, maxa = 0;
     for (int i = 0; i < 40 * na; i++) {
