@@ -783,7 +783,9 @@ static void make_tmp_model(void)
     cr_assert_eq(copy_file(tc_model_path(), tmp_model), 0);
 }
 
-static int complete_once(void)
+/* POST a completion: the status (-1: no answer); with body, the body in
+ * *body (caller frees), which must then be an error object. */
+static int complete_body(char **body)
 {
     tc_resp_t r;
     int rc = tc_fetch(D.port, "POST", "/v1/completions", NULL,
@@ -791,9 +793,16 @@ static int complete_once(void)
                       "\"max_tokens\":16,\"temperature\":0}",
                       &r);
     int st = rc ? -1 : r.status;
+    if (body) {
+        *body = strdup(!rc && r.body ? r.body : "");
+        if (!rc)
+            expect_err_shape(&r, "after truncation");
+    }
     tc_resp_free(&r);
     return st;
 }
+
+static int complete_once(void) { return complete_body(NULL); }
 
 Test(abuse, model_replaced_by_rename, .fini = stop_daemon)
 {
@@ -809,22 +818,6 @@ Test(abuse, model_replaced_by_rename, .fini = stop_daemon)
     cr_assert_eq(rename(other, tmp_model), 0);
     cr_assert_eq(complete_once(), 200, "after the file was replaced");
     expect_alive("model file replaced by rename");
-}
-
-/* POST a completion; the status, and the body in *body (caller frees). */
-static int complete_body(char **body)
-{
-    tc_resp_t r;
-    int rc = tc_fetch(D.port, "POST", "/v1/completions", NULL,
-                      "{\"model\":\"" MODEL "\",\"prompt\":\"Once upon\","
-                      "\"max_tokens\":16,\"temperature\":0}",
-                      &r);
-    int st = rc ? -1 : r.status;
-    *body = strdup(!rc && r.body ? r.body : "");
-    if (!rc)
-        expect_err_shape(&r, "after truncation");
-    tc_resp_free(&r);
-    return st;
 }
 
 /* Read into memory (model_load = read, the default), the model is the
