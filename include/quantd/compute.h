@@ -66,5 +66,8 @@ void qd_matmul_multi(qd_pool_t *pool, int n_w, float *const outs[],
 
 /* Name of the kernel set chosen at start-up ("scalar", "avx2", "avx512"). */
 const char *qd_kernels_name(void);
+/* The batch size from which qd_matmul rounds weights and activations to
+ * bf16 (the AMX tile path), 0 if the set has no such path. */
+int qd_matmul_bf16_min_tok(void);
 
 #endif /* QUANTD_COMPUTE_H */

@@ -28,6 +28,16 @@ typedef struct {
     float scale;          /* 1/sqrt(hd) */
 } qd_attn_kv_t;
 
+/* The lanes of the 16-position block starting at p0 that a row at
+ * position ps sees (positions 0..ps): a mask, lane i = position p0 + i. */
+static inline uint16_t qd__attn_visible(int32_t ps, int32_t p0)
+{
+    int32_t vis = ps + 1 - p0;
+    if (vis <= 0)
+        return 0;
+    return (uint16_t)(vis >= 16 ? 0xffff : (1u << vis) - 1);
+}
+
 /* Floats of workspace one thread needs: the vector path's first
  * (qd__attn_vec_ws_floats), then the AMX path's. */
 size_t qd__attn_ws_floats(int hd);

@@ -58,15 +58,6 @@ static inline __m512i f16x32_to_bf16(const uint16_t *h)
     return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
 }
 
-/* The visible lanes of block p0 for a row at position ps. */
-static inline __mmask16 vis_mask(int32_t ps, int32_t p0)
-{
-    int32_t vis = ps + 1 - p0;
-    if (vis <= 0)
-        return 0;
-    return (__mmask16)(vis >= BLK ? 0xffff : (1u << vis) - 1);
-}
-
 int qd__attn_amx(const qd_attn_kv_t *kv, int n_tok, const float *q, int64_t ldq,
                  const int32_t *pos, float *o, int64_t ldo, void *ws)
 {
@@ -142,7 +133,7 @@ int qd__attn_amx(const qd_attn_kv_t *kv, int n_tok, const float *q, int64_t ldq,
             _tile_stored(0, sc + (size_t)16 * g * SCAP + p0, SCAP * 4);
         }
         for (int r = 0; r < rows; r++) {
-            __mmask16 mk = vis_mask(pos[r / nrep], p0);
+            __mmask16 mk = qd__attn_visible(pos[r / nrep], p0);
             if (!mk)
                 continue;
             float *sr = sc + (size_t)r * SCAP + p0;
@@ -164,7 +155,7 @@ int qd__attn_amx(const qd_attn_kv_t *kv, int n_tok, const float *q, int64_t ldq,
         const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
         const __m512 mv = _mm512_set1_ps(m[r]), iv = _mm512_set1_ps(inv);
         for (int b = 0; b < nblk; b++) {
-            __mmask16 mk = vis_mask(pos[r / nrep], b * BLK);
+            __mmask16 mk = qd__attn_visible(pos[r / nrep], b * BLK);
             if (!mk)
                 break;
             __m512 s = _mm512_load_ps(sc + (size_t)r * SCAP + b * BLK);

@@ -285,9 +285,7 @@ void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
                 for (int k = 0; k < 4; k++) {
                     mk[k] = 0;
                     if (k < nr) {
-                        int32_t vis = pos[(r0 + k) / nrep] + 1 - p0; /* visible here */
-                        if (vis > 0)
-                            mk[k] = (__mmask16)(vis >= BLK ? 0xffff : (1u << vis) - 1);
+                        mk[k] = qd__attn_visible(pos[(r0 + k) / nrep], p0);
                         any |= mk[k];
                     }
                 }

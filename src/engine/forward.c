@@ -99,8 +99,10 @@ static void (*axpy_q8_0)(float *, float, const qd_block_q8_0 *, int);
 /* The AVX-512 loops of the forward pass (attn_avx512.c: blocked attention,
  * SwiGLU, the f16 KV store), with the AVX-512 kernel sets. */
 static int fwd_avx512;
-/* and attention of long runs on AMX tiles (attn_amx.c), with the amx set */
-static int fwd_amx;
+/* and attention of long runs on AMX tiles (attn_amx.c), with the amx set,
+ * in the batches whose matrix products run in bf16: fwd_amx_min tokens or
+ * more (0: never) */
+static int fwd_amx_min;
 
 static void f16_table_init(void)
 {
@@ -108,7 +110,7 @@ static void f16_table_init(void)
     {
         const char *kn = qd_kernels_name();
         fwd_avx512 = (!strcmp(kn, "avx512") || !strcmp(kn, "amx"));
-        fwd_amx = !strcmp(kn, "amx");
+        fwd_amx_min = !strcmp(kn, "amx") ? qd_matmul_bf16_min_tok() : 0;
     }
 #endif
 #if defined(__x86_64__)
@@ -656,11 +658,10 @@ static void attention_blocked(qd_ctx_t *c, int ith, int nth)
                 .scale = 1.0f / sqrtf((float)hd),
             };
             size_t off = (size_t)g * n_rep * hd;
-            /* In batches of 32 tokens or more — those whose matrix products
-             * run in bf16 on AMX (kernels_amx.c, bf16_min_tok) — runs of 32
-             * rows or more go to AMX tiles too; smaller batches keep the
-             * exact vector path, whatever their makeup. */
-            if (fwd_amx && b->n_tokens >= 32 && (e - t) * n_rep >= 32 &&
+            /* In the batches whose matrix products run in bf16 on AMX,
+             * runs of 32 rows or more go to AMX tiles too; smaller batches
+             * keep the exact vector path, whatever their makeup. */
+            if (fwd_amx_min && b->n_tokens >= fwd_amx_min && (e - t) * n_rep >= 32 &&
                 qd__attn_amx(&a, e - t, c->q + (size_t)t * c->n_q + off, c->n_q, b->pos + t,
                              c->att + (size_t)t * c->n_q + off, c->n_q,
                              ws + qd__attn_vec_ws_floats(hd)) == 0)

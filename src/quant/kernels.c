@@ -126,3 +126,9 @@ const qd_kernels_t *qd_kernels(void)
 }
 
 const char *qd_kernels_name(void) { return qd_kernels()->name; }
+
+int qd_matmul_bf16_min_tok(void)
+{
+    const qd_kernels_t *k = qd_kernels();
+    return k->gemm_bf16 ? k->bf16_min_tok : 0;
+}
