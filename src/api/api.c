@@ -599,11 +599,8 @@ static void on_event(const qd_event_t *ev, void *ud)
     if (ev->type == QD_EV_DONE || ev->type == QD_EV_ERROR) {
         /* The final event never waits for memory: its node was allocated
          * at submission (the call lives until this event is drained). */
-        n = c->final_node;
+        n = c->final_node; /* zeroed by qd_calloc at submission */
         c->final_node = NULL;
-        while (!n) /* not reached: every submitted call has one */
-            n = qd_calloc(1, sizeof *n);
-        memset(n, 0, sizeof *n);
     } else if (!(n = qd_calloc(1, sizeof *n))) {
         atomic_store(&c->lost, 1); /* the answer would miss this event */
         return;

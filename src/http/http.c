@@ -104,7 +104,6 @@ struct qd_http {
     int rerun;         /* run MHD again at once (resumed in a callback) */
     int disc_fd;       /* epoll set of suspended sockets, -1: none */
     uv_poll_t disc_poll;
-    uint64_t n_evicted, n_over_limit;
 };
 
 static void run_mhd(qd_http_t *h);
@@ -273,7 +272,6 @@ static void make_room(qd_http_t *h, conn_t *c)
     shutdown(victim->fd, SHUT_RDWR);
     victim->evicted = 1;
     h->n_active--;
-    h->n_evicted++;
 }
 
 /* Whether a request on c must be refused: c is beyond max_conns with no
@@ -327,7 +325,6 @@ static enum MHD_Result queue_busy(hreq_t *r)
     MHD_destroy_response(resp);
     r->queued = 1;
     r->rejected = 1;
-    r->h->n_over_limit++;
     QD_INFO("http", "- %s %s %s 503 (over a connection limit)",
             r->conn->peer, r->method, r->url);
     return ret;
