@@ -930,35 +930,27 @@ int qd_gguf_open(const char *path, qd_gguf_t **out)
         rc = QD_EFORMAT;
         goto out;
     }
+    int guard = -1;
     if (qd_gguf_get_load() == QD_GGUF_READ) {
         map = read_anon(fd, path, (size_t)st.st_size);
         if (!map) {
             rc = QD_EIO;
             goto out;
         }
-        rc = qd_gguf_open_mem(map, (size_t)st.st_size, out);
-        if (rc) {
-            char msg[512];
-            snprintf(msg, sizeof msg, "%s", qd_errmsg());
-            qd_set_errmsg("%s: %s", path, msg);
-            munmap(map, QD_ALIGN_UP((size_t)st.st_size, 4096));
+    } else {
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED) {
+            qd_set_errmsg("%s: mmap: %s", path, strerror(errno));
+            rc = QD_EIO;
             goto out;
         }
-        (*out)->mapped = 1;
-        goto out;
+        /* Guard the mapping before the first read: a file truncated while
+         * we read it must not kill the process (quantd/mapguard.h). */
+        guard = qd_mapguard_add(map, (size_t)st.st_size);
+        if (guard < 0)
+            QD_WARN("gguf", "%s: mapping not guarded against truncation (%s)",
+                    path, qd_errmsg());
     }
-    map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
-        qd_set_errmsg("%s: mmap: %s", path, strerror(errno));
-        rc = QD_EIO;
-        goto out;
-    }
-    /* Guard the mapping before the first read: a file truncated while we
-     * read it must not kill the process (quantd/mapguard.h). */
-    int guard = qd_mapguard_add(map, (size_t)st.st_size);
-    if (guard < 0)
-        QD_WARN("gguf", "%s: mapping not guarded against truncation (%s)",
-                path, qd_errmsg());
     rc = qd_gguf_open_mem(map, (size_t)st.st_size, out);
     if (!rc && qd_mapguard_damaged(guard)) {
         qd_gguf_close(*out);
@@ -971,7 +963,7 @@ int qd_gguf_open(const char *path, qd_gguf_t **out)
         char msg[512];
         snprintf(msg, sizeof msg, "%s", qd_errmsg());
         qd_set_errmsg("%s: %s", path, msg);
-        munmap(map, (size_t)st.st_size);
+        munmap(map, QD_ALIGN_UP((size_t)st.st_size, 4096));
         goto out;
     }
     (*out)->mapped = 1;
