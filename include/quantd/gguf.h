@@ -71,6 +71,9 @@ typedef struct {
  *    being truncated (quantd/mapguard.h). */
 typedef enum { QD_GGUF_READ, QD_GGUF_MMAP } qd_gguf_load_t;
 void qd_gguf_set_load(qd_gguf_load_t how);
+/* The same by name ("read" or "mmap", as the model_load option spells
+ * it); QD_EINVAL with a message for any other. */
+int qd_gguf_set_load_name(const char *name);
 qd_gguf_load_t qd_gguf_get_load(void);
 
 /* Open and validate a file, read or mapped (qd_gguf_set_load). *out freed

@@ -259,8 +259,7 @@ int qd_cmd_bench(int argc, char **argv)
         } else if (!strcmp(a, "-n") && v) {
             o.n = atoi(v);
             i++;
-        } else if (!strcmp(a, "--model-load") && v && (!strcmp(v, "read") || !strcmp(v, "mmap"))) {
-            qd_gguf_set_load(!strcmp(v, "mmap") ? QD_GGUF_MMAP : QD_GGUF_READ);
+        } else if (!strcmp(a, "--model-load") && v && !qd_gguf_set_load_name(v)) {
             i++;
         } else if (!strcmp(a, "--batch") && v) {
             o.batch = atoi(v);

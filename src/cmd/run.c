@@ -142,11 +142,10 @@ static int parse_args(int argc, char **argv, run_opts_t *o)
             if (parse_float(a, v, &o->sp.repeat_penalty))
                 return -1;
         } else if (!strcmp(a, "--model-load")) {
-            if (strcmp(v, "read") && strcmp(v, "mmap")) {
-                fprintf(stderr, "quantd run: --model-load: '%s' (read or mmap)\n", v);
+            if (qd_gguf_set_load_name(v)) {
+                fprintf(stderr, "quantd run: --model-load: %s\n", qd_errmsg());
                 return -1;
             }
-            qd_gguf_set_load(!strcmp(v, "mmap") ? QD_GGUF_MMAP : QD_GGUF_READ);
         } else if (!strcmp(a, "--kv-type")) {
             if (!strcasecmp(v, "f16")) {
                 o->kv_type = QD_KV_F16;

@@ -452,7 +452,7 @@ int qd_cmd_serve(int argc, char **argv)
                      : !strcmp(s->cfg.log_level, "warn")  ? QD_LOG_WARN
                      : !strcmp(s->cfg.log_level, "error") ? QD_LOG_ERROR
                                                           : QD_LOG_INFO);
-    qd_gguf_set_load(!strcmp(s->cfg.model_load, "mmap") ? QD_GGUF_MMAP : QD_GGUF_READ);
+    qd_gguf_set_load_name(s->cfg.model_load); /* the config allows only its names */
     if (s->cfg.n_models == 0 && (err = find_default_model(&s->cfg))) {
         fprintf(stderr, "quantd serve: %s\n", qd_errmsg());
         qd_config_close(&s->cfg);

@@ -816,6 +816,16 @@ static _Atomic int load_how = QD_GGUF_MMAP;
 void qd_gguf_set_load(qd_gguf_load_t how) { atomic_store(&load_how, (int)how); }
 qd_gguf_load_t qd_gguf_get_load(void) { return (qd_gguf_load_t)atomic_load(&load_how); }
 
+int qd_gguf_set_load_name(const char *name)
+{
+    if (strcmp(name, "read") && strcmp(name, "mmap")) {
+        qd_set_errmsg("'%s' (read or mmap)", name);
+        return QD_EINVAL;
+    }
+    qd_gguf_set_load(!strcmp(name, "mmap") ? QD_GGUF_MMAP : QD_GGUF_READ);
+    return 0;
+}
+
 #define HUGE_2M ((size_t)2 << 20)
 
 typedef struct {
