@@ -236,13 +236,15 @@ out:
     return rc;
 }
 
-static int dump_json(json_t *o, const char *dir, const char *name)
+int qd__json_dump(json_t *o, const char *dir, const char *name, const char *what)
 {
     char p[4096];
-    if (snprintf(p, sizeof p, "%s/%s", dir, name) >= (int)sizeof p)
+    if (snprintf(p, sizeof p, "%s/%s", dir, name) >= (int)sizeof p) {
+        qd_set_errmsg("%s: path too long in '%s'", what, dir);
         return QD_EINVAL;
+    }
     if (json_dump_file(o, p, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
-        qd_set_errmsg("awq export: cannot write '%s'", p);
+        qd_set_errmsg("%s: cannot write '%s'", what, p);
         return QD_EIO;
     }
     return 0;
@@ -615,8 +617,8 @@ int qd_hf_export(const char *in_gguf, const char *outdir,
         json_object_set_new(cfg, "eos_token_id", json_integer(id));
         json_object_set_new(gen, "eos_token_id", json_integer(id));
     }
-    if ((rc = dump_json(cfg, outdir, "config.json")) ||
-        (rc = dump_json(gen, outdir, "generation_config.json")))
+    if ((rc = qd__json_dump(cfg, outdir, "config.json", "awq export")) ||
+        (rc = qd__json_dump(gen, outdir, "generation_config.json", "awq export")))
         goto out;
     if (p->tokenizer_json) {
         if ((rc = copy_file(p->tokenizer_json, outdir, "tokenizer.json")))

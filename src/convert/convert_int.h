@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "quantd/convert.h"
 #include "quantd/gguf.h"
 
@@ -53,6 +55,11 @@ int qd__recipe_tensors(const qd_gguf_t *g, int64_t **perm,
 /* 1 for metadata keys llama-quantize drops from its input (and re-sets or
  * omits): general.file_type, general.quantization_version, split.*. */
 int qd__quantize_key_dropped(const char *k);
+
+/* ---- JSON files (awq_export.c) ----------------------------------------- */
+/* o written as DIR/NAME, indented, keys in order; errors name `what`
+ * ("awq export", ...). */
+int qd__json_dump(json_t *o, const char *dir, const char *name, const char *what);
 
 /* ---- tokenizer files (hf_tokenizer.c) --------------------------------- */
 /* Write outdir/tokenizer.json and tokenizer_config.json equivalent to g's

@@ -77,20 +77,6 @@ static int opt_flag(const qd_gguf_t *g, const char *key, int def)
     return qd_gguf_get_bool(g, key, &v) == 0 ? v : def;
 }
 
-static int dump(json_t *o, const char *dir, const char *name)
-{
-    char p[4096];
-    if (snprintf(p, sizeof p, "%s/%s", dir, name) >= (int)sizeof p) {
-        qd_set_errmsg("tokenizer export: path too long in '%s'", dir);
-        return QD_EINVAL;
-    }
-    if (json_dump_file(o, p, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
-        qd_set_errmsg("tokenizer export: cannot write '%s'", p);
-        return QD_EIO;
-    }
-    return 0;
-}
-
 /* {"SpecialToken": {"id": text, "type_id": 0}} / {"Sequence": ...} */
 static json_t *tp_special(const char *text)
 {
@@ -326,7 +312,7 @@ int qd__hf_write_tokenizer(const qd_gguf_t *g, const char *outdir,
         json_object_set_new(root, "decoder", decoder) ||
         json_object_set_new(root, "model", bpe))
         goto oom;
-    if ((rc = dump(root, outdir, "tokenizer.json")))
+    if ((rc = qd__json_dump(root, outdir, "tokenizer.json", "tokenizer export")))
         goto out;
 
     cfg = json_pack("{s:b, s:b, s:b, s:b, s:s}", "add_bos_token", add_bos,
@@ -344,7 +330,7 @@ int qd__hf_write_tokenizer(const qd_gguf_t *g, const char *outdir,
     size_t tlen;
     if (qd_gguf_get_str(g, KP "chat_template", &tpl, &tlen) == 0)
         json_object_set_new(cfg, "chat_template", json_stringn(tpl, tlen));
-    rc = dump(cfg, outdir, "tokenizer_config.json");
+    rc = qd__json_dump(cfg, outdir, "tokenizer_config.json", "tokenizer export");
     goto out;
 oom:
     rc = QD_ENOMEM;
