@@ -834,11 +834,7 @@ static void on_token(qd_api_call_t *c, const qd_event_t *ev)
             ch->text[ch->len] = '\0';
         } else {
             /* NULL (out of memory) makes the chunk fail: see call_oom */
-            json_t *txt =
-                qd__utf8_valid_prefix(ev->text, (size_t)ev->text_len) <
-                        (size_t)ev->text_len
-                    ? json_string("\xEF\xBF\xBD")
-                    : json_stringn(ev->text, (size_t)ev->text_len);
+            json_t *txt = qd_api_json_text(ev->text, (size_t)ev->text_len);
             json_t *payload =
                 c->chat ? json_pack("{s:o}", "content", txt) : txt;
             json_t *lp = NULL;

@@ -236,14 +236,16 @@ static json_t *bytes_array(const char *s, int n)
     return a;
 }
 
-static json_t *token_string(const char *s, int n)
+json_t *qd_api_json_text(const char *s, size_t n)
 {
     /* A piece may be a lone byte of a multi-byte character: jansson needs
      * valid UTF-8, so such pieces are shown with U+FFFD (bytes has the
-     * truth, as in OpenAI's responses). */
-    if (qd__utf8_valid_prefix(s, (size_t)n) < (size_t)n)
-        return json_string("\xEF\xBF\xBD");
-    return json_stringn(s, (size_t)n); /* NULL: out of memory */
+     * truth, as in OpenAI's responses). jansson checks the UTF-8 itself;
+     * only a refusal is looked at again. */
+    json_t *j = json_stringn(s, n);
+    if (!j && qd__utf8_valid_prefix(s, n) < n)
+        j = json_string("\xEF\xBF\xBD");
+    return j; /* NULL: out of memory */
 }
 
 json_t *qd_api_chat_logprob(const qd_sample_t *s, int32_t n_top,
@@ -260,14 +262,14 @@ json_t *qd_api_chat_logprob(const qd_sample_t *s, int32_t n_top,
         int m = piece(ud, s->top_toks[i], b2, (int)sizeof b2);
         m = QD_MIN(QD_MAX(m, 0), (int)sizeof b2);
         if (json_array_append_new(
-                top, json_pack("{s:o,s:f,s:o}", "token", token_string(b2, m),
+                top, json_pack("{s:o,s:f,s:o}", "token", qd_api_json_text(b2, (size_t)m),
                                "logprob", (double)s->top_logprobs[i],
                                "bytes", bytes_array(b2, m)))) {
             json_decref(top);
             top = NULL;
         }
     }
-    return json_pack("{s:o,s:f,s:o,s:o}", "token", token_string(buf, n),
+    return json_pack("{s:o,s:f,s:o,s:o}", "token", qd_api_json_text(buf, (size_t)n),
                      "logprob", (double)s->logprob, "bytes",
                      bytes_array(buf, n), "top_logprobs", top);
 }

@@ -103,6 +103,10 @@ int qd_api_random_id(const char *prefix, char *out, size_t cap);
 /* Usage object: prompt/completion/total tokens + cached_tokens. */
 json_t *qd_api_usage_json(int32_t prompt, int32_t completion, int32_t cached);
 
+/* n bytes of generated text as a JSON string; bytes that are not whole
+ * UTF-8 characters become U+FFFD. NULL: out of memory. */
+json_t *qd_api_json_text(const char *s, size_t n);
+
 /* One logprob entry of a chat response: {token, logprob, bytes,
  * top_logprobs: [{token, logprob, bytes}]} for sample `s`, with token
  * texts from piece(tok). */
