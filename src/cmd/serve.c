@@ -64,8 +64,7 @@ static void raise_nofile(const qd_config_t *cfg)
                 getrlimit(RLIMIT_NOFILE, &rl);
         }
     }
-    int64_t need = cfg->max_connections + QD_MAX(16, cfg->max_connections / 4) +
-                   64;
+    int64_t need = qd_http_max_sockets(cfg) + 64;
     if (rl.rlim_cur != RLIM_INFINITY && (int64_t)rl.rlim_cur < need)
         QD_WARN("serve",
                 "open-file limit %llu is below the %lld that max_connections "

@@ -686,7 +686,7 @@ int qd_http_start(uv_loop_t *loop, const qd_config_t *cfg, qd_api_t *api,
     qd_http_reload(h, cfg);
     /* Room above our limit for the connections we answer 503 or that wait
      * to be closed after an eviction (see the file comment). */
-    unsigned slack = (unsigned)QD_MAX(16, cfg->max_connections / 4);
+    unsigned slack = (unsigned)(qd_http_max_sockets(cfg) - cfg->max_connections);
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
@@ -744,6 +744,11 @@ int qd_http_start(uv_loop_t *loop, const qd_config_t *cfg, qd_api_t *api,
 }
 
 int qd_http_port(const qd_http_t *h) { return h->port; }
+int64_t qd_http_max_sockets(const qd_config_t *cfg)
+{
+    return cfg->max_connections + QD_MAX(16, cfg->max_connections / 4);
+}
+
 int qd_http_n_connections(const qd_http_t *h) { return h->n_conns; }
 
 void qd_http_reload(qd_http_t *h, const qd_config_t *cfg)

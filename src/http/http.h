@@ -20,6 +20,9 @@ int qd_http_port(const qd_http_t *h);
 void qd_http_reload(qd_http_t *h, const qd_config_t *cfg);
 /* Open connections. */
 int qd_http_n_connections(const qd_http_t *h);
+/* The connections the HTTP layer may hold open for cfg: max_connections
+ * plus the slack for those answered 503 or waiting to close. */
+int64_t qd_http_max_sockets(const qd_config_t *cfg);
 /* Stop MHD (closing every connection) and free. NULL is a no-op. */
 void qd_http_stop(qd_http_t *h);
 /* For an immediate exit (second SIGTERM): stop polling but leave
