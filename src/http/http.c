@@ -287,47 +287,43 @@ static int over_limit(qd_http_t *h, conn_t *c)
 
 /* ---- responses ---------------------------------------------------------- */
 
-static enum MHD_Result queue_simple(hreq_t *r, unsigned status,
-                                    const char *json)
+/* A JSON answer from the HTTP layer itself; with `busy`, the 503 of a
+ * connection over a limit: Retry-After, and the connection closes. */
+static enum MHD_Result queue_answer(hreq_t *r, unsigned status, const char *json,
+                                    int busy, const char *why)
 {
-    size_t n = strlen(json);
     struct MHD_Response *resp = MHD_create_response_from_buffer(
-        n, (void *)json, MHD_RESPMEM_MUST_COPY);
+        strlen(json), (void *)json, MHD_RESPMEM_MUST_COPY);
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", "application/json");
+    if (busy) {
+        char ra[24];
+        snprintf(ra, sizeof ra, "%lld", (long long)r->h->retry_after_s);
+        MHD_add_response_header(resp, "Retry-After", ra);
+        MHD_add_response_header(resp, "Connection", "close");
+    }
     enum MHD_Result ret = MHD_queue_response(r->mc, status, resp);
     MHD_destroy_response(resp);
     r->queued = 1;
     r->rejected = 1;
-    QD_INFO("http", "- %s %s %s %u (rejected by http)", r->conn->peer,
-            r->method, r->url, status);
+    QD_INFO("http", "- %s %s %s %u (%s)", r->conn->peer, r->method, r->url, status, why);
     return ret;
+}
+
+static enum MHD_Result queue_simple(hreq_t *r, unsigned status, const char *json)
+{
+    return queue_answer(r, status, json, 0, "rejected by http");
 }
 
 /* 503 for a connection over a limit; the connection closes after it. */
 static enum MHD_Result queue_busy(hreq_t *r)
 {
-    static const char json[] =
-        "{\"error\":{\"message\":\"Too many connections; retry shortly.\","
-        "\"type\":\"server_error\",\"param\":null,"
-        "\"code\":\"too_many_connections\"}}";
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        sizeof json - 1, (void *)json, MHD_RESPMEM_PERSISTENT);
-    if (!resp)
-        return MHD_NO;
-    char ra[24];
-    snprintf(ra, sizeof ra, "%lld", (long long)r->h->retry_after_s);
-    MHD_add_response_header(resp, "Content-Type", "application/json");
-    MHD_add_response_header(resp, "Retry-After", ra);
-    MHD_add_response_header(resp, "Connection", "close");
-    enum MHD_Result ret = MHD_queue_response(r->mc, 503, resp);
-    MHD_destroy_response(resp);
-    r->queued = 1;
-    r->rejected = 1;
-    QD_INFO("http", "- %s %s %s 503 (over a connection limit)",
-            r->conn->peer, r->method, r->url);
-    return ret;
+    return queue_answer(r, 503,
+                        "{\"error\":{\"message\":\"Too many connections; retry shortly.\","
+                        "\"type\":\"server_error\",\"param\":null,"
+                        "\"code\":\"too_many_connections\"}}",
+                        1, "over a connection limit");
 }
 
 static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
