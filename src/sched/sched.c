@@ -254,6 +254,29 @@ static void finish_running(qd_sched_t *s, req_t *r)
     req_free(r);
 }
 
+/* End a running request with an ERROR; its KV is not kept. */
+static void fail_running(qd_sched_t *s, req_t *r, int err, const char *msg)
+{
+    release_slots(s, r, 0);
+    unlink_running(s, r);
+    emit_error(r, err, msg);
+    req_free(r);
+}
+
+/* Detach the whole wait queue (under mu; with drop_cancels, the pending
+ * cancellations too); the caller ends its requests. */
+static req_t *take_waiting(qd_sched_t *s, int drop_cancels)
+{
+    pthread_mutex_lock(&s->mu);
+    req_t *w = s->wait_head;
+    s->wait_head = s->wait_tail = NULL;
+    s->n_waiting = 0;
+    if (drop_cancels)
+        s->n_cancels = 0;
+    pthread_mutex_unlock(&s->mu);
+    return w;
+}
+
 static void cancel_req(req_t *r)
 {
     for (int32_t i = 0; r->ch && i < r->n; i++) {
@@ -696,19 +719,9 @@ static void update_stats(qd_sched_t *s);
  * pool unloads the model once its users are gone. */
 static void fail_all(qd_sched_t *s)
 {
-    while (s->run_head) {
-        req_t *r = s->run_head;
-        release_slots(s, r, 0);
-        unlink_running(s, r);
-        emit_error(r, QD_EIO, damaged_msg);
-        req_free(r);
-    }
-    pthread_mutex_lock(&s->mu);
-    req_t *w = s->wait_head;
-    s->wait_head = s->wait_tail = NULL;
-    s->n_waiting = 0;
-    s->n_cancels = 0;
-    pthread_mutex_unlock(&s->mu);
+    while (s->run_head)
+        fail_running(s, s->run_head, QD_EIO, damaged_msg);
+    req_t *w = take_waiting(s, 1);
     while (w) {
         req_t *r = w;
         w = r->next;
@@ -777,10 +790,7 @@ static int step(qd_sched_t *s)
             for (int32_t k = j; k < b->n_tokens; k++)
                 if (s->b_req[k] == r)
                     s->b_req[k] = NULL;
-            release_slots(s, r, 0);
-            unlink_running(s, r);
-            emit_error(r, err, msg);
-            req_free(r);
+            fail_running(s, r, err, msg);
         }
         return 1;
     }
@@ -833,12 +843,9 @@ static int step(qd_sched_t *s)
     /* Retire finished requests; fail those that ran out of memory. */
     for (req_t *r = s->run_head, *next; r; r = next) {
         next = r->next;
-        if (r->oom) {
-            release_slots(s, r, 0);
-            unlink_running(s, r);
-            emit_error(r, QD_ENOMEM, "out of memory while generating");
-            req_free(r);
-        } else if (r->state == REQ_DECODE && all_done(r)) {
+        if (r->oom)
+            fail_running(s, r, QD_ENOMEM, "out of memory while generating");
+        else if (r->state == REQ_DECODE && all_done(r)) {
             finish_running(s, r);
         }
     }
@@ -894,11 +901,7 @@ static void *engine_main(void *arg)
             s->p.heartbeat(s->p.heartbeat_ud);
     }
     /* Shutdown: everything still queued or running is cancelled. */
-    pthread_mutex_lock(&s->mu);
-    req_t *w = s->wait_head;
-    s->wait_head = s->wait_tail = NULL;
-    s->n_waiting = 0;
-    pthread_mutex_unlock(&s->mu);
+    req_t *w = take_waiting(s, 0);
     while (w) {
         req_t *r = w;
         w = r->next;
