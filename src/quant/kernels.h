@@ -104,9 +104,6 @@ int qd__tile_decode_bf16_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
  * AVX-512 set's dot lookup. */
 void qd__dot_q4_g128_512(int n, float *restrict s, const void *restrict x,
                          const void *restrict y);
-/* The same with AVX2 + FMA + F16C (q4g_avx2.c), for the AVX2 set. */
-void qd__dot_q4_g128_256(int n, float *restrict s, const void *restrict x,
-                         const void *restrict y);
 /* qd_matmul_multi with a given kernel set. */
 void qd__matmul_multi_with(const qd_kernels_t *k, qd_pool_t *pool, int n_w,
                            float *const outs[], const int64_t ldos[],

@@ -14,16 +14,7 @@ static inline __m256i mul_sum_us8(__m256i u, __m256i s)
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
-#define QD_X86_EXTRA_DOTS 1
-static qd_vec_dot_fn x86_extra_dot(qd_type_t t);
-
 #include "quant/kernels_x86.h"
-
-/* Dots of types kernels_x86.h does not cover (quant/q4g_avx2.c). */
-static qd_vec_dot_fn x86_extra_dot(qd_type_t t)
-{
-    return t == QD_TYPE_Q4_G128 ? qd__dot_q4_g128_256 : NULL;
-}
 
 static const qd_kernels_t avx2_kernels = {
     .name = "avx2",

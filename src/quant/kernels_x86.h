@@ -324,6 +324,37 @@ static void dot_q4_1(int n, float *restrict s, const void *restrict vx,
     *s = hsum_ps256(acc) + summ;
 }
 
+/* Q4_G128 x Q8_1 (the AVX-512 set has a wider one, q4g_avx512.c): per
+ * 128-value block, 32 bytes at a time give the low nibbles (values j) and
+ * the high nibbles (values j + 64) of two activation blocks each. */
+static void dot_q4_g128(int n, float *restrict s, const void *restrict vx,
+                        const void *restrict vy)
+{
+    const qd_block_q4_g128 *x = vx;
+    const qd_block_q8_1 *y = vy;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps();
+    float summ = 0.0f;
+    for (int i = 0; i < n / QD_QK4_G128; i++) {
+        const qd_block_q8_1 *a = y + 4 * i;
+        __m256i q0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i q1 = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32));
+#define G128_DOT(u, k) \
+    _mm256_cvtepi32_ps(mul_sum_us8((u), _mm256_loadu_si256((const __m256i *)a[k].qs)))
+        /* values 0..31, 32..63 (low nibbles), 64..95, 96..127 (high) */
+        __m256 f = _mm256_mul_ps(G128_DOT(_mm256_and_si256(q0, m4), 0), _mm256_set1_ps(h2f(a[0].d)));
+        f = _mm256_fmadd_ps(G128_DOT(_mm256_and_si256(q1, m4), 1), _mm256_set1_ps(h2f(a[1].d)), f);
+        f = _mm256_fmadd_ps(G128_DOT(_mm256_and_si256(_mm256_srli_epi16(q0, 4), m4), 2),
+                            _mm256_set1_ps(h2f(a[2].d)), f);
+        f = _mm256_fmadd_ps(G128_DOT(_mm256_and_si256(_mm256_srli_epi16(q1, 4), m4), 3),
+                            _mm256_set1_ps(h2f(a[3].d)), f);
+#undef G128_DOT
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d)), f, acc);
+        summ += h2f(x[i].m) * ((h2f(a[0].s) + h2f(a[1].s)) + (h2f(a[2].s) + h2f(a[3].s)));
+    }
+    *s = hsum_ps256(acc) + summ;
+}
+
 static void dot_q5_1(int n, float *restrict s, const void *restrict vx,
                      const void *restrict vy)
 {
@@ -512,6 +543,7 @@ static qd_vec_dot_fn x86_dot_for(qd_type_t t)
     case QD_TYPE_Q4_0: return dot_q4_0;
     case QD_TYPE_Q5_0: return dot_q5_0;
     case QD_TYPE_Q4_1: return dot_q4_1;
+    case QD_TYPE_Q4_G128: return dot_q4_g128;
     case QD_TYPE_Q5_1: return dot_q5_1;
     case QD_TYPE_IQ4_NL: return dot_iq4_nl;
     case QD_TYPE_Q4_K: return dot_q4_K;
