@@ -47,6 +47,11 @@ typedef enum {
 
 typedef struct qd_gguf qd_gguf_t;
 
+/* The key of quantd's import caches (convert/hf_import.c): the signature
+ * of the sources. Only files that carry it may hold quantd's own tensor
+ * types (the reader refuses them elsewhere). */
+#define QD_GGUF_KEY_IMPORT_SIGNATURE "quantd.import.signature"
+
 typedef struct {
     const char *name;             /* NUL-terminated, owned by the reader */
     qd_type_t type;

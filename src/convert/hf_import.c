@@ -721,7 +721,7 @@ static int cache_fresh(const char *path, const char *sig)
         return 0;
     const char *s;
     size_t len;
-    int ok = qd_gguf_get_str(g, "quantd.import.signature", &s, &len) == 0 &&
+    int ok = qd_gguf_get_str(g, QD_GGUF_KEY_IMPORT_SIGNATURE, &s, &len) == 0 &&
              len == 64 && memcmp(s, sig, 64) == 0;
     qd_gguf_close(g);
     return ok;
@@ -1018,7 +1018,7 @@ static int set_meta(conv_t *c, const char *sig)
         (rc = U32("vocab_size", h->vocab_size)) ||
         (rc = F32("attention.layer_norm_rms_epsilon", h->rms_eps)) ||
         (rc = F32("rope.freq_base", h->rope_theta)) ||
-        (rc = qd_gguf_writer_set_str(w, "quantd.import.signature", sig)) ||
+        (rc = qd_gguf_writer_set_str(w, QD_GGUF_KEY_IMPORT_SIGNATURE, sig)) ||
         (rc = qd_gguf_writer_set_str(w, "quantd.import.source", c->dir)) ||
         (rc = qd_gguf_writer_set_str(w, "quantd.import.quant_method", qm)) ||
         (rc = qd_gguf_writer_set_i32(w, "quantd.import.group_size",

@@ -641,7 +641,7 @@ static int rd_tensor_info(rd_t *r, qd_gguf_t *g, int64_t i)
     /* quantd-private types (not GGUF's) only in quantd's import caches,
      * which carry their import signature */
     if (qd_type_internal((int)type) &&
-        qd_gguf_find_key(g, "quantd.import.signature") < 0) {
+        qd_gguf_find_key(g, QD_GGUF_KEY_IMPORT_SIGNATURE) < 0) {
         qd_set_errmsg("tensor '%s': type id %" PRIu32 " (%s) is quantd's "
                       "own and only valid in its import caches", t->name,
                       type, qd_type_name((qd_type_t)type));
