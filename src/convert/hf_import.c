@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -402,39 +403,30 @@ int qd_q4mat_to_gguf(const qd_q4mat_t *m, qd_type_t *type, void **data,
     uint8_t *out = qd_malloc(row * (size_t)N);
     if (!out)
         return QD_ENOMEM;
-    for (int64_t n = 0; t == QD_TYPE_Q4_G128 && n < N; n++) {
+    /* d (and for Q4_1 / Q4_G128 the min m = -z*s, rounded once), then
+     * values j and j + qk/2 in the low and high nibbles of byte j */
+    const int qk = qd_type_traits(t)->blck_size;
+    const size_t bsz = qd_type_traits(t)->type_size;
+    const size_t moff = t == QD_TYPE_Q4_1 ? offsetof(qd_block_q4_1, m)
+                                          : offsetof(qd_block_q4_g128, m);
+    const size_t qoff = t == QD_TYPE_Q4_0   ? offsetof(qd_block_q4_0, qs)
+                        : t == QD_TYPE_Q4_1 ? offsetof(qd_block_q4_1, qs)
+                                            : offsetof(qd_block_q4_g128, qs);
+    for (int64_t n = 0; n < N; n++) {
         const uint8_t *q = m->q + n * K;
-        for (int64_t b = 0; b < K / QD_QK4_G128; b++) {
-            int64_t g = grp(m, b * QD_QK4_G128);
+        for (int64_t b = 0; b < K / qk; b++) {
+            int64_t g = grp(m, b * qk);
             qd_fp16_t s = m->s[n * ng + g];
-            qd_block_q4_g128 *blk = (qd_block_q4_g128 *)(out + n * row) + b;
-            float zs = (float)m->z[n * ng + g] * qd_fp16_to_fp32(s);
-            blk->d = s;
-            blk->m = qd_fp32_to_fp16(-zs); /* as for Q4_1: one rounding */
-            const uint8_t *qb = q + b * QD_QK4_G128;
-            for (int j = 0; j < 64; j++)
-                blk->qs[j] = (uint8_t)(qb[j] | qb[j + 64] << 4);
-        }
-    }
-    for (int64_t n = 0; t != QD_TYPE_Q4_G128 && n < N; n++) {
-        const uint8_t *q = m->q + n * K;
-        for (int64_t b = 0; b < K / 32; b++) {
-            int64_t g = grp(m, b * 32);
-            qd_fp16_t s = m->s[n * ng + g];
-            uint8_t *qs;
-            if (t == QD_TYPE_Q4_0) {
-                qd_block_q4_0 *blk = (qd_block_q4_0 *)(out + n * row) + b;
-                blk->d = s;
-                qs = blk->qs;
-            } else {
-                qd_block_q4_1 *blk = (qd_block_q4_1 *)(out + n * row) + b;
+            uint8_t *blk = out + n * row + (size_t)b * bsz;
+            memcpy(blk, &s, sizeof s); /* d is every block's first field */
+            if (t != QD_TYPE_Q4_0) {
                 float zs = (float)m->z[n * ng + g] * qd_fp16_to_fp32(s);
-                blk->d = s;
-                blk->m = qd_fp32_to_fp16(-zs);
-                qs = blk->qs;
+                qd_fp16_t mn = qd_fp32_to_fp16(-zs);
+                memcpy(blk + moff, &mn, sizeof mn);
             }
-            for (int j = 0; j < 16; j++)
-                qs[j] = (uint8_t)(q[b * 32 + j] | q[b * 32 + j + 16] << 4);
+            const uint8_t *qb = q + b * qk;
+            for (int j = 0; j < qk / 2; j++)
+                blk[qoff + (size_t)j] = (uint8_t)(qb[j] | qb[j + qk / 2] << 4);
         }
     }
     *type = t;
