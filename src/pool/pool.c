@@ -451,18 +451,15 @@ int qd_modelpool_reap(qd_modelpool_t *pool, uint64_t now_ns)
     int n = 0;
     pthread_mutex_lock(&pool->mu);
     uint64_t idle_ns = pool->p.idle_unload_ms * UINT64_C(1000000);
-    for (int i = 0; idle_ns && i < pool->n; i++) {
-        entry_t *e = &pool->e[i];
-        if (e->model && !e->users && !e->pin &&
-            now_ns >= e->last_used_ns + idle_ns) {
-            unload(pool, e);
-            n++;
-        }
-    }
     for (int i = 0; i < pool->n; i++) {
         entry_t *e = &pool->e[i];
-        if (e->model && !e->users && qd_model_damaged(e->model)) {
+        if (!e->model || e->users)
+            continue;
+        if (qd_model_damaged(e->model)) { /* pinned or not */
             drop_damaged(pool, e);
+            n++;
+        } else if (idle_ns && !e->pin && now_ns >= e->last_used_ns + idle_ns) {
+            unload(pool, e);
             n++;
         }
     }
