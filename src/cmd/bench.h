@@ -10,7 +10,7 @@ int qd__bench_membw(int n_threads, int reps);
  * the many-token product. Exit status. */
 int qd__bench_kernels(int n_threads, int reps, const char *types, int mv_only);
 
-/* AWQ GEMM layout computed directly vs repacked into Q4_1 + qd_matmul,
+/* AWQ GEMM layout computed directly vs repacked by the import (Q4_G128 for group 128) + qd_matmul,
  * on 1B-shaped matrices (bench_awq.c). Exit status. */
 int qd__bench_awq_layout(int n_threads, int reps);
 

@@ -154,11 +154,11 @@ int qd__bench_awq_layout(int n_threads, int reps)
         qd_q4mat_t m = {0};
         int32_t *qw = NULL, *qz = NULL;
         uint16_t *sc = NULL;
-        void *q41 = NULL, *scratch = NULL;
+        void *rp = NULL, *scratch = NULL;
         float *x = NULL, *y = NULL, *xsum = NULL, *wf = NULL;
         double *ref = NULL, *times = NULL;
-        size_t q41_bytes = 0;
-        qd_type_t q41_type;
+        size_t rp_bytes = 0;
+        qd_type_t rp_type;
         if (qd_q4mat_init(&m, N, K, G, 0))
             goto fail;
         for (int64_t i = 0; i < N * K; i++)
@@ -178,7 +178,7 @@ int qd__bench_awq_layout(int n_threads, int reps)
         times = qd_malloc((size_t)reps * 20 * sizeof *times);
         if (!qw || !qz || !sc || !x || !y || !xsum || !wf || !ref || !times ||
             qd_awq_pack(&m, qw, qz, (qd_fp16_t *)sc) ||
-            qd_q4mat_to_gguf(&m, &q41_type, &q41, &q41_bytes))
+            qd_q4mat_to_gguf(&m, &rp_type, &rp, &rp_bytes))
             goto fail;
         for (int64_t k = 0; k < K; k++)
             x[k] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f;
@@ -191,7 +191,7 @@ int qd__bench_awq_layout(int n_threads, int reps)
         }
         for (int64_t i = 0; i < N; i++)
             y[i] = NAN;
-        qd_qmat_t w = {q41_type, N, K, qd_row_size(q41_type, K), q41, NULL};
+        qd_qmat_t w = {rp_type, N, K, qd_row_size(rp_type, K), rp, NULL};
         scratch =
             qd_malloc_aligned(QD_MAX(qd_matmul_scratch_bytes(&w, 1), 64), 64);
         if (!scratch)
@@ -214,12 +214,12 @@ int qd__bench_awq_layout(int n_threads, int reps)
             }
             qsort(times, (size_t)nt, sizeof *times, cmp_d);
             double us = times[nt / 2];
-            size_t bytes = path == 0 ? direct_bytes : q41_bytes;
+            size_t bytes = path == 0 ? direct_bytes : rp_bytes;
             char shape[32];
             snprintf(shape, sizeof shape, "%lld x %lld", (long long)N,
                      (long long)K);
             printf("%-14s %-7s %9.1f %8.2f %10.2e\n", shape,
-                   path == 0 ? "direct" : qd_type_name(q41_type), us,
+                   path == 0 ? "direct" : qd_type_name(rp_type), us,
                    (double)bytes / us * 1e-3, rel_err(y, ref, N));
         }
         status = 0;
@@ -232,7 +232,7 @@ int qd__bench_awq_layout(int n_threads, int reps)
         qd_free(qw);
         qd_free(qz);
         qd_free(sc);
-        qd_free(q41);
+        qd_free(rp);
         qd_free_aligned(scratch);
         qd_free(x);
         qd_free(y);

@@ -1,7 +1,7 @@
 /*
  * bench_awq_avx512.c — matrix × vector computed directly on AutoAWQ's GEMM
  * layout with AVX-512, for `quantd bench --awq-layout` (bench_awq.c),
- * which weighs it against repacking into Q4_1 blocks.
+ * which weighs it against repacking into the import's blocks (Q4_G128).
  *
  * Layout (docs/awq.md): qweight int32 [K][N/8], nibble i of word c in row
  * k is q[k][8c + order[i]], order = [0,2,4,6,1,3,5,7]; qzeros int32
