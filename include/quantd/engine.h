@@ -81,6 +81,9 @@ typedef enum { QD_KV_F32 = 0, QD_KV_F16, QD_KV_Q8_0 } qd_kv_type_t;
 
 typedef struct {
     int32_t n_batch;      /* max tokens per forward pass */
+    int32_t n_ubatch;     /* tokens computed together: a larger batch runs
+                           * as equal micro-batches of at most this many
+                           * (its buffers are sized for them); 0: n_batch */
     int32_t n_seq_max;    /* max concurrent sequences */
     int32_t n_ctx;        /* max positions per sequence (0: model's) */
     size_t kv_bytes;      /* KV pool budget in bytes (0: n_ctx * n_seq_max,

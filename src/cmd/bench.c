@@ -24,7 +24,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: quantd bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS]\n"
             "                    [--json] [--batch B] [--kv-type f16|f32|q8_0]\n"
-            "                    [--model-load read|mmap]\n"
+            "                    [--model-load read|mmap] [--ubatch U]\n"
             "       quantd bench --membw [-t THREADS] [-r REPS]\n"
             "       quantd bench --kernels [--types Q4_K,Q8_0,...] [--mv-only] [-t THREADS] [-r REPS]\n"
             "       quantd bench --awq-layout [-t THREADS] [-r REPS]\n");
@@ -33,7 +33,7 @@ static void usage(FILE *f)
 
 typedef struct {
     const char *model_path;
-    int p, n, threads, reps, json, batch;
+    int p, n, threads, reps, json, batch, ubatch;
     qd_kv_type_t kv_type;
 } bench_opts_t;
 
@@ -132,6 +132,8 @@ static int bench_model(const bench_opts_t *o)
     cp.n_ctx = QD_MAX(o->p, o->n + 1) + 16;
     cp.n_threads = o->threads;
     cp.kv_type = o->kv_type;
+    if (o->ubatch > 0)
+        cp.n_ubatch = o->ubatch;
     if ((rc = qd_ctx_create(m, &cp, &c))) {
         fprintf(stderr, "bench: context: %s (%s)\n", qd_errmsg(), qd_strerror(rc));
         goto out;
@@ -260,6 +262,9 @@ int qd_cmd_bench(int argc, char **argv)
             o.n = atoi(v);
             i++;
         } else if (!strcmp(a, "--model-load") && v && !qd_gguf_set_load_name(v)) {
+            i++;
+        } else if (!strcmp(a, "--ubatch") && v) {
+            o.ubatch = atoi(v);
             i++;
         } else if (!strcmp(a, "--batch") && v) {
             o.batch = atoi(v);

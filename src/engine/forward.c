@@ -7,7 +7,9 @@
  * each weight row once per step); the per-token work (norms, RoPE, KV
  * writes) and attention over (token, head) pairs are split across the
  * compute pool. All buffers are allocated in qd_ctx_create, sized for
- * n_batch tokens: qd_ctx_decode never allocates.
+ * n_ubatch tokens (a larger batch runs as micro-batches, in order, which
+ * keeps causality: a sequence's positions increase through the batch) and
+ * logits for n_batch: qd_ctx_decode never allocates.
  *
  * One layer, for the batch's activation rows x (n_tok × n_embd):
  *   xn = rmsnorm(x) * attn_norm
@@ -65,6 +67,9 @@ struct qd_ctx {
     float *logits;     /* (n_batch, n_vocab) */
     int32_t *out_rows; /* (n_batch) batch index of each flagged token */
     int32_t n_out;
+    int32_t ub_out0;   /* micro-batch in progress: its first flagged token */
+    int32_t ub_nout;   /* and how many of the flagged tokens it holds */
+    int32_t ub_off;    /* batch index of its first token */
     void *scratch; /* qd_matmul scratch */
     size_t scratch_bytes;
     /* State of the pass in progress (read by the parallel phases). */
@@ -260,6 +265,9 @@ void qd_ctx_params_default(qd_ctx_params_t *p)
 {
     memset(p, 0, sizeof *p);
     p->n_batch = 512;
+    /* Tile kernels amortize a weight's decode over 256 tokens as well as
+     * over 512 (pp256 and pp512 measured the same), at half the buffers. */
+    p->n_ubatch = 256;
     p->n_seq_max = 1;
     p->n_ctx = 0;
     p->kv_bytes = 0;
@@ -302,11 +310,14 @@ int qd_ctx_create(const qd_model_t *m, const qd_ctx_params_t *p, qd_ctx_t **out)
         prm.n_ctx = hp->n_ctx_train;
     if (prm.n_threads == 0)
         prm.n_threads = qd_physical_cores();
-    if (prm.n_batch <= 0 || prm.n_seq_max <= 0 || prm.n_ctx <= 0 ||
-        prm.n_threads <= 0 || prm.n_threads > 1024) {
-        qd_set_errmsg("ctx: invalid parameters (n_batch %d, n_seq_max %d, "
-                      "n_ctx %d, n_threads %d)",
-                      prm.n_batch, prm.n_seq_max, prm.n_ctx, prm.n_threads);
+    if (prm.n_ubatch == 0 || prm.n_ubatch > prm.n_batch)
+        prm.n_ubatch = prm.n_batch;
+    if (prm.n_batch <= 0 || prm.n_ubatch <= 0 || prm.n_seq_max <= 0 ||
+        prm.n_ctx <= 0 || prm.n_threads <= 0 || prm.n_threads > 1024) {
+        qd_set_errmsg("ctx: invalid parameters (n_batch %d, n_ubatch %d, "
+                      "n_seq_max %d, n_ctx %d, n_threads %d)",
+                      prm.n_batch, prm.n_ubatch, prm.n_seq_max, prm.n_ctx,
+                      prm.n_threads);
         return QD_EINVAL;
     }
     if (prm.kv_type != QD_KV_F32 && prm.kv_type != QD_KV_F16 &&
@@ -339,8 +350,10 @@ int qd_ctx_create(const qd_model_t *m, const qd_ctx_params_t *p, qd_ctx_t **out)
                        prm.kv_bytes, prm.kv_type, &c->kv);
     if (rc < 0)
         goto fail;
-    size_t nb = (size_t)prm.n_batch;
-    c->scratch_bytes = max_scratch(m, prm.n_batch);
+    /* Activations for a micro-batch; logits for every flagged token of
+     * the whole batch (pages of unflagged rows are never touched). */
+    size_t nb = (size_t)prm.n_ubatch;
+    c->scratch_bytes = max_scratch(m, prm.n_ubatch);
     rc = QD_ENOMEM;
     if (alloc_buf(&c->x, nb * hp->n_embd, sizeof(float)) ||
         alloc_buf(&c->xn, nb * hp->n_embd, sizeof(float)) ||
@@ -356,8 +369,8 @@ int qd_ctx_create(const qd_model_t *m, const qd_ctx_params_t *p, qd_ctx_t **out)
                   sizeof(float)) ||
         alloc_buf(&c->attn_ws, (size_t)c->n_threads * qd__attn_ws_floats(hp->head_dim),
                   sizeof(float)) ||
-        alloc_buf(&c->logits, nb * hp->n_vocab, sizeof(float)) ||
-        alloc_buf(&c->out_rows, nb, sizeof(int32_t)) ||
+        alloc_buf(&c->logits, (size_t)prm.n_batch * hp->n_vocab, sizeof(float)) ||
+        alloc_buf(&c->out_rows, (size_t)prm.n_batch, sizeof(int32_t)) ||
         alloc_buf(&c->scratch, c->scratch_bytes, 1)) {
         qd_set_errmsg("ctx: out of memory for the buffers of %d tokens",
                       prm.n_batch);
@@ -743,16 +756,19 @@ static void phase_ffn_residual(void *arg, int ith, int nth)
     }
 }
 
-/* xn row j = rmsnorm(x row out_rows[j]) * output_norm. */
+/* xn row j = rmsnorm(x row of the micro-batch's j-th flagged token) *
+ * output_norm. */
 static void phase_out_norm(void *arg, int ith, int nth)
 {
     qd_ctx_t *c = arg;
     int n = c->m->hp.n_embd;
     int32_t j0, j1;
-    split(c->n_out, ith, nth, &j0, &j1);
-    for (int32_t j = j0; j < j1; j++)
-        rms_norm(c->xn + (size_t)j * n, c->x + (size_t)c->out_rows[j] * n,
+    split(c->ub_nout, ith, nth, &j0, &j1);
+    for (int32_t j = j0; j < j1; j++) {
+        int32_t t = c->out_rows[c->ub_out0 + j] - c->ub_off;
+        rms_norm(c->xn + (size_t)j * n, c->x + (size_t)t * n,
                  c->m->out_norm, n, c->m->hp.rms_eps);
+    }
 }
 
 /* ---- the pass --------------------------------------------------------- */
@@ -813,33 +829,13 @@ static void matmul_n(qd_ctx_t *c, int n_w, float *const outs[],
     qd_matmul_multi(c->pool, n_w, outs, ldos, ws, x, ldx, n_tok, c->scratch);
 }
 
-int qd_ctx_decode(qd_ctx_t *c, const qd_batch_t *b)
+/* One micro-batch through every layer, then the logits of its flagged
+ * tokens into their rows of c->logits. */
+static void forward(qd_ctx_t *c, const qd_batch_t *b)
 {
     const qd_model_t *m = c->m;
     const qd_hparams_t *hp = &m->hp;
     int32_t n = b->n_tokens;
-    if (n <= 0 || n > c->p.n_batch) {
-        qd_set_errmsg("decode: batch of %d tokens (1..%d allowed)", n,
-                      c->p.n_batch);
-        return QD_EINVAL;
-    }
-    for (int32_t t = 0; t < n; t++) {
-        if (b->toks[t] < 0 || b->toks[t] >= hp->n_vocab) {
-            qd_set_errmsg("decode: batch token %d: id %d outside the "
-                          "vocabulary [0, %d)",
-                          t, b->toks[t], hp->n_vocab);
-            return QD_EINVAL;
-        }
-    }
-    int rc = qd__kv_prepare(c->kv, b);
-    if (rc < 0)
-        return rc;
-    /* From here on nothing can fail. Without a logits array only the last
-     * token's logits are kept (llama.cpp's convention). */
-    c->n_out = 0;
-    for (int32_t t = 0; t < n; t++)
-        if (b->logits ? b->logits[t] != 0 : t == n - 1)
-            c->out_rows[c->n_out++] = t;
     c->b = b;
     /* Multiply-adds of this step's attention, to decide whether it is
      * worth splitting over the pool. */
@@ -875,10 +871,57 @@ int qd_ctx_decode(qd_ctx_t *c, const qd_batch_t *b)
         matmul(c, c->tmp, hp->n_embd, &L->w_down, c->gate, hp->n_ff, n);
         run_tok(c, n, phase_ffn_residual);
     }
-    if (c->n_out > 0) {
-        run_tok(c, c->n_out, phase_out_norm);
-        matmul(c, c->logits, hp->n_vocab, &m->output, c->xn, hp->n_embd,
-               c->n_out);
+    if (c->ub_nout > 0) {
+        run_tok(c, c->ub_nout, phase_out_norm);
+        matmul(c, c->logits + (size_t)c->ub_out0 * hp->n_vocab, hp->n_vocab,
+               &m->output, c->xn, hp->n_embd, c->ub_nout);
+    }
+}
+
+int qd_ctx_decode(qd_ctx_t *c, const qd_batch_t *b)
+{
+    const qd_model_t *m = c->m;
+    const qd_hparams_t *hp = &m->hp;
+    int32_t n = b->n_tokens;
+    if (n <= 0 || n > c->p.n_batch) {
+        qd_set_errmsg("decode: batch of %d tokens (1..%d allowed)", n,
+                      c->p.n_batch);
+        return QD_EINVAL;
+    }
+    for (int32_t t = 0; t < n; t++) {
+        if (b->toks[t] < 0 || b->toks[t] >= hp->n_vocab) {
+            qd_set_errmsg("decode: batch token %d: id %d outside the "
+                          "vocabulary [0, %d)",
+                          t, b->toks[t], hp->n_vocab);
+            return QD_EINVAL;
+        }
+    }
+    int rc = qd__kv_prepare(c->kv, b);
+    if (rc < 0)
+        return rc;
+    /* From here on nothing can fail. Without a logits array only the last
+     * token's logits are kept (llama.cpp's convention). */
+    c->n_out = 0;
+    for (int32_t t = 0; t < n; t++)
+        if (b->logits ? b->logits[t] != 0 : t == n - 1)
+            c->out_rows[c->n_out++] = t;
+    /* Equal micro-batches of at most n_ubatch tokens, in batch order. */
+    int32_t n_ub = (n + c->p.n_ubatch - 1) / c->p.n_ubatch;
+    int32_t per = (n + n_ub - 1) / n_ub;
+    int32_t j = 0;
+    for (int32_t off = 0; off < n; off += per) {
+        qd_batch_t ub = {
+            .n_tokens = QD_MIN(per, n - off),
+            .toks = b->toks + off,
+            .pos = b->pos + off,
+            .seq = b->seq + off,
+        };
+        c->ub_off = off;
+        c->ub_out0 = j;
+        while (j < c->n_out && c->out_rows[j] < off + ub.n_tokens)
+            j++;
+        c->ub_nout = j - c->ub_out0;
+        forward(c, &ub);
     }
     c->b = NULL;
     c->L = NULL;

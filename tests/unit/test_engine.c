@@ -55,13 +55,16 @@ static qd_model_t *load_model(const char *file)
     return m;
 }
 
-static qd_ctx_t *make_ctx(const qd_model_t *m, qd_kv_type_t kv, int n_seq,
-                          int n_batch, size_t kv_bytes, int n_threads)
+/* n_ubatch 0: the whole batch in one pass. */
+static qd_ctx_t *make_ctx_ub(const qd_model_t *m, qd_kv_type_t kv, int n_seq,
+                             int n_batch, size_t kv_bytes, int n_threads,
+                             int n_ubatch)
 {
     qd_ctx_params_t p;
     qd_ctx_params_default(&p);
     p.n_ctx = 256;
     p.n_batch = n_batch;
+    p.n_ubatch = n_ubatch;
     p.n_seq_max = n_seq;
     p.kv_type = kv;
     p.kv_bytes = kv_bytes;
@@ -70,6 +73,12 @@ static qd_ctx_t *make_ctx(const qd_model_t *m, qd_kv_type_t kv, int n_seq,
     int rc = qd_ctx_create(m, &p, &c);
     cr_assert_eq(rc, 0, "ctx: %s", qd_errmsg());
     return c;
+}
+
+static qd_ctx_t *make_ctx(const qd_model_t *m, qd_kv_type_t kv, int n_seq,
+                          int n_batch, size_t kv_bytes, int n_threads)
+{
+    return make_ctx_ub(m, kv, n_seq, n_batch, kv_bytes, n_threads, 0);
 }
 
 /* Decode toks[0..n) of one sequence from position p0; logits of the last. */
@@ -475,8 +484,10 @@ Test(engine, batch_equivalence)
             qd_ctx_free(c);
         }
         /* Together: the three prompts interleaved in one batch, then one
-         * token of each sequence per step; 2 threads. */
-        qd_ctx_t *c = make_ctx(m, kv, 3, 64, 0, 2);
+         * token of each sequence per step; 2 threads; the 27-token batch
+         * in one pass, then as micro-batches of at most 5 tokens. */
+        for (int ub = 0; ub <= 5; ub += 5) {
+        qd_ctx_t *c = make_ctx_ub(m, kv, 3, 64, 0, 2, ub);
         int32_t toks[64], pos[64], seq[64];
         int8_t lg[64];
         int n = 0, done[3] = {0};
@@ -516,12 +527,14 @@ Test(engine, batch_equivalence)
                 worst = fmax(worst, max_diff(qd_ctx_logits(c, s),
                                              alone[s][i + 1], nv, &bitwise));
         }
-        fprintf(stderr, "batch equivalence (kv %s): max |dlogit| %g, %s\n",
+        fprintf(stderr,
+                "batch equivalence (kv %s, n_ubatch %d): max |dlogit| %g, "
+                "%s\n",
                 kv == QD_KV_F16 ? "f16" : kv == QD_KV_Q8_0 ? "q8_0" : "f32",
-                worst,
-                bitwise ? "bitwise identical" : "not bitwise");
+                ub, worst, bitwise ? "bitwise identical" : "not bitwise");
         cr_expect_leq(worst, 1e-5);
         qd_ctx_free(c);
+        }
     }
     qd_model_free(m);
 }
@@ -782,9 +795,9 @@ static void tmp_path(char *buf, size_t cap, const char *name)
 /* Logits of tokens[0..n) of one sequence: one batch (every token flagged)
  * or one token per decode. */
 static void gen_logits(const qd_model_t *m, int one_by_one, int n_threads,
-                       const int32_t *toks, int n, float *out)
+                       int n_ubatch, const int32_t *toks, int n, float *out)
 {
-    qd_ctx_t *c = make_ctx(m, QD_KV_F16, 1, 16, 0, n_threads);
+    qd_ctx_t *c = make_ctx_ub(m, QD_KV_F16, 1, 16, 0, n_threads, n_ubatch);
     if (one_by_one) {
         for (int i = 0; i < n; i++) {
             cr_assert_eq(decode_seq(c, 0, &toks[i], 1, i), 0);
@@ -827,13 +840,16 @@ Test(engine, generated_models_of_each_architecture)
         cr_expect_eq(hp->rope_neox, a > 0);
         cr_expect(hp->tied_output);
         cr_expect_eq(hp->rope_base, 10000.0f);
-        float batch[6 * G_V], single[6 * G_V], two[6 * G_V];
-        gen_logits(m, 0, 1, toks, 6, batch);
-        gen_logits(m, 1, 1, toks, 6, single);
-        gen_logits(m, 0, 2, toks, 6, two);
+        float batch[6 * G_V], single[6 * G_V], two[6 * G_V], ub[6 * G_V];
+        gen_logits(m, 0, 1, 0, toks, 6, batch);
+        gen_logits(m, 1, 1, 0, toks, 6, single);
+        gen_logits(m, 0, 2, 0, toks, 6, two);
+        gen_logits(m, 0, 2, 4, toks, 6, ub); /* micro-batches of 3 + 3 */
         int bitwise = 1;
         double d = max_diff(batch, single, 6 * G_V, &bitwise);
         cr_expect_leq(d, 1e-5, "%s: batch vs one by one %g", archs[a], d);
+        d = max_diff(batch, ub, 6 * G_V, &bitwise);
+        cr_expect_leq(d, 1e-5, "%s: batch vs micro-batches %g", archs[a], d);
         int bw2 = 1;
         max_diff(batch, two, 6 * G_V, &bw2);
         cr_expect(bw2, "%s: 1 and 2 threads differ", archs[a]);
@@ -849,7 +865,7 @@ Test(engine, generated_models_of_each_architecture)
             o.qnorm_scale = 2.0f;
             cr_assert_eq(write_model(path, &o), 0);
             cr_assert_eq(qd_model_load(path, &m2), 0, "%s", qd_errmsg());
-            gen_logits(m2, 0, 1, toks, 6, two);
+            gen_logits(m2, 0, 1, 0, toks, 6, two);
             int same = 1;
             cr_expect_gt(max_diff(batch + G_V, two + G_V, 5 * G_V, &same),
                          1e-4);
