@@ -38,10 +38,12 @@ typedef struct {
     /* Optional, with gemm_prefers: for those batches `gemm` takes its
      * activation rows in a layout of its own, made from the vec_dot_type
      * row once per matmul call by prefers_act; prefers_act_bytes(t, n) is a
-     * row's size, at most QD_PREFERS_ACT_BYTES(n). The layout must not
-     * depend on t among types that share a vec_dot_type and both prefer. */
+     * row's size, at most QD_PREFERS_ACT_BYTES(n). The layout may depend
+     * on t: prefers_layout(t) names it (NULL: one layout per vec_dot_type),
+     * and two matrices share prepared activations only with the same. */
     void (*prefers_act)(qd_type_t t, const void *act, int64_t n, void *dst);
     size_t (*prefers_act_bytes)(qd_type_t t, int64_t n);
+    int (*prefers_layout)(qd_type_t t);
     /* BF16 path (NULL if none), used when n_tok >= bf16_min_tok and
      * qd__tile_sub(w->type) != 0, before the tiled path: weights decoded
      * to bf16, activations converted to bf16 by act_bf16, float sums.
@@ -58,7 +60,7 @@ typedef struct {
 
 /* The most a kernel set's own activation layout (prefers_act) may take
  * per row of n values (matmul's scratch is sized for it). */
-#define QD_PREFERS_ACT_BYTES(n) ((size_t)(n) * 2 + 64)
+#define QD_PREFERS_ACT_BYTES(n) ((size_t)(n) * 2 + 128)
 
 /* ---- tiled path (quant/tile.c) ----------------------------------------
  * Weights decoded QD_TILE_ROWS rows and at most QD_TILE_K values at a time

@@ -258,6 +258,9 @@ static int share(const qd_kernels_t *k, const qd_qmat_t *a, const qd_qmat_t *b,
     if (k->gemm_prefers &&
         !k->gemm_prefers(a, n_tok) != !k->gemm_prefers(b, n_tok))
         return 0;
+    if (k->prefers_layout && k->gemm_prefers && k->gemm_prefers(a, n_tok) &&
+        k->prefers_layout(a->type) != k->prefers_layout(b->type))
+        return 0;
     /* tiled: per-subblock sums of the same length */
     return ma == MODE_DIRECT || qd__tile_sub(a->type) == qd__tile_sub(b->type);
 }

@@ -41,7 +41,7 @@ static inline __attribute__((always_inline)) void qd__transpose16_epi32(__m512i 
 }
 
 /* Q4_K's 12 scale bytes: 8 six-bit scales and 8 six-bit mins (as int16). */
-static inline void qd__k4_scales16(const uint8_t *q, __m128i *sc16, __m128i *mn16)
+static inline void qd__k4_scales8(const uint8_t *q, uint64_t *s8, uint64_t *m8)
 {
     uint32_t u0, u1, u2;
     memcpy(&u0, q, 4);
@@ -50,8 +50,16 @@ static inline void qd__k4_scales16(const uint8_t *q, __m128i *sc16, __m128i *mn1
     uint32_t s_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
     uint32_t s_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
     uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
-    *sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(s_lo | ((uint64_t)s_hi << 32))));
-    *mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(m_lo | ((uint64_t)m_hi << 32))));
+    *s8 = s_lo | ((uint64_t)s_hi << 32);
+    *m8 = m_lo | ((uint64_t)m_hi << 32);
+}
+
+static inline void qd__k4_scales16(const uint8_t *q, __m128i *sc16, __m128i *mn16)
+{
+    uint64_t s8, m8;
+    qd__k4_scales8(q, &s8, &m8);
+    *sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)s8));
+    *mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)m8));
 }
 
 

@@ -248,10 +248,12 @@ Test(kernels, matmul_matches_reference)
         int bs = qd_type_traits(t)->blck_size;
         int64_t unit = bs > 1 ? bs : 32;
         /* one block, several blocks, past one QD_TILE_K chunk, and runs
-         * of 256 (the batched decode kernels' unit) */
-        int64_t cols[4] = {unit, 3 * unit, QD_TILE_K + unit, QD_ALIGN_UP(768, unit)};
+         * of 256 (the batched decode kernels' unit: odd and even counts,
+         * Q4_K takes them in pairs) */
+        int64_t cols[5] = {unit, 3 * unit, QD_TILE_K + unit, QD_ALIGN_UP(768, unit),
+                           QD_ALIGN_UP(1024, unit)};
         for (int s = 0; s < n_sets; s++)
-            for (int c = 0; c < 4; c++)
+            for (int c = 0; c < 5; c++)
                 for (size_t r = 0; r < QD_ARRAY_SIZE(rows); r++)
                     for (size_t k = 0; k < QD_ARRAY_SIZE(toks); k++)
                         check_matmul(sets[s], t, rows[r], cols[c], toks[k], pool);
