@@ -536,11 +536,12 @@ static void q4_0_quads(int nr, int n, float *restrict s, const uint8_t *restrict
  * lane and the groups' scales are applied once per run, as a float
  * vector. For that the activations are laid out to match, once per matmul
  * call (avx512_prefers_act): per run, value 16l+4k+i at byte 64k+4l+i,
- * then 16 per-group numbers — for Q8_K activations the floats d*bsums[l]
- * (the group sums the mins and Q6_K's offset of 32 need), after the row's
- * runs their scales d; for Q8_0 activations minus the group's sum (for the
- * offset that makes the weights unsigned: 8 for Q4_0, 128 for Q8_0), then
- * the scale of the group's block. Integer sums are exact; only the float
+ * then 16 per-group numbers that start each token's integer sums with
+ * the offset the weights were unpacked with — for Q8_K activations (Q6_K)
+ * -32*bsums[l], after the row's runs their scales d; for Q8_0 activations
+ * minus the group's sum (times Q4_0's offset 8 or Q8_0's 128 as the token
+ * is dotted: the layout is one for both), then the scale of the group's
+ * block. Integer sums are exact; only the float
  * order differs from the single-token dots.
  *
  * Q4_K, whose scales are per 32 values, takes runs in pairs instead, with
@@ -554,7 +555,7 @@ static void q4_0_quads(int nr, int n, float *restrict s, const uint8_t *restrict
 
 typedef struct {
     int8_t qs[QD_QK_K];
-    float bs[16];
+    int32_t nb[16]; /* -32 times the sum of group l's 16 values */
 } kt_blk_t;
 
 typedef struct {
@@ -643,9 +644,9 @@ static void avx512_prefers_act(qd_type_t t, const void *act, int64_t n, void *ds
     float *d = (float *)(o + nsb);
     for (int64_t i = 0; i < nsb; i++) {
         kt_lanes(o[i].qs, y[i].qs);
-        __m512 bs = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(
-            _mm256_loadu_si256((const __m256i *)y[i].bsums)));
-        _mm512_store_ps(o[i].bs, _mm512_mul_ps(bs, _mm512_set1_ps(y[i].d)));
+        _mm512_store_si512(o[i].nb, _mm512_mullo_epi32(_mm512_cvtepi16_epi32(_mm256_loadu_si256(
+                                                          (const __m256i *)y[i].bsums)),
+                                                      _mm512_set1_epi32(-32)));
         d[i] = y[i].d;
     }
 }
@@ -694,25 +695,24 @@ kt_nibbles(__m512i A, __m512i B, __m512i idx0, __m512i shv, __m512i W[4])
             m4);
 }
 
-/* The products of one unpacked superblock (W, group scales sc, group
- * corrections cr) with NT tokens' blocks i: acc[t] += sum over lanes of
- * S*sc*d_t - bs_t*cr, S the group's integer dot. */
+/* The products of one unpacked Q6_K superblock (W, its values + 32;
+ * group scales sc) with NT tokens' blocks i: acc[t] += sum over lanes of
+ * S*sc*d_t, S the group's integer dot less 32 times its activation sum. */
 static inline __attribute__((always_inline)) void
-kt_toks(const int NT, const __m512i W[4], __m512 sc, __m512 cr, int64_t i,
+kt_toks(const int NT, const __m512i W[4], __m512 sc, int64_t i,
         const uint8_t *act, size_t stride, int64_t nsb, __m512 acc[KT_GROUP])
 {
 #pragma GCC unroll 16
     for (int t = 0; t < NT; t++) {
         const kt_blk_t *a = (const kt_blk_t *)(act + (size_t)t * stride) + i;
         const float *d = (const float *)((const kt_blk_t *)(act + (size_t)t * stride) + nsb);
-        __m512i S = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W[0],
+        __m512i S = _mm512_dpbusd_epi32(_mm512_load_si512(a->nb), W[0],
                                         _mm512_load_si512(a->qs));
         S = _mm512_dpbusd_epi32(S, W[1], _mm512_load_si512(a->qs + 64));
         S = _mm512_dpbusd_epi32(S, W[2], _mm512_load_si512(a->qs + 128));
         S = _mm512_dpbusd_epi32(S, W[3], _mm512_load_si512(a->qs + 192));
         acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S), _mm512_mul_ps(sc, _mm512_set1_ps(d[i])),
                                  acc[t]);
-        acc[t] = _mm512_fnmadd_ps(_mm512_load_ps(a->bs), cr, acc[t]);
     }
 }
 
@@ -856,7 +856,7 @@ kt_run_q6_K(const int NT, const uint8_t *xr, int64_t i, const uint8_t *act, size
     const __m512 sc = _mm512_mul_ps(
         _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)x->scales))),
         _mm512_set1_ps(h2f(x->d)));
-    kt_toks(NT, W, sc, _mm512_mul_ps(sc, _mm512_set1_ps(32.0f)), i, act, stride, nsb, acc);
+    kt_toks(NT, W, sc, i, act, stride, nsb, acc);
 }
 
 /* One row (nr runs) against NT tokens: out[t*ldo]. */
