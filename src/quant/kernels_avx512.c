@@ -539,9 +539,9 @@ static void q4_0_quads(int nr, int n, float *restrict s, const uint8_t *restrict
  * then 16 per-group numbers that start each token's integer sums with
  * the offset the weights were unpacked with — for Q8_K activations (Q6_K)
  * -32*bsums[l], after the row's runs their scales d; for Q8_0 activations
- * minus the group's sum (times Q4_0's offset 8 or Q8_0's 128 as the token
- * is dotted: the layout is one for both), then the scale of the group's
- * block. Integer sums are exact; only the float
+ * -8 times the group's sum (Q4_0's offset; Q8_0's 128 is 16 times that,
+ * a shift as the token is dotted: the layout is one for both), then the
+ * scale of the group's block. Integer sums are exact; only the float
  * order differs from the single-token dots.
  *
  * Q4_K, whose scales are per 32 values, takes runs in pairs instead, with
@@ -560,7 +560,7 @@ typedef struct {
 
 typedef struct {
     int8_t qs[256];
-    int32_t nb[16]; /* minus the sum of group l's 16 values */
+    int32_t nb[16]; /* -8 times the sum of group l's 16 values */
     float d[16];    /* the scale of group l's block */
 } kt0_blk_t;
 
@@ -616,7 +616,7 @@ static void avx512_prefers_act(qd_type_t t, const void *act, int64_t n, void *ds
                 int32_t sum = 0;
                 for (int i = 0; i < 16; i++)
                     sum += v[16 * l + i];
-                o[r].nb[l] = -sum;
+                o[r].nb[l] = -8 * sum;
             }
         }
         return;
@@ -660,7 +660,9 @@ kt0_toks(const int NT, const int SH, const __m512i W[4], __m512 wd, int64_t i,
 #pragma GCC unroll 16
     for (int t = 0; t < NT; t++) {
         const kt0_blk_t *a = (const kt0_blk_t *)(act + (size_t)t * stride) + i;
-        __m512i S = _mm512_slli_epi32(_mm512_load_si512(a->nb), SH);
+        __m512i S = _mm512_load_si512(a->nb);
+        if (SH > 3)
+            S = _mm512_slli_epi32(S, SH - 3);
         S = _mm512_dpbusd_epi32(S, W[0], _mm512_load_si512(a->qs));
         S = _mm512_dpbusd_epi32(S, W[1], _mm512_load_si512(a->qs + 64));
         S = _mm512_dpbusd_epi32(S, W[2], _mm512_load_si512(a->qs + 128));
