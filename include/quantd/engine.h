@@ -4,7 +4,7 @@
  * qd_model_t holds hyperparameters and weights (views into the read-only
  * mapping of the file) and the tokenizer; it is immutable and shared.
  * qd_ctx_t is one execution context: a paged KV cache, the buffers of a
- * forward pass sized once for n_batch tokens, and a compute pool. It runs a
+ * forward pass sized once for n_ubatch tokens, and a compute pool. It runs a
  * forward pass over a batch that mixes tokens of many sequences
  * (qd_batch_t), which is what the scheduler's continuous batching feeds.
  *
@@ -82,8 +82,9 @@ typedef enum { QD_KV_F32 = 0, QD_KV_F16, QD_KV_Q8_0 } qd_kv_type_t;
 typedef struct {
     int32_t n_batch;      /* max tokens per forward pass */
     int32_t n_ubatch;     /* tokens computed together: a larger batch runs
-                           * as equal micro-batches of at most this many
-                           * (its buffers are sized for them); 0: n_batch */
+                           * as micro-batches of at most this many, equal
+                           * within a token (the buffers are sized for
+                           * them); 0: n_batch */
     int32_t n_seq_max;    /* max concurrent sequences */
     int32_t n_ctx;        /* max positions per sequence (0: model's) */
     size_t kv_bytes;      /* KV pool budget in bytes (0: n_ctx * n_seq_max,
@@ -138,7 +139,8 @@ typedef enum {
 
 /* Called by qd_ctx_decode right before each weight matmul with its input:
  * n_tok rows of n_cols floats, row t at x + t * ldx (read-only, valid only
- * during the call). attn_q/k/v (and ffn_gate/up) share one input and get
+ * during the call); a batch larger than n_ubatch calls it per
+ * micro-batch, in batch order. attn_q/k/v (and ffn_gate/up) share one input and get
  * one call each. Runs on the decoding thread, between parallel phases. */
 typedef void (*qd_matmul_observer_fn)(void *ud, int il, qd_mm_weight_t w,
                                       const float *x, int64_t ldx, int n_tok,

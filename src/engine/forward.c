@@ -15,8 +15,8 @@
  *   xn = rmsnorm(x) * attn_norm
  *   q, k, v = xn·Wq, xn·Wk, xn·Wv  (+ biases: qwen2; per-head RMSNorm: qwen3)
  *   RoPE on q and k at each token's position; k, v written to the KV cache
- *   (all of the batch's writes happen before any attention reads, so a
- *   token sees the earlier tokens of its sequence in the same batch)
+ *   (all of the micro-batch's writes happen before any attention reads,
+ *   so a token sees the earlier tokens of its sequence in the same batch)
  *   att = softmax(q·Kᵀ / sqrt(head_dim)) · V over positions 0..pos
  *   x += att·Wo
  *   xn = rmsnorm(x) * ffn_norm;  x += (silu(xn·Wg) ⊙ xn·Wu)·Wd
@@ -51,7 +51,8 @@ struct qd_ctx {
     int n_threads;
     int32_t n_q;  /* n_head * head_dim */
     int32_t n_kv; /* n_head_kv * head_dim */
-    /* Buffers, allocated once; row t belongs to batch token t. */
+    /* Buffers, allocated once for n_ubatch tokens (logits, out_rows: for
+     * n_batch); row t belongs to token t of the micro-batch in progress. */
     float *x;          /* (n_batch, n_embd) residual stream */
     float *xn;         /* (n_batch, n_embd) normalized x; final: flagged rows */
     float *q;          /* (n_batch, n_q) */
@@ -905,13 +906,14 @@ int qd_ctx_decode(qd_ctx_t *c, const qd_batch_t *b)
     for (int32_t t = 0; t < n; t++)
         if (b->logits ? b->logits[t] != 0 : t == n - 1)
             c->out_rows[c->n_out++] = t;
-    /* Equal micro-batches of at most n_ubatch tokens, in batch order. */
+    /* Micro-batches of at most n_ubatch tokens, in batch order, their
+     * sizes within one of each other (a short last one could take another
+     * matmul path than the rest). */
     int32_t n_ub = (n + c->p.n_ubatch - 1) / c->p.n_ubatch;
-    int32_t per = (n + n_ub - 1) / n_ub;
     int32_t j = 0;
-    for (int32_t off = 0; off < n; off += per) {
+    for (int32_t u = 0, off = 0; u < n_ub; u++) {
         qd_batch_t ub = {
-            .n_tokens = QD_MIN(per, n - off),
+            .n_tokens = n / n_ub + (u < n % n_ub),
             .toks = b->toks + off,
             .pos = b->pos + off,
             .seq = b->seq + off,
@@ -922,6 +924,7 @@ int qd_ctx_decode(qd_ctx_t *c, const qd_batch_t *b)
             j++;
         c->ub_nout = j - c->ub_out0;
         forward(c, &ub);
+        off += ub.n_tokens;
     }
     c->b = NULL;
     c->L = NULL;

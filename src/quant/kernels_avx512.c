@@ -591,14 +591,14 @@ static size_t avx512_prefers_act_bytes(qd_type_t t, int64_t n)
     return (size_t)nr * sizeof(kt_blk_t) + QD_ALIGN_UP((size_t)nr * sizeof(float), 64);
 }
 
-/* A vec_dot_type row (n values) to the layout above; the layout depends
- * only on the vec_dot_type, so that Q4_K and Q6_K (or Q4_0 and Q8_0)
- * matrices of one input share it. */
-/* Layouts: Q4_K's pairs, or by vec_dot_type. */
+/* Layouts: Q4_K's pairs, or one per vec_dot_type (Q6_K's for Q8_K
+ * activations; one for Q4_0 and Q8_0, which share it). */
 static int avx512_prefers_layout(qd_type_t t)
 {
     return t == QD_TYPE_Q4_K ? 1 : 0;
 }
+
+/* A vec_dot_type row (n values) to the layout of type t. */
 
 static void avx512_prefers_act(qd_type_t t, const void *act, int64_t n, void *dst)
 {

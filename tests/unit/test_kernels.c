@@ -475,9 +475,9 @@ static void multi_equals_separate(const qd_type_t types[3])
 
 Test(kernels, matmul_multi_equals_separate)
 {
-    /* k-quants (Q8_K activations), then the Q8_0-activation types: both
-     * pairs share the batched decode kernels' activation layout at 9
-     * tokens */
+    /* k-quants (Q8_K activations), then the Q8_0-activation types: at 9
+     * tokens Q4_0 and Q8_0 share the batched decode kernels' activation
+     * layout, Q4_K (runs in pairs) and Q6_K do not */
     const qd_type_t kq[3] = {QD_TYPE_Q4_K, QD_TYPE_Q4_K, QD_TYPE_Q6_K};
     const qd_type_t leg[3] = {QD_TYPE_Q4_0, QD_TYPE_Q8_0, QD_TYPE_Q4_0};
     multi_equals_separate(kq);
