@@ -58,6 +58,14 @@ typedef struct {
     int bf16_min_tok;
 } qd_kernels_t;
 
+/* Decode streams each weight row once from memory: the decode kernels (and
+ * `quantd bench --membw`, which measures their roofline) prefetch into L2
+ * this many bytes ahead of what they read, past the hardware prefetcher's
+ * 4 KiB page restarts. 2 KiB was the best of 1-16 KiB (AVX2 row drivers);
+ * the AVX-512 in-loop prefetch read a DRAM-sized Q4_K matrix 15 % faster
+ * on one thread than a burst per row. */
+#define QD_DEC_PF_DIST 2048
+
 /* The most a kernel set's own activation layout (prefers_act) may take
  * per row of n values (matmul's scratch is sized for it). */
 #define QD_PREFERS_ACT_BYTES(n) ((size_t)(n) * 2 + 128)

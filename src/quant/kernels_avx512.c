@@ -36,14 +36,9 @@ static qd_vec_dot_fn x86_extra_dot(qd_type_t t);
  * scales with word operations. Integer sums are exact, so they equal the
  * 256-bit and scalar results up to the float accumulation order. */
 
-/* Decode streams each weight row once from memory. The kernels prefetch
- * (into L2) QD_DEC_PF_DIST bytes ahead of the block they read, n lines per
- * step with n >= step/64 so that every line of the stream is touched. A
- * burst per row (the AVX2 driver's way) left the core waiting: in-loop
- * prefetch reads a DRAM-sized Q4_K matrix 15% faster on one thread. */
-#ifndef QD_DEC_PF_DIST
-#define QD_DEC_PF_DIST 2048
-#endif
+/* The kernels prefetch QD_DEC_PF_DIST (quant/kernels.h) bytes ahead of
+ * the block they read, n lines per step with n >= step/64 so that every
+ * line of the stream is touched. */
 
 static inline __attribute__((always_inline)) void dec_prefetch(const uint8_t *p, int n)
 {

@@ -565,13 +565,10 @@ static void x86_vec_dot(qd_type_t wt, int n, float *restrict s,
 /* Decode streams each weight row once: the hardware prefetcher restarts at
  * every 4 KiB page and the dots leave little slack to hide the misses, so
  * before each row the row drivers prefetch one row's worth of bytes
- * QD_X86_PF_DIST ahead into L2. 2 KiB was the best of 1-16 KiB, and T1
- * (L2) about 5% faster than T0 (more misses in flight). */
+ * QD_DEC_PF_DIST ahead (quant/kernels.h) into L2, which was about 5%
+ * faster than into L1 (T0: more misses in flight). */
 #ifndef QD_X86_PF_HINT
 #define QD_X86_PF_HINT _MM_HINT_T1
-#endif
-#ifndef QD_X86_PF_DIST
-#define QD_X86_PF_DIST 2048
 #endif
 
 static inline void x86_prefetch(const uint8_t *p, const uint8_t *end, size_t n)
@@ -595,7 +592,7 @@ static void x86_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = base + (size_t)r * w->row_bytes;
         if (n_tok <= 4)
-            x86_prefetch(row + QD_X86_PF_DIST, end, w->row_bytes);
+            x86_prefetch(row + QD_DEC_PF_DIST, end, w->row_bytes);
         for (int t = 0; t < n_tok; t++)
             dot((int)w->n_cols, &out[(int64_t)t * ldo + r], row,
                 (const uint8_t *)act + (size_t)t * act_stride);
