@@ -62,10 +62,11 @@ typedef struct {
     const void *data;             /* inside the read-only mapping */
 } qd_gguf_tensor_t;
 
-/* How qd_gguf_open brings a file in (process-wide, set at start-up; the
- * commands that run models — serve, run, bench, perplexity, imatrix —
- * choose QD_GGUF_READ unless told otherwise, the file tools keep the
- * default QD_GGUF_MMAP):
+/* How a file is brought in. qd_model_load follows a process-wide choice
+ * (set at start-up: the commands that run models — serve, run, bench,
+ * perplexity, imatrix — choose QD_GGUF_READ unless told otherwise, the
+ * file tools keep the default QD_GGUF_MMAP); everything else that opens a
+ * file (headers, metadata, the file tools) maps it:
  *  QD_GGUF_READ: read into private anonymous memory, backed by
  *    transparent huge pages where the kernel allows. Decode streams the
  *    weights about 10% faster than through 4 KiB file pages (fewer TLB
@@ -81,9 +82,11 @@ void qd_gguf_set_load(qd_gguf_load_t how);
 int qd_gguf_set_load_name(const char *name);
 qd_gguf_load_t qd_gguf_get_load(void);
 
-/* Open and validate a file, read or mapped (qd_gguf_set_load). *out freed
- * with qd_gguf_close. On failure *out is NULL and qd_errmsg() says why. */
+/* Open and validate a file, mapped. *out freed with qd_gguf_close. On
+ * failure *out is NULL and qd_errmsg() says why. */
 int qd_gguf_open(const char *path, qd_gguf_t **out);
+/* The same, read or mapped as `how` says (qd_model_load: qd_gguf_get_load). */
+int qd_gguf_open_as(const char *path, qd_gguf_load_t how, qd_gguf_t **out);
 /* Same over a caller-owned buffer (fuzzing, tests); buf must outlive g. */
 int qd_gguf_open_mem(const void *buf, size_t n_bytes, qd_gguf_t **out);
 void qd_gguf_close(qd_gguf_t *g);

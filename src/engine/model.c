@@ -386,7 +386,8 @@ static int model_load(const char *path, const char *tokenizer_json,
         qd_set_errmsg("model: out of memory");
         return QD_ENOMEM;
     }
-    int rc = qd_gguf_open(path, &m->gguf);
+    /* the weights as the process chose (quantd/gguf.h) */
+    int rc = qd_gguf_open_as(path, qd_gguf_get_load(), &m->gguf);
     if (rc < 0)
         goto fail;
     if ((rc = model_init(m)))

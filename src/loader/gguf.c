@@ -915,6 +915,11 @@ static void *read_anon(int fd, const char *path, size_t n)
 
 int qd_gguf_open(const char *path, qd_gguf_t **out)
 {
+    return qd_gguf_open_as(path, QD_GGUF_MMAP, out);
+}
+
+int qd_gguf_open_as(const char *path, qd_gguf_load_t how, qd_gguf_t **out)
+{
     struct stat st;
     void *map = MAP_FAILED;
     int rc;
@@ -941,7 +946,7 @@ int qd_gguf_open(const char *path, qd_gguf_t **out)
         goto out;
     }
     int guard = -1;
-    if (qd_gguf_get_load() == QD_GGUF_READ) {
+    if (how == QD_GGUF_READ) {
         map = read_anon(fd, path, (size_t)st.st_size);
         if (!map) {
             rc = QD_EIO;

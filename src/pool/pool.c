@@ -3,9 +3,10 @@
  * when idle or to make room, never past the memory budget.
  *
  * The budget is enforced on estimates made from each model's GGUF header
- * (qd_modelpool_estimate), not on measured RSS: weights are mmapped, so what is
- * resident depends on the page cache, while the estimate is what the model
- * can come to touch. A model is loaded only when its estimate plus those of
+ * (qd_modelpool_estimate; the header is read through a mapping, not the
+ * whole file), not on measured RSS: with mapped weights (model_load =
+ * mmap) what is resident depends on the page cache, while the estimate is
+ * what the model can come to touch. A model is loaded only when its estimate plus those of
  * the models already loaded fit; to make room, idle (no users), unpinned
  * models are unloaded least recently used first.
  *
