@@ -977,10 +977,8 @@ static void on_done(qd_api_call_t *c, const qd_event_t *ev)
     for (int32_t i = 0; !bad && i < c->n; i++) {
         api_choice_t *ch = &c->ch[i];
         const char *text = ch->text ? ch->text : "";
-        json_t *txt = json_stringn(text, ch->len);
-        if (!txt && qd__utf8_valid_prefix(text, ch->len) < ch->len)
-            txt = json_string(""); /* not UTF-8 (cannot happen: the
-                                      scheduler releases whole characters) */
+        /* whole characters (the scheduler releases no partial one) */
+        json_t *txt = qd_api_json_text(text, ch->len);
         json_t *lp = json_null();
         if (c->logprobs)
             lp = c->chat ? json_pack("{s:O}", "content", ch->lp)
