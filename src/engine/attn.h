@@ -14,6 +14,8 @@
 #include <stdint.h>
 
 #define QD_ATTN_ROWS 64
+#define QD_ATTN_BLK 16     /* positions per cache block (QD_KV_BLOCK) */
+#define QD_ATTN_SCAP 2048  /* positions of the score cache of a row */
 
 typedef struct {
     const uint8_t *data;  /* the cache's block memory */
@@ -38,11 +40,10 @@ static inline uint16_t qd__attn_visible(int32_t ps, int32_t p0)
     return (uint16_t)(vis >= 16 ? 0xffff : (1u << vis) - 1);
 }
 
-/* Floats of workspace one thread needs: the vector path's first
- * (qd__attn_vec_ws_floats), then the AMX path's. */
+/* Floats of workspace one thread needs: scratch for one call of either
+ * path, so the larger of the two (each call starts it afresh). */
 size_t qd__attn_ws_floats(int hd);
-size_t qd__attn_vec_ws_floats(int hd);
-size_t qd__attn_amx_ws_bytes(void);
+size_t qd__attn_amx_ws_bytes(void); /* attn_amx.c's part */
 
 /* Tokens i < n_tok (n_tok * n_rep <= QD_ATTN_ROWS): query head j of token
  * i at q + i*ldq + j*hd sees positions 0..pos[i] and writes its output at
@@ -54,8 +55,8 @@ void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
 
 /* The same on AMX BF16 tiles (attn_amx.c; the amx kernel set only), for
  * runs of many rows: returns -1, having done nothing, unless the cache
- * is f16, hd is 64 or 128 and every position is below 2048. ws: the
- * thread's workspace past qd__attn_vec_ws_floats(hd). Rounds Q, K, V and
+ * is f16, hd is 64 or 128 and every position is below QD_ATTN_SCAP. ws:
+ * the thread's workspace. Rounds Q, K, V and
  * the weights to bf16 (about 2^-8 relative error). */
 int qd__attn_amx(const qd_attn_kv_t *kv, int n_tok, const float *q, int64_t ldq,
                  const int32_t *pos, float *o, int64_t ldo, void *ws);

@@ -29,16 +29,14 @@
 #include <math.h>
 #include <string.h>
 
-#define BLK 16
-#define SCAP 2048 /* positions: the caller checks pmax < SCAP */
 #define GRPS (QD_ATTN_ROWS / 16)
-#define STEPS (SCAP / 32)
+#define STEPS (QD_ATTN_SCAP / 32)
 
 
 /* Workspace layout, in bytes from a 64-aligned base. */
 #define QB_BYTES ((size_t)QD_ATTN_ROWS * 128 * 2)        /* bf16 Q, hd <= 128 */
 #define KB_BYTES ((size_t)(128 / 32) * 1024)              /* one block's K */
-#define SC_BYTES ((size_t)QD_ATTN_ROWS * SCAP * 4)        /* scores */
+#define SC_BYTES ((size_t)QD_ATTN_ROWS * QD_ATTN_SCAP * 4)        /* scores */
 #define PB_BYTES ((size_t)GRPS * STEPS * 1024)            /* bf16 weights */
 #define VB_BYTES ((size_t)STEPS * 16 * 4 * 128)           /* bf16 V pairs */
 #define O_BYTES ((size_t)QD_ATTN_ROWS * 128 * 4)
@@ -65,10 +63,10 @@ int qd__attn_amx(const qd_attn_kv_t *kv, int n_tok, const float *q, int64_t ldq,
     int32_t pmax = 0;
     for (int i = 0; i < n_tok; i++)
         pmax = pos[i] > pmax ? pos[i] : pmax;
-    if (!kv->f16 || hd % 64 || hd > 128 || rows > QD_ATTN_ROWS || pmax >= SCAP)
+    if (!kv->f16 || hd % 64 || hd > 128 || rows > QD_ATTN_ROWS || pmax >= QD_ATTN_SCAP)
         return -1;
     const int nks = hd / 32, ngrp = (rows + 15) / 16;
-    const int nblk = pmax / BLK + 1, nstep = (nblk + 1) / 2;
+    const int nblk = pmax / QD_ATTN_BLK + 1, nstep = (nblk + 1) / 2;
     uint8_t *base = (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
     uint16_t *qb = (uint16_t *)base;
     uint8_t *kb = base + QB_BYTES;
@@ -86,10 +84,8 @@ int qd__attn_amx(const qd_attn_kv_t *kv, int n_tok, const float *q, int64_t ldq,
     for (int r = 0; r < rows; r++) {
         const float *src = q + (size_t)(r / nrep) * ldq + (size_t)(r % nrep) * hd;
         for (int ks = 0; ks < nks; ks++) {
-            __m512 a = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(src + 32 * ks),
-                                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-            __m512 b = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(src + 32 * ks + 16),
-                                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            __m512 a = qd__round_f16_512(_mm512_loadu_ps(src + 32 * ks));
+            __m512 b = qd__round_f16_512(_mm512_loadu_ps(src + 32 * ks + 16));
             uint16_t *dst = qb + ((size_t)((r / 16) * nks + ks) * 16 + r % 16) * 32;
             _mm512_storeu_si512((void *)dst, (__m512i)_mm512_cvtne2ps_pbh(b, a));
         }
@@ -109,12 +105,12 @@ int qd__attn_amx(const qd_attn_kv_t *kv, int n_tok, const float *q, int64_t ldq,
     /* Pass 0: scores into the cache, each row's maximum and sum. */
     const __m512 scale = _mm512_set1_ps(kv->scale);
     for (int b = 0; b < nblk; b++) {
-        const int32_t p0 = b * BLK;
-        const int nv = pmax + 1 - p0 < BLK ? pmax + 1 - p0 : BLK;
+        const int32_t p0 = b * QD_ATTN_BLK;
+        const int nv = pmax + 1 - p0 < QD_ATTN_BLK ? pmax + 1 - p0 : QD_ATTN_BLK;
         const uint8_t *blk = kv->data + (size_t)kv->tab[b] * kv->block_bytes;
         for (int ks = 0; ks < nks; ks++) {
             __m512i t[16];
-            for (int i = 0; i < BLK; i++)
+            for (int i = 0; i < QD_ATTN_BLK; i++)
                 t[i] = i < nv ? f16x32_to_bf16((const uint16_t *)(blk + kv->koff +
                                                                   (size_t)i * kv->row_bytes + eoff) +
                                                32 * ks)
@@ -130,13 +126,13 @@ int qd__attn_amx(const qd_attn_kv_t *kv, int n_tok, const float *q, int64_t ldq,
                 _tile_loadd(2, kb + (size_t)ks * 1024, 64);
                 _tile_dpbf16ps(0, 1, 2);
             }
-            _tile_stored(0, sc + (size_t)16 * g * SCAP + p0, SCAP * 4);
+            _tile_stored(0, sc + (size_t)16 * g * QD_ATTN_SCAP + p0, QD_ATTN_SCAP * 4);
         }
         for (int r = 0; r < rows; r++) {
             __mmask16 mk = qd__attn_visible(pos[r / nrep], p0);
             if (!mk)
                 continue;
-            float *sr = sc + (size_t)r * SCAP + p0;
+            float *sr = sc + (size_t)r * QD_ATTN_SCAP + p0;
             __m512 s = _mm512_mul_ps(_mm512_load_ps(sr), scale);
             _mm512_store_ps(sr, s);
             float bm = _mm512_mask_reduce_max_ps(mk, s);
@@ -155,10 +151,10 @@ int qd__attn_amx(const qd_attn_kv_t *kv, int n_tok, const float *q, int64_t ldq,
         const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
         const __m512 mv = _mm512_set1_ps(m[r]), iv = _mm512_set1_ps(inv);
         for (int b = 0; b < nblk; b++) {
-            __mmask16 mk = qd__attn_visible(pos[r / nrep], b * BLK);
+            __mmask16 mk = qd__attn_visible(pos[r / nrep], b * QD_ATTN_BLK);
             if (!mk)
                 break;
-            __m512 s = _mm512_load_ps(sc + (size_t)r * SCAP + b * BLK);
+            __m512 s = _mm512_load_ps(sc + (size_t)r * QD_ATTN_SCAP + b * QD_ATTN_BLK);
             __m512 p = _mm512_maskz_mov_ps(mk, _mm512_mul_ps(qd__exp512(_mm512_sub_ps(s, mv)), iv));
             uint16_t *dst = pb + ((size_t)((r / 16) * nstep + b / 2) * 16 + r % 16) * 32 + 16 * (b % 2);
             _mm256_storeu_si256((__m256i *)dst, (__m256i)_mm512_cvtneps_pbh(p));
@@ -177,11 +173,11 @@ int qd__attn_amx(const qd_attn_kv_t *kv, int n_tok, const float *q, int64_t ldq,
             const int32_t k0 = 32 * s + 2 * kp, k1 = k0 + 1;
             const uint16_t *v0 = NULL, *v1 = NULL;
             if (k0 <= pmax)
-                v0 = (const uint16_t *)(kv->data + (size_t)kv->tab[k0 / BLK] * kv->block_bytes +
-                                        kv->voff + (size_t)(k0 % BLK) * kv->row_bytes + eoff);
+                v0 = (const uint16_t *)(kv->data + (size_t)kv->tab[k0 / QD_ATTN_BLK] * kv->block_bytes +
+                                        kv->voff + (size_t)(k0 % QD_ATTN_BLK) * kv->row_bytes + eoff);
             if (k1 <= pmax)
-                v1 = (const uint16_t *)(kv->data + (size_t)kv->tab[k1 / BLK] * kv->block_bytes +
-                                        kv->voff + (size_t)(k1 % BLK) * kv->row_bytes + eoff);
+                v1 = (const uint16_t *)(kv->data + (size_t)kv->tab[k1 / QD_ATTN_BLK] * kv->block_bytes +
+                                        kv->voff + (size_t)(k1 % QD_ATTN_BLK) * kv->row_bytes + eoff);
             for (int d = 0; d < hd; d += 32) {
                 __m512i a = v0 ? f16x32_to_bf16(v0 + d) : _mm512_setzero_si512();
                 __m512i c = v1 ? f16x32_to_bf16(v1 + d) : _mm512_setzero_si512();

@@ -11,35 +11,29 @@
  */
 #include "engine/attn.h"
 #include "quant/simd_avx512.h"
+#include "quantd/common.h"
 
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
-#define BLK 16
-/* Positions whose scores pass 0 keeps for pass 1 (per row); longer
- * contexts recompute them. */
-#define SCAP 2048
+/* QD_ATTN_SCAP: positions whose scores pass 0 keeps for pass 1 (per row);
+ * longer contexts recompute them. */
 
-size_t qd__attn_vec_ws_floats(int hd)
+static size_t vec_ws_floats(int hd)
 {
     /* qf, O: ROWS x hd; Kt: hd x 16; Vf: 16 x hd; m, l: ROWS; p: 16;
-     * score cache: ROWS x SCAP */
-    return (size_t)QD_ATTN_ROWS * (size_t)hd * 2 + (size_t)hd * BLK * 2 +
-           QD_ATTN_ROWS * 2 + BLK + 64 + (size_t)QD_ATTN_ROWS * SCAP;
+     * score cache: ROWS x QD_ATTN_SCAP */
+    return (size_t)QD_ATTN_ROWS * (size_t)hd * 2 + (size_t)hd * QD_ATTN_BLK * 2 +
+           QD_ATTN_ROWS * 2 + QD_ATTN_BLK + 64 + (size_t)QD_ATTN_ROWS * QD_ATTN_SCAP;
 }
 
 size_t qd__attn_ws_floats(int hd)
 {
-    /* then the AMX path's (attn_amx.c), untouched unless it runs */
-    return qd__attn_vec_ws_floats(hd) + (qd__attn_amx_ws_bytes() + 3) / 4;
+    return QD_MAX(vec_ws_floats(hd), (qd__attn_amx_ws_bytes() + 3) / 4);
 }
 
 
-static inline __m512 round_f16(__m512 x)
-{
-    return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-}
 
 /* 16 values of a cached row (fp16 or float) to float. */
 static inline __m512 load_row16(const uint8_t *row, int f16, int d)
@@ -120,11 +114,11 @@ static inline void row_update(__m512 s, __mmask16 mask, float *m, float *l,
 static inline __attribute__((always_inline)) void
 chain(const int NR, const float *q0, int hd, const float *Kt, int c, __m512 *x)
 {
-    __m512 kt = _mm512_load_ps(Kt + (size_t)c * BLK);
+    __m512 kt = _mm512_load_ps(Kt + (size_t)c * QD_ATTN_BLK);
     for (int k = 0; k < NR; k++)
         x[k] = _mm512_mul_ps(_mm512_set1_ps(q0[(size_t)k * hd + c]), kt);
     for (int d = c + 16; d < hd; d += 16) {
-        kt = _mm512_load_ps(Kt + (size_t)d * BLK);
+        kt = _mm512_load_ps(Kt + (size_t)d * QD_ATTN_BLK);
         for (int k = 0; k < NR; k++)
             x[k] = _mm512_fmadd_ps(_mm512_set1_ps(q0[(size_t)k * hd + d]), kt, x[k]);
     }
@@ -190,7 +184,7 @@ static inline void accumulate(__m512 s, __mmask16 mask, float m, float l,
                               float *p_buf)
 {
     __m512 p = _mm512_maskz_mov_ps(mask, qd__exp512(_mm512_sub_ps(s, _mm512_set1_ps(m))));
-    p = round_f16(_mm512_mul_ps(p, _mm512_set1_ps(1.0f / l)));
+    p = qd__round_f16_512(_mm512_mul_ps(p, _mm512_set1_ps(1.0f / l)));
     _mm512_store_ps(p_buf, p);
     pv(O, Vf, hd, nv, p_buf, _mm512_set1_ps(1.0f));
 }
@@ -201,19 +195,19 @@ void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
 {
     const int hd = kv->hd, nrep = kv->n_rep, rows = n_tok * nrep;
     float *qf = ws, *O = qf + (size_t)QD_ATTN_ROWS * hd;
-    float *Kt = O + (size_t)QD_ATTN_ROWS * hd, *Vf = Kt + (size_t)hd * BLK;
-    float *m = Vf + (size_t)BLK * hd, *l = m + QD_ATTN_ROWS;
+    float *Kt = O + (size_t)QD_ATTN_ROWS * hd, *Vf = Kt + (size_t)hd * QD_ATTN_BLK;
+    float *m = Vf + (size_t)QD_ATTN_BLK * hd, *l = m + QD_ATTN_ROWS;
     float *p_buf = (float *)(((uintptr_t)(l + QD_ATTN_ROWS) + 63) & ~(uintptr_t)63);
-    float *sc = p_buf + BLK;
+    float *sc = p_buf + QD_ATTN_BLK;
     int32_t pmax = 0;
     for (int i = 0; i < n_tok; i++)
         pmax = pos[i] > pmax ? pos[i] : pmax;
-    const int cached = kv->f16 && pmax < SCAP;
+    const int cached = kv->f16 && pmax < QD_ATTN_SCAP;
     for (int r = 0; r < rows; r++) {
         const float *src = q + (size_t)(r / nrep) * ldq + (size_t)(r % nrep) * hd;
         for (int d = 0; d < hd; d += 16) {
             __m512 x = _mm512_loadu_ps(src + d);
-            _mm512_storeu_ps(qf + (size_t)r * hd + d, kv->f16 ? round_f16(x) : x);
+            _mm512_storeu_ps(qf + (size_t)r * hd + d, kv->f16 ? qd__round_f16_512(x) : x);
             _mm512_storeu_ps(O + (size_t)r * hd + d, _mm512_setzero_ps());
         }
         m[r] = -INFINITY;
@@ -226,12 +220,12 @@ void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
      * a matrix product of f16 V by the rounded weights does), which needs
      * the final maximum and sum first: pass 0 computes them, pass 1
      * accumulates V (reading pass 0's scores, or recomputing them past
-     * SCAP positions). */
+     * QD_ATTN_SCAP positions). */
     for (int pass = kv->f16 ? 0 : 1; pass < 2; pass++) {
         int two = kv->f16;
-        for (int32_t b = 0; b * BLK <= pmax; b++) {
-            const int32_t p0 = b * BLK;
-            const int nv = pmax + 1 - p0 < BLK ? pmax + 1 - p0 : BLK;
+        for (int32_t b = 0; b * QD_ATTN_BLK <= pmax; b++) {
+            const int32_t p0 = b * QD_ATTN_BLK;
+            const int nv = pmax + 1 - p0 < QD_ATTN_BLK ? pmax + 1 - p0 : QD_ATTN_BLK;
             const uint8_t *blk = kv->data + (size_t)kv->tab[b] * kv->block_bytes;
             /* The rows of this head (hd values, 1 KiB or more apart) are
              * out of the hardware prefetcher's reach: blocks 0-2 are asked
@@ -239,10 +233,10 @@ void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
              * 8 sequences decoding, attention was 14-16 % of a step,
              * mostly waiting on them: 100.6 -> 113-115 tok/s (two blocks
              * ahead; one: 109, four: 112-114). */
-            for (int32_t nbk = b == 0 ? 0 : b + 2; nbk <= b + 2 && nbk * BLK <= pmax; nbk++) {
+            for (int32_t nbk = b == 0 ? 0 : b + 2; nbk <= b + 2 && nbk * QD_ATTN_BLK <= pmax; nbk++) {
                 const uint8_t *nb = kv->data + (size_t)kv->tab[nbk] * kv->block_bytes;
                 const int hb = hd * (kv->f16 ? 2 : 4);
-                for (int i = 0; i < BLK; i++) {
+                for (int i = 0; i < QD_ATTN_BLK; i++) {
                     const uint8_t *kr = nb + kv->koff + (size_t)i * kv->row_bytes + eoff;
                     const uint8_t *vr = nb + kv->voff + (size_t)i * kv->row_bytes + eoff;
                     for (int c = 0; c < hb; c += 64) {
@@ -262,7 +256,7 @@ void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
                     continue;
                 }
                 __m512 v[16];
-                for (int i = 0; i < BLK; i++) {
+                for (int i = 0; i < QD_ATTN_BLK; i++) {
                     if (i < nv) {
                         const uint8_t *kr = blk + kv->koff + (size_t)i * kv->row_bytes + eoff;
                         v[i] = load_row16(kr, kv->f16, d);
@@ -276,7 +270,7 @@ void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
                 }
                 transpose16(v);
                 for (int j = 0; j < 16; j++)
-                    _mm512_store_ps(Kt + (size_t)(d + j) * BLK, v[j]);
+                    _mm512_store_ps(Kt + (size_t)(d + j) * QD_ATTN_BLK, v[j]);
             }
             for (int r0 = 0; r0 < rows; r0 += 4) {
                 int nr = rows - r0 < 4 ? rows - r0 : 4;
@@ -298,7 +292,7 @@ void qd__attn_avx512(const qd_attn_kv_t *kv, int n_tok, const float *q,
                     if (!mk[k])
                         continue;
                     int r = r0 + k;
-                    float *sr = sc + (size_t)r * SCAP + p0;
+                    float *sr = sc + (size_t)r * QD_ATTN_SCAP + p0;
                     __m512 sk;
                     if (pass == 1 && cached) {
                         sk = _mm512_load_ps(sr);

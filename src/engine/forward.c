@@ -677,8 +677,7 @@ static void attention_blocked(qd_ctx_t *c, int ith, int nth)
              * keep the exact vector path, whatever their makeup. */
             if (fwd_amx_min && b->n_tokens >= fwd_amx_min && (e - t) * n_rep >= 32 &&
                 qd__attn_amx(&a, e - t, c->q + (size_t)t * c->n_q + off, c->n_q, b->pos + t,
-                             c->att + (size_t)t * c->n_q + off, c->n_q,
-                             ws + qd__attn_vec_ws_floats(hd)) == 0)
+                             c->att + (size_t)t * c->n_q + off, c->n_q, ws) == 0)
                 continue;
             qd__attn_avx512(&a, e - t, c->q + (size_t)t * c->n_q + off, c->n_q,
                             b->pos + t, c->att + (size_t)t * c->n_q + off, c->n_q, ws);

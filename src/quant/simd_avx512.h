@@ -63,6 +63,12 @@ static inline void qd__k4_scales16(const uint8_t *q, __m128i *sc16, __m128i *mn1
 }
 
 
+/* x rounded to fp16 precision (round to nearest even), as float. */
+static inline __m512 qd__round_f16_512(__m512 x)
+{
+    return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
 /* e^x, x <= 0 or moderate; about 1 ulp over the range used here. */
 static inline __m512 qd__exp512(__m512 x)
 {

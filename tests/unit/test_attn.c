@@ -136,7 +136,7 @@ static int check(const cache_t *c, int g, int n_tok, int32_t p0, int use_amx)
     int rc = 0;
     if (use_amx)
         rc = qd__attn_amx(&a, n_tok, q, (int64_t)c->nrep * hd, pos, o, (int64_t)c->nrep * hd,
-                          ws + qd__attn_vec_ws_floats(hd));
+                          ws);
     else
         qd__attn_avx512(&a, n_tok, q, (int64_t)c->nrep * hd, pos, o, (int64_t)c->nrep * hd, ws);
     if (rc == 0) {
