@@ -27,7 +27,6 @@
 #include <fcntl.h>
 #include <float.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +37,7 @@
 
 #include "loader/gguf_int.h"
 #include "quantd/common.h"
+#include "quantd/compute.h"
 #include "quantd/gguf.h"
 #include "quantd/mapguard.h"
 
@@ -828,32 +828,29 @@ int qd_gguf_set_load_name(const char *name)
 
 #define HUGE_2M ((size_t)2 << 20)
 
+/* Reading the file in nth slices of `step` bytes (2 MiB multiples). */
 typedef struct {
     int fd;
     uint8_t *dst;
-    size_t lo, hi;
-    int err; /* errno, -1: end of file early */
-} read_part_t;
+    size_t n, step;
+    int err[4]; /* per slice: errno, -1: end of file early */
+} read_job_t;
 
-static void read_part(read_part_t *p)
+static void read_slice(void *arg, int ith, int nth)
 {
-    size_t at = p->lo;
-    while (at < p->hi) {
-        ssize_t r = pread(p->fd, p->dst + at, QD_MIN(p->hi - at, (size_t)1 << 30), (off_t)at);
+    (void)nth;
+    read_job_t *j = arg;
+    size_t at = QD_MIN(j->n, (size_t)ith * j->step), hi = QD_MIN(j->n, at + j->step);
+    while (at < hi) {
+        ssize_t r = pread(j->fd, j->dst + at, QD_MIN(hi - at, (size_t)1 << 30), (off_t)at);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
-            p->err = r < 0 ? errno : -1;
+            j->err[ith] = r < 0 ? errno : -1;
             return;
         }
         at += (size_t)r;
     }
-}
-
-static void *read_part_main(void *arg)
-{
-    read_part(arg);
-    return NULL;
 }
 
 /* The file's n bytes read into anonymous memory at a 2 MiB boundary,
@@ -878,30 +875,24 @@ static void *read_anon(int fd, const char *path, size_t n)
 #ifdef MADV_HUGEPAGE
     (void)madvise(base, n, MADV_HUGEPAGE);
 #endif
-    /* a few readers in parallel: the copy and the kernel's zeroing of the
-     * fresh pages both scale with cores */
+    /* a few readers in parallel (a compute pool of up to 4): the copy and
+     * the kernel's zeroing of the fresh pages both scale with cores */
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int nr = n < ((size_t)64 << 20) ? 1 : (int)QD_MAX(1, QD_MIN(ncpu, 4));
-    read_part_t parts[4];
-    pthread_t tids[4];
-    size_t step = QD_ALIGN_UP((n + (size_t)nr - 1) / (size_t)nr, HUGE_2M);
-    int started = 0;
+    qd_pool_t *pool = NULL;
+    if (nr > 1 && qd_pool_create(nr, &pool) < 0)
+        nr = 1; /* no threads: the caller reads it all */
+    read_job_t job = {.fd = fd, .dst = base, .n = n,
+                      .step = QD_ALIGN_UP((n + (size_t)nr - 1) / (size_t)nr, HUGE_2M)};
+    if (pool)
+        qd_pool_run(pool, read_slice, &job);
+    else
+        read_slice(&job, 0, 1);
+    qd_pool_destroy(pool);
     for (int i = 0; i < nr; i++) {
-        size_t lo = QD_MIN(n, (size_t)i * step), hi = QD_MIN(n, lo + step);
-        parts[i] = (read_part_t){.fd = fd, .dst = base, .lo = lo, .hi = hi};
-        if (i > 0 && pthread_create(&tids[i], NULL, read_part_main, &parts[i]) == 0)
-            started |= 1 << i;
-        else if (i > 0)
-            read_part(&parts[i]);
-    }
-    read_part(&parts[0]);
-    for (int i = 1; i < nr; i++)
-        if (started & (1 << i))
-            pthread_join(tids[i], NULL);
-    for (int i = 0; i < nr; i++) {
-        if (parts[i].err) {
-            if (parts[i].err > 0)
-                qd_set_errmsg("%s: read: %s", path, strerror(parts[i].err));
+        if (job.err[i]) {
+            if (job.err[i] > 0)
+                qd_set_errmsg("%s: read: %s", path, strerror(job.err[i]));
             else
                 qd_set_errmsg("%s: file changed on disk (shorter than its %zu bytes) "
                               "while being read", path, n);
