@@ -93,14 +93,9 @@ int qd__attn_amx(const qd_attn_kv_t *kv, int n_tok, const float *q, int64_t ldq,
         l[r] = 0.0f;
     }
 
-    _Alignas(64) tile_cfg_t cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int i = 0; i < 8; i++) {
-        cfg.rows[i] = 16;
-        cfg.colsb[i] = 64;
-    }
-    CFG_LOAD(cfg);
+    static const int rows16[8] = {16, 16, 16, 16, 16, 16, 16, 16};
+    static const int bytes64[8] = {64, 64, 64, 64, 64, 64, 64, 64};
+    qd__amx_cfg_load(rows16, bytes64);
 
     /* Pass 0: scores into the cache, each row's maximum and sum. */
     const __m512 scale = _mm512_set1_ps(kv->scale);

@@ -52,18 +52,9 @@
  * weights of row tiles 0/1 (16 pairs of values x nr rows of 2 bf16). */
 static void cfg_load(int nt0, int nt1, int nr0, int nr1)
 {
-    _Alignas(64) tile_cfg_t c;
-    memset(&c, 0, sizeof c);
-    c.palette = 1;
-    int rows[8] = {nt0, nt0, nt1, nt1, nt0, nt1, 16, 16};
-    int cols[8] = {nr0 * 4, nr1 * 4, nr0 * 4, nr1 * 4, 64, 64, nr0 * 4, nr1 * 4};
-    for (int i = 0; i < 8; i++) {
-        if (rows[i] && cols[i]) {
-            c.rows[i] = (uint8_t)rows[i];
-            c.colsb[i] = (uint16_t)cols[i];
-        }
-    }
-    CFG_LOAD(c);
+    const int rows[8] = {nt0, nt0, nt1, nt1, nt0, nt1, 16, 16};
+    const int cols[8] = {nr0 * 4, nr1 * 4, nr0 * 4, nr1 * 4, 64, 64, nr0 * 4, nr1 * 4};
+    qd__amx_cfg_load(rows, cols);
 }
 
 /* Decode values [k0, k0+nk) of nr (<= 16) rows into one B operand block:
