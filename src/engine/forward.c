@@ -373,8 +373,9 @@ int qd_ctx_create(const qd_model_t *m, const qd_ctx_params_t *p, qd_ctx_t **out)
         alloc_buf(&c->logits, (size_t)prm.n_batch * hp->n_vocab, sizeof(float)) ||
         alloc_buf(&c->out_rows, (size_t)prm.n_batch, sizeof(int32_t)) ||
         alloc_buf(&c->scratch, c->scratch_bytes, 1)) {
-        qd_set_errmsg("ctx: out of memory for the buffers of %d tokens",
-                      prm.n_batch);
+        qd_set_errmsg("ctx: out of memory for the buffers of %d tokens "
+                      "(micro-batches of %d)",
+                      prm.n_batch, prm.n_ubatch);
         goto fail;
     }
     *out = c;
