@@ -157,6 +157,7 @@ static int bench_model(const bench_opts_t *o)
         type = "Q4_K_M";
     else if (tq)
         type = qd_type_name(tq->type);
+    const size_t bpt = bytes_per_token(m);
     uint64_t rng = 12345;
     char test[32];
     if (!o->json)
@@ -174,7 +175,7 @@ static int bench_model(const bench_opts_t *o)
             tps[r] = o->p / s;
         }
         snprintf(test, sizeof test, "pp%d", o->p);
-        report(o, type, test, tps, o->reps, bytes_per_token(m));
+        report(o, type, test, tps, o->reps, bpt);
     }
     double tg_mean = 0;
     if (o->n > 0) {
@@ -193,7 +194,7 @@ static int bench_model(const bench_opts_t *o)
             tps[r] = o->n / s;
         }
         snprintf(test, sizeof test, "tg%d", o->n);
-        report(o, type, test, tps, o->reps, bytes_per_token(m));
+        report(o, type, test, tps, o->reps, bpt);
         double sd;
         stats(tps, o->reps, &tg_mean, &sd);
     }
@@ -210,7 +211,7 @@ static int bench_model(const bench_opts_t *o)
             tps[r] = (double)o->n * n_seq / s;
         }
         snprintf(test, sizeof test, "tg%dx%d", o->n, n_seq);
-        report(o, type, test, tps, o->reps, bytes_per_token(m));
+        report(o, type, test, tps, o->reps, bpt);
         double mean, sd;
         stats(tps, o->reps, &mean, &sd);
         if (!o->json && tg_mean > 0)
