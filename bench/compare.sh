@@ -2,7 +2,12 @@
 # compare.sh — quantd bench vs llama.cpp (node-llama-cpp, bench/ref-bench.mjs)
 # on the same GGUF file in the same run, with ratios.
 #
-#   bench/compare.sh MODEL.gguf [-p 512] [-n 128] [-t 2] [-r 2] [--batch 8]
+#   bench/compare.sh MODEL.gguf [-p 512] [-n 128] [-t 2] [-r 2] [--batch 8] [--no-amx]
+#
+# --no-amx compares the two without AMX tiles, as on a machine that has
+# none (a Zen 4 like CI's): quantd with QD_KERNELS=avx512 (AVX-512 VNNI),
+# llama.cpp with its best CPU variant short of Sapphire Rapids (zen4 here;
+# bench/setup-reference.sh --no-amx makes that install).
 #
 # QUANTD (default build/quantd) and REF_BENCH (default: ref-bench.mjs next
 # to this script; it needs node-llama-cpp in a node_modules above it, see
@@ -11,10 +16,11 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 QUANTD=${QUANTD:-build/quantd}
+REF_BENCH_SET=${REF_BENCH:-}
 REF_BENCH=${REF_BENCH:-$here/ref-bench.mjs}
 [ $# -ge 1 ] || { echo "usage: $0 MODEL.gguf [-p P] [-n N] [-t T] [-r R] [--batch B]" >&2; exit 2; }
 model=$1; shift
-p=512; n=128; t=2; r=2; batch=8
+p=512; n=128; t=2; r=2; batch=8; noamx=0
 while [ $# -gt 0 ]; do
     case $1 in
     -p) p=$2; shift 2 ;;
@@ -22,16 +28,24 @@ while [ $# -gt 0 ]; do
     -t) t=$2; shift 2 ;;
     -r) r=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
+    --no-amx) noamx=1; shift ;;
     *) echo "$0: unknown option $1" >&2; exit 2 ;;
     esac
 done
 [ -f "$model" ] || { echo "$0: $model: not found" >&2; exit 1; }
+if [ $noamx = 1 ]; then
+    export QD_KERNELS=avx512
+    if [ -z "${REF_BENCH_SET:-}" ]; then
+        "$here/setup-reference.sh" --no-amx >/dev/null
+        REF_BENCH=$here/ref-noamx/ref-bench.mjs
+    fi
+fi
 out=$(mktemp -d "${TMPDIR:-/tmp}/compare.XXXXXX")
 trap 'rm -rf "$out"' EXIT
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
 echo "quantd: $QUANTD  reference: $REF_BENCH"
-echo "model: $model  threads: $t  reps: $r  ($(nproc) cpus)"
+echo "model: $model  threads: $t  reps: $r  ($(nproc) cpus)${QD_KERNELS:+  QD_KERNELS=$QD_KERNELS}"
 echo "load before membw:          $(load)"
 "$QUANTD" bench --membw -t "$t" -r 3 >"$out/membw.txt" 2>&1 || true
 echo "load before quantd:        $(load)"
@@ -55,6 +69,7 @@ python3 - "$out" "$p" "$n" "$batch" <<'PY'
 import json, re, sys
 d, p, n, b = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 bpt = 0
+variant = [None]
 def rd(f):
     global bpt
     res = {}
@@ -64,8 +79,12 @@ def rd(f):
             o = json.loads(line)
             res[o["test"]] = (o["tokens_per_s"], o.get("tokens_per_s_sd", o.get("sd", 0.0)))
             bpt = o.get("bytes_per_token", bpt)
+            if "cpu_variant" in o:
+                variant[0] = o["cpu_variant"]
     return res
 q, qb, ref = rd("quantd.jsonl"), rd("batch.jsonl"), rd("ref.jsonl")
+if variant[0]:
+    print(f"llama.cpp CPU variant: {variant[0]}")
 def cell(v):
     return "%9.2f ± %6.2f" % v if v else "%18s" % "-"
 print("| test       |    quantd (t/s)    | llama.cpp (t/s)    | quantd/llama.cpp |")

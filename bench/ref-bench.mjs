@@ -4,6 +4,7 @@
 //
 //   node bench/ref-bench.mjs MODEL.gguf [-p 512] [-n 128] [-t 2] [-r 3] [--batch B]
 import { getLlama } from "node-llama-cpp";
+import { readFileSync } from "node:fs";
 
 const args = process.argv.slice(2);
 const opt = { p: 512, n: 128, t: 2, r: 3, batch: 0 };
@@ -52,10 +53,13 @@ function stats(v) {
   const sd = Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / Math.max(1, v.length - 1));
   return { mean: m, sd };
 }
+// Which of ggml's CPU variants the loader chose (libggml-cpu-VARIANT.so).
+const cpuVariant = [...new Set(readFileSync("/proc/self/maps", "utf8")
+  .match(/libggml-cpu-[a-z0-9_]+\.so/g) ?? [])].join(",") || "unknown";
 const report = (test, v, extra = {}) => {
   const s = stats(v);
   console.log(JSON.stringify({ impl: "llama.cpp (node-llama-cpp 3.21.1)", model: modelPath,
-    test, threads: opt.t, tokens_per_s: +s.mean.toFixed(2), sd: +s.sd.toFixed(2), ...extra }));
+    cpu_variant: cpuVariant, test, threads: opt.t, tokens_per_s: +s.mean.toFixed(2), sd: +s.sd.toFixed(2), ...extra }));
 };
 
 const seq = context.getSequence();

@@ -169,6 +169,11 @@ int qd__bench_kernels(int n_threads, int reps, const char *types, int mv_only)
         float *bout = qd_malloc(sizeof(float) * (size_t)R * copies);
         double best_d = 0;
         if (big && bout) {
+#ifdef MADV_HUGEPAGE
+            /* on huge pages when models are (see qd__bench_membw) */
+            if (qd_gguf_get_load() == QD_GGUF_READ)
+                (void)madvise(big, mb * copies, MADV_HUGEPAGE);
+#endif
             for (size_t c = 0; c < copies; c++)
                 memcpy(big + c * mb, wq, mb);
             qd_qmat_t wb = w;
