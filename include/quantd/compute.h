@@ -30,6 +30,12 @@ typedef void (*qd_pool_fn)(void *arg, int ith, int nth);
 /* Run fn(arg, ith, nth) on every thread; returns after all finished.
  * Not reentrant: one caller at a time. */
 void qd_pool_run(qd_pool_t *p, qd_pool_fn fn, void *arg);
+/* Prefetch hints: for thread i < k, base[i], n[i] bytes (NULL: none) is
+ * the memory it will read first in the next phase; while a thread waits
+ * (for its partners to finish a phase, or for the next one) it prefetches
+ * its span into cache. Threads from k on get none. Replaces the previous
+ * hints. Only a hint: prefetches do not fault, results do not change. */
+void qd_pool_hint(qd_pool_t *p, int k, const void *const base[], const size_t n[]);
 /* Number of physical cores (falls back to online CPUs). */
 int qd_physical_cores(void);
 
@@ -63,6 +69,11 @@ void qd_matmul_multi(qd_pool_t *pool, int n_w, float *const outs[],
                      const int64_t ldos[], const qd_qmat_t *const ws[],
                      const float *restrict x, int64_t ldx, int n_tok,
                      void *scratch);
+
+/* The next qd_matmul / qd_matmul_multi on pool will be of ws[0..n_w) and
+ * n_tok rows: have each thread prefetch the start of its share while it
+ * waits before then (qd_pool_hint). Changes no result. */
+void qd_matmul_hint(qd_pool_t *pool, int n_w, const qd_qmat_t *const ws[], int n_tok);
 
 /* Name of the kernel set chosen at start-up ("scalar", "avx2", "avx512"). */
 const char *qd_kernels_name(void);

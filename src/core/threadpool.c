@@ -9,6 +9,12 @@
  * descheduled partner burns the time slice the partner needs.
  * qd_pool_run() bumps the generation, runs thread 0's share itself, then
  * waits until every worker has checked in.
+ *
+ * Waiting is also when a thread's memory traffic would stop: between the
+ * phases of a decode step (one thread finishing the serial work, the
+ * other the last rows of a product) the bus idles. qd_pool_hint() names,
+ * per thread, the memory the next phase will have it read first; a
+ * waiting thread prefetches it instead of pausing.
  */
 #include <limits.h>
 #include <linux/futex.h>
@@ -28,6 +34,12 @@
 /* Spin budget before sleeping; QD_POOL_SPIN_US overrides (0: no spin). */
 #define SPIN_NS_DEFAULT 50000
 
+/* A waiting thread's progress through its hint. */
+typedef struct {
+    unsigned gen;
+    const char *cur, *end;
+} pf_cursor_t;
+
 struct qd_pool {
     int n_threads;
     pthread_t *threads;
@@ -40,7 +52,35 @@ struct qd_pool {
     _Atomic int stop;
     _Atomic int n_sleeping;   /* workers in (or about to enter) futex wait */
     _Atomic int caller_sleeping;
+    /* Prefetch hints (qd_pool_hint): per thread a span, and a generation
+     * that tells waiting threads to pick up new spans. */
+    _Atomic uintptr_t *hint_p;
+    _Atomic size_t *hint_n;
+    _Atomic unsigned hint_gen;
+    pf_cursor_t caller_pf; /* the caller's progress (thread 0) */
 };
+
+/* Prefetch the next piece of thread ith's hint; returns 0 when there is
+ * nothing (left) to prefetch. Eight lines a call, no pause: prefetches
+ * that miss wait for fill buffers, which paces the loop by memory. */
+static int pf_step(qd_pool_t *p, int ith, pf_cursor_t *c)
+{
+    unsigned g = atomic_load_explicit(&p->hint_gen, memory_order_acquire);
+    if (g != c->gen) {
+        c->gen = g;
+        size_t n = atomic_load_explicit(&p->hint_n[ith], memory_order_relaxed);
+        c->cur = c->end = NULL;
+        if (n) {
+            c->cur = (const char *)atomic_load_explicit(&p->hint_p[ith], memory_order_relaxed);
+            c->end = c->cur + n;
+        }
+    }
+    if (c->cur >= c->end)
+        return 0;
+    for (int i = 0; i < 8 && c->cur < c->end; i++, c->cur += 64)
+        __builtin_prefetch(c->cur, 0, 2);
+    return 1;
+}
 
 typedef struct {
     qd_pool_t *p;
@@ -71,15 +111,18 @@ static long now_ns(void)
     return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
-/* Spin until *v != old or the budget runs out; returns the last value. */
-static unsigned spin_while_eq(_Atomic unsigned *v, unsigned old, long spin_ns)
+/* Spin until *v != old or the budget runs out, prefetching thread ith's
+ * hint meanwhile; returns the last value. */
+static unsigned spin_while_eq(qd_pool_t *p, int ith, pf_cursor_t *pc,
+                              _Atomic unsigned *v, unsigned old, long spin_ns)
 {
     unsigned x = atomic_load_explicit(v, memory_order_acquire);
     if (x != old || spin_ns <= 0)
         return x;
     long t0 = now_ns();
     for (int i = 1;; i++) {
-        cpu_relax();
+        if (!pf_step(p, ith, pc))
+            cpu_relax();
         x = atomic_load_explicit(v, memory_order_acquire);
         if (x != old)
             return x;
@@ -94,8 +137,9 @@ static void *worker_main(void *v)
     qd_free(v);
     qd_pool_t *p = wa.p;
     unsigned seen = 0; /* gen starts at 0; a run may precede our start */
+    pf_cursor_t pc = {0};
     for (;;) {
-        unsigned g = spin_while_eq(&p->gen, seen, p->spin_ns);
+        unsigned g = spin_while_eq(p, wa.ith, &pc, &p->gen, seen, p->spin_ns);
         while (g == seen && !atomic_load(&p->stop)) {
             atomic_fetch_add(&p->n_sleeping, 1); /* seq_cst: pairs with gen */
             if (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
@@ -135,7 +179,9 @@ int qd_pool_create(int n_threads, qd_pool_t **out)
     }
     if (n_threads > 1) {
         p->threads = qd_calloc((size_t)n_threads - 1, sizeof(pthread_t));
-        if (!p->threads)
+        p->hint_p = qd_calloc((size_t)n_threads, sizeof *p->hint_p);
+        p->hint_n = qd_calloc((size_t)n_threads, sizeof *p->hint_n);
+        if (!p->threads || !p->hint_p || !p->hint_n)
             goto err;
     }
     for (int i = 1; i < n_threads; i++) {
@@ -157,6 +203,9 @@ int qd_pool_create(int n_threads, qd_pool_t **out)
     *out = p;
     return 0;
 err:
+    qd_free(p->threads);
+    qd_free(p->hint_p);
+    qd_free(p->hint_n);
     qd_free(p);
     return QD_ENOMEM;
 }
@@ -171,7 +220,21 @@ void qd_pool_destroy(qd_pool_t *p)
     for (int i = 1; i < p->n_threads; i++)
         pthread_join(p->threads[i - 1], NULL);
     qd_free(p->threads);
+    qd_free(p->hint_p);
+    qd_free(p->hint_n);
     qd_free(p);
+}
+
+void qd_pool_hint(qd_pool_t *p, int k, const void *const base[], const size_t n[])
+{
+    if (!p || p->n_threads == 1)
+        return;
+    for (int i = 0; i < p->n_threads; i++) {
+        int on = i < k && base[i];
+        atomic_store_explicit(&p->hint_p[i], on ? (uintptr_t)base[i] : 0, memory_order_relaxed);
+        atomic_store_explicit(&p->hint_n[i], on ? n[i] : 0, memory_order_relaxed);
+    }
+    atomic_fetch_add_explicit(&p->hint_gen, 1, memory_order_release);
 }
 
 int qd_pool_size(const qd_pool_t *p) { return p ? p->n_threads : 1; }
@@ -194,7 +257,8 @@ void qd_pool_run(qd_pool_t *p, qd_pool_fn fn, void *arg)
     if (d < want && p->spin_ns > 0) {
         long t0 = now_ns();
         for (int i = 1; d < want; i++) {
-            cpu_relax();
+            if (!pf_step(p, 0, &p->caller_pf))
+                cpu_relax();
             d = atomic_load_explicit(&p->n_done, memory_order_acquire);
             if ((i & 63) == 0 && now_ns() - t0 > p->spin_ns)
                 break;

@@ -846,33 +846,52 @@ static void forward(qd_ctx_t *c, const qd_batch_t *b)
     run_tok(c, n, phase_embed);
     for (int il = 0; il < hp->n_layer; il++) {
         const qd_layer_t *L = &m->layers[il];
+        const qd_layer_t *N = il + 1 < hp->n_layer ? &m->layers[il + 1] : &m->layers[0];
+        const qd_qmat_t *qkv[] = {&L->wq, &L->wk, &L->wv};
+        const qd_qmat_t *gate_up[] = {&L->w_gate, &L->w_up};
+        const qd_qmat_t *wo[] = {&L->wo}, *down[] = {&L->w_down};
+        const qd_qmat_t *next[] = {&N->wq, &N->wk, &N->wv};
         c->L = L;
         c->il = il;
         run_tok(c, n, phase_attn_norm);
+        /* Before each product, the next one is named to the pool: the
+         * threads prefetch its first rows while they wait (for the end of
+         * this product, the serial steps after it). */
+        qd_matmul_hint(c->pool, 1, wo, n);
         {
             float *outs[] = {c->q, c->k, c->v};
             const int64_t ldos[] = {c->n_q, c->n_kv, c->n_kv};
-            const qd_qmat_t *ws[] = {&L->wq, &L->wk, &L->wv};
-            matmul_n(c, 3, outs, ldos, ws, c->xn, hp->n_embd, n);
+            matmul_n(c, 3, outs, ldos, qkv, c->xn, hp->n_embd, n);
         }
         run_tok(c, n, phase_qkv_post);
         if (attn_work < (double)(1 << 18))
             phase_attention(c, 0, 1); /* too small to split */
         else
             qd_pool_run(c->pool, phase_attention, c);
+        qd_matmul_hint(c->pool, 2, gate_up, n);
         matmul(c, c->tmp, hp->n_embd, &L->wo, c->att, c->n_q, n);
         run_tok(c, n, phase_attn_residual);
+        qd_matmul_hint(c->pool, 1, down, n);
         {
             float *outs[] = {c->gate, c->up};
             const int64_t ldos[] = {hp->n_ff, hp->n_ff};
-            const qd_qmat_t *ws[] = {&L->w_gate, &L->w_up};
-            matmul_n(c, 2, outs, ldos, ws, c->xn, hp->n_embd, n);
+            matmul_n(c, 2, outs, ldos, gate_up, c->xn, hp->n_embd, n);
         }
         run_tok(c, n, phase_swiglu);
+        /* after the last layer: the output matrix, or the next step's
+         * first layer */
+        if (il + 1 == hp->n_layer && c->ub_nout > 0) {
+            const qd_qmat_t *out[] = {&m->output};
+            qd_matmul_hint(c->pool, 1, out, c->ub_nout);
+        } else {
+            qd_matmul_hint(c->pool, 3, next, n);
+        }
         matmul(c, c->tmp, hp->n_embd, &L->w_down, c->gate, hp->n_ff, n);
         run_tok(c, n, phase_ffn_residual);
     }
     if (c->ub_nout > 0) {
+        const qd_qmat_t *first[] = {&m->layers[0].wq, &m->layers[0].wk, &m->layers[0].wv};
+        qd_matmul_hint(c->pool, 3, first, n);
         run_tok(c, c->ub_nout, phase_out_norm);
         matmul(c, c->logits + (size_t)c->ub_out0 * hp->n_vocab, hp->n_vocab,
                &m->output, c->xn, hp->n_embd, c->ub_nout);

@@ -26,10 +26,10 @@ typedef struct {
                     const void *restrict x, const void *restrict y);
     /* Tiled path (NULL if the set has none), used when n_tok >=
      * tile_min_tok and qd__tile_sub(w->type) != 0: activations prepared
-     * by qd__tile_act, token t at qs + t*n_cols, ta/tb + t*(n_cols/S). */
+     * by qd__tile_act, token t at qs + t*n_cols, ta/tb/ti + t*(n_cols/S). */
     void (*gemm_tiled)(const qd_qmat_t *w, int64_t r0, int64_t r1,
                        const int8_t *qs, const float *ta, const float *tb,
-                       int n_tok, float *out, int64_t ldo);
+                       const int32_t *ti, int n_tok, float *out, int64_t ldo);
     int tile_min_tok;
     /* Optional: nonzero when `gemm` should take n_tok activation rows of
      * w although the tiled path could (small batches of types with a
@@ -87,11 +87,19 @@ int qd__tile_sub(qd_type_t t);
 void qd__tile_decode(qd_type_t t, const uint8_t *row0, size_t row_bytes,
                      int n_rows, int64_t k0, int nk, uint8_t *restrict u,
                      float *restrict dsc, float *restrict corr);
+/* C when every subblock's correction of weight type t is corr = -C*dsc
+ * (an offset of the decoded values: Q4_0's 8, Q8_0's 128 …), else 0. For
+ * such types a subblock's product is dsc * ta * (sum u*q - C * sum q):
+ * the correction stays in the integers (qd__tile_act's ti). */
+int qd__tile_off(qd_type_t t);
 /* From one activation row (vec_dot_type of weight type wt, n values):
- * qs[n] int8 values, ta[n/S], tb[n/S]. */
+ * qs[n] int8 values; per subblock the scale ta, the correction factor tb
+ * (ta times the sum of the values, or Q8_1's stored s) and
+ * ti = -qd__tile_off(wt) times the sum of the values ([n/S] each). A
+ * Q8_K row's ta is the same for all the subblocks of a superblock. */
 void qd__tile_act(qd_type_t wt, const void *act, int64_t n,
                   int8_t *restrict qs, float *restrict ta,
-                  float *restrict tb);
+                  float *restrict tb, int32_t *restrict ti);
 
 /* qd_matmul with a given kernel set (for tests and benchmarks). */
 void qd__matmul_with(const qd_kernels_t *k, qd_pool_t *pool,

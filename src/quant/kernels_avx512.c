@@ -1027,22 +1027,37 @@ static qd_vec_dot_fn x86_extra_dot(qd_type_t t)
 
 #define NC_MAX 8
 
+/* The VNNI tile product: 16 weight rows (one int32 lane each) x NC tokens
+ * over ns subblocks of S values. A subblock's integer sums go to float
+ * through an epilogue on the same vector ports as vpdpbusd, so the
+ * epilogue is kept short:
+ *  OFF  the type's correction is an offset of its values (corr = -C*dsc,
+ *       qd__tile_off): the sums start at ti = -C * sum q and need no
+ *       float correction;
+ *  PER  subblocks per activation scale (Q8_K rows: a superblock's): the
+ *       scaled sums add up in acc, multiplied by ta once per PER
+ *       subblocks.
+ * Per subblock and token that is cvt, mul, fma (Q4_0, Q8_0), cvt, fma
+ * (Q6_K), cvt, fma, fma (Q4_K) instead of cvt, mul, fma, fma. */
 static inline __attribute__((always_inline)) void
-micro(const int NC, const int S, const uint8_t *restrict u,
-      const float *restrict dsc, const float *restrict corr, int ns,
-      const int8_t *restrict qs, int64_t qs_stride, const float *restrict ta,
-      const float *restrict tb, int64_t t_stride, float *restrict out,
+micro(const int NC, const int S, const int OFF, const int PER,
+      const uint8_t *restrict u, const float *restrict dsc,
+      const float *restrict corr, int ns, const int8_t *restrict qs,
+      int64_t qs_stride, const float *restrict ta, const float *restrict tb,
+      const int32_t *restrict ti, int64_t t_stride, float *restrict out,
       int64_t ldo, __mmask16 mask, int first)
 {
-    __m512 facc[NC_MAX];
+    __m512 facc[NC_MAX], acc[NC_MAX];
 #pragma GCC unroll 8
-    for (int c = 0; c < NC; c++)
+    for (int c = 0; c < NC; c++) {
         facc[c] = _mm512_setzero_ps();
+        acc[c] = _mm512_setzero_ps();
+    }
     for (int s = 0; s < ns; s++) {
         __m512i ia[NC_MAX];
 #pragma GCC unroll 8
         for (int c = 0; c < NC; c++)
-            ia[c] = _mm512_setzero_si512();
+            ia[c] = OFF ? _mm512_set1_epi32(ti[c * t_stride + s]) : _mm512_setzero_si512();
         const uint8_t *us = u + (size_t)s * (S / 4) * 64;
         const int8_t *as = qs + (size_t)s * S;
 #pragma GCC unroll 8
@@ -1056,12 +1071,24 @@ micro(const int NC, const int S, const uint8_t *restrict u,
             }
         }
         __m512 dv = _mm512_load_ps(dsc + s * 16);
-        __m512 cv = _mm512_load_ps(corr + s * 16);
+        __m512 cv = OFF ? dv : _mm512_load_ps(corr + s * 16);
 #pragma GCC unroll 8
         for (int c = 0; c < NC; c++) {
-            __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(ia[c]), dv);
-            facc[c] = _mm512_fmadd_ps(p, _mm512_set1_ps(ta[c * t_stride + s]), facc[c]);
-            facc[c] = _mm512_fmadd_ps(cv, _mm512_set1_ps(tb[c * t_stride + s]), facc[c]);
+            if (PER == 1) {
+                __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(ia[c]), dv);
+                facc[c] = _mm512_fmadd_ps(p, _mm512_set1_ps(ta[c * t_stride + s]), facc[c]);
+            } else {
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[c]), dv, acc[c]);
+            }
+            if (!OFF)
+                facc[c] = _mm512_fmadd_ps(cv, _mm512_set1_ps(tb[c * t_stride + s]), facc[c]);
+        }
+        if (PER > 1 && s % PER == PER - 1) {
+#pragma GCC unroll 8
+            for (int c = 0; c < NC; c++) {
+                facc[c] = _mm512_fmadd_ps(acc[c], _mm512_set1_ps(ta[c * t_stride + s]), facc[c]);
+                acc[c] = _mm512_setzero_ps();
+            }
         }
     }
 #pragma GCC unroll 8
@@ -1074,43 +1101,60 @@ micro(const int NC, const int S, const uint8_t *restrict u,
     }
 }
 
-#define MICRO_CASE(NC_, S_)                                                    \
+typedef void (*micro_fn)(int nc, const uint8_t *u, const float *dsc,
+                         const float *corr, int ns, const int8_t *qs,
+                         int64_t qs_stride, const float *ta, const float *tb,
+                         const int32_t *ti, int64_t t_stride, float *out,
+                         int64_t ldo, __mmask16 mask, int first);
+
+#define MICRO_CASE(NC_, S_, OFF_, PER_)                                        \
     case NC_:                                                                  \
-        micro(NC_, S_, u, dsc, corr, ns, qs, qs_stride, ta, tb, t_stride, out, \
-              ldo, mask, first);                                               \
+        micro(NC_, S_, OFF_, PER_, u, dsc, corr, ns, qs, qs_stride, ta, tb,    \
+              ti, t_stride, out, ldo, mask, first);                            \
         break;
 
-static void micro_s32(int nc, const uint8_t *u, const float *dsc,
-                      const float *corr, int ns, const int8_t *qs,
-                      int64_t qs_stride, const float *ta, const float *tb,
-                      int64_t t_stride, float *out, int64_t ldo,
-                      __mmask16 mask, int first)
-{
-    switch (nc) {
-        MICRO_CASE(1, 32) MICRO_CASE(2, 32) MICRO_CASE(3, 32) MICRO_CASE(4, 32)
-        MICRO_CASE(5, 32) MICRO_CASE(6, 32) MICRO_CASE(7, 32) MICRO_CASE(8, 32)
+#define MICRO_FN(name, S_, OFF_, PER_)                                         \
+    static void name(int nc, const uint8_t *u, const float *dsc,               \
+                     const float *corr, int ns, const int8_t *qs,              \
+                     int64_t qs_stride, const float *ta, const float *tb,      \
+                     const int32_t *ti, int64_t t_stride, float *out,          \
+                     int64_t ldo, __mmask16 mask, int first)                   \
+    {                                                                          \
+        switch (nc) {                                                          \
+            MICRO_CASE(1, S_, OFF_, PER_) MICRO_CASE(2, S_, OFF_, PER_)        \
+            MICRO_CASE(3, S_, OFF_, PER_) MICRO_CASE(4, S_, OFF_, PER_)        \
+            MICRO_CASE(5, S_, OFF_, PER_) MICRO_CASE(6, S_, OFF_, PER_)        \
+            MICRO_CASE(7, S_, OFF_, PER_) MICRO_CASE(8, S_, OFF_, PER_)        \
+        }                                                                      \
     }
-}
 
-static void micro_s16(int nc, const uint8_t *u, const float *dsc,
-                      const float *corr, int ns, const int8_t *qs,
-                      int64_t qs_stride, const float *ta, const float *tb,
-                      int64_t t_stride, float *out, int64_t ldo,
-                      __mmask16 mask, int first)
+MICRO_FN(micro_s32, 32, 0, 1)     /* Q4_1, Q5_1, Q4_G128 */
+MICRO_FN(micro_s32_off, 32, 1, 1) /* Q4_0, Q5_0, Q8_0, IQ4_NL */
+MICRO_FN(micro_s32_sb, 32, 0, 8)  /* Q4_K, Q5_K */
+MICRO_FN(micro_s32_off_sb, 32, 1, 8) /* IQ4_XS */
+MICRO_FN(micro_s16_sb, 16, 0, 16) /* Q2_K */
+MICRO_FN(micro_s16_off_sb, 16, 1, 16) /* Q3_K, Q6_K */
+
+/* The micro kernel for weight type t (subblocks of S values). */
+static micro_fn micro_for(qd_type_t t, int S)
 {
-    switch (nc) {
-        MICRO_CASE(1, 16) MICRO_CASE(2, 16) MICRO_CASE(3, 16) MICRO_CASE(4, 16)
-        MICRO_CASE(5, 16) MICRO_CASE(6, 16) MICRO_CASE(7, 16) MICRO_CASE(8, 16)
-    }
+    int off = qd__tile_off(t) != 0;
+    int sb = qd_type_traits(t)->vec_dot_type == QD_TYPE_Q8_K;
+    if (S == 16) /* the 16-value subblocks are all k-quants' */
+        return off ? micro_s16_off_sb : micro_s16_sb;
+    if (sb)
+        return off ? micro_s32_off_sb : micro_s32_sb;
+    return off ? micro_s32_off : micro_s32;
 }
 
 static void avx512_gemm_tiled(const qd_qmat_t *w, int64_t r0, int64_t r1,
                               const int8_t *qs, const float *ta,
-                              const float *tb, int n_tok, float *out,
-                              int64_t ldo)
+                              const float *tb, const int32_t *ti, int n_tok,
+                              float *out, int64_t ldo)
 {
     const int S = qd__tile_sub(w->type);
     const int64_t K = w->n_cols, NS = K / S;
+    const micro_fn mf = micro_for(w->type, S);
     _Alignas(64) uint8_t u[QD_TILE_ROWS * QD_TILE_K];
     _Alignas(64) float dsc[QD_TILE_K / 16 * QD_TILE_ROWS];
     _Alignas(64) float corr[QD_TILE_K / 16 * QD_TILE_ROWS];
@@ -1118,6 +1162,8 @@ static void avx512_gemm_tiled(const qd_qmat_t *w, int64_t r0, int64_t r1,
         int nr = (int)QD_MIN((int64_t)QD_TILE_ROWS, r1 - rt);
         __mmask16 mask = (__mmask16)((1u << nr) - 1);
         const uint8_t *row0 = (const uint8_t *)w->data + (size_t)rt * w->row_bytes;
+        /* chunks of QD_TILE_K values: whole superblocks of the k-quants,
+         * so a PER group never straddles two chunks */
         for (int64_t k0 = 0; k0 < K; k0 += QD_TILE_K) {
             int nk = (int)QD_MIN((int64_t)QD_TILE_K, K - k0);
             int ns = nk / S;
@@ -1127,11 +1173,9 @@ static void avx512_gemm_tiled(const qd_qmat_t *w, int64_t r0, int64_t r1,
                 int nc = QD_MIN(NC_MAX, n_tok - t);
                 const int8_t *q = qs + (size_t)t * K + k0;
                 const float *a = ta + t * NS + k0 / S, *b = tb + t * NS + k0 / S;
+                const int32_t *i = ti + t * NS + k0 / S;
                 float *o = out + t * ldo + rt;
-                if (S == 32)
-                    micro_s32(nc, u, dsc, corr, ns, q, K, a, b, NS, o, ldo, mask, k0 == 0);
-                else
-                    micro_s16(nc, u, dsc, corr, ns, q, K, a, b, NS, o, ldo, mask, k0 == 0);
+                mf(nc, u, dsc, corr, ns, q, K, a, b, i, NS, o, ldo, mask, k0 == 0);
             }
         }
     }

@@ -6,14 +6,17 @@
  * the tiled path will run, it also unpacks them (qd__tile_act: int8 values
  * contiguous, per-subblock scale and scaled sum).
  * Phase 2: the threads take chunks of weight rows (multiples of 32 rows)
- * from a shared counter and compute every activation row against them, so
- * a weight row is streamed from memory once per batch, whatever n_tok is.
+ * and compute every activation row against them, so a weight row is
+ * streamed from memory once per batch, whatever n_tok is. Each thread
+ * owns a contiguous stretch of chunks and takes its own first, in order
+ * (one stream of weights for the hardware prefetcher, and a start that
+ * qd_matmul_hint can name in advance), then helps with the others'.
  * Each output element is computed by one thread in a fixed order, so the
  * result does not depend on the number of threads.
  *
  * Scratch layout: n_tok activation rows (64-aligned stride), then for the
- * tiled path n_tok*n_cols int8 values, then ta and tb (n_tok*n_cols/16
- * floats each, at most).
+ * tiled path n_tok*n_cols int8 values, then ta, tb and ti (n_tok*n_cols/16
+ * floats or int32 each, at most).
  */
 #include <stdatomic.h>
 #include <string.h>
@@ -35,7 +38,7 @@ static size_t tile_bytes(const qd_qmat_t *w, int n_tok)
     size_t n = (size_t)(n_tok > 0 ? n_tok : 1);
     size_t qs = QD_ALIGN_UP(n * (size_t)w->n_cols, 64);
     size_t t = QD_ALIGN_UP(n * (size_t)(w->n_cols / 16) * sizeof(float), 64);
-    return qs + 2 * t;
+    return qs + 3 * t;
 }
 
 /* BF16 path: n_tok rows of bf16 values, padded to a multiple of 16. */
@@ -56,11 +59,23 @@ size_t qd_matmul_scratch_bytes(const qd_qmat_t *w, int n_tok)
 }
 
 #define MAX_W 4
+/* Owners of chunk stretches; with more threads than this, threads share. */
+#define MAX_OWN 64
+/* Bytes of its first chunks a thread is asked to prefetch (qd_matmul_hint):
+ * what a waiting thread can fetch between two phases of a decode step,
+ * well inside a core's L2. */
+#define HINT_BYTES (256 << 10)
+
+typedef struct {
+    atomic_llong next; /* next chunk of this stretch to hand out */
+    char pad[64 - sizeof(atomic_llong)];
+} own_ctr_t;
 
 typedef struct {
     int n_w;
     int64_t ch;             /* rows per chunk handed out (multiple of 32) */
-    atomic_llong next;      /* next chunk to hand out */
+    int64_t nc;             /* chunks over all the matrices */
+    int n_own;              /* stretches: stretch g is chunks [g*nc/n_own, (g+1)*nc/n_own) */
     const qd_qmat_t *ws[MAX_W]; /* the activation format follows ws[0] */
     float *outs[MAX_W];
     int64_t ldos[MAX_W];
@@ -76,7 +91,35 @@ typedef struct {
     uint16_t *bf;   /* bf16 path: blocked bf16 activations */
     int8_t *qs;     /* tiled: n_tok x n_cols */
     float *ta, *tb; /* tiled: n_tok x (n_cols / S) */
+    int32_t *ti;    /* tiled: n_tok x (n_cols / S) */
+    own_ctr_t own[MAX_OWN];
 } matmul_job_t;
+
+/* Rows per chunk for `rows` rows over nth threads: about 4 chunks per
+ * thread, fine enough to even out a slowed thread, coarse enough that
+ * per-call set-up (the decode dots unpack the activation once per call)
+ * stays small. */
+static int64_t chunk_rows(int64_t rows, int nth)
+{
+    return (int64_t)QD_ALIGN_UP((size_t)QD_MAX(rows / (4 * QD_MAX(nth, 1)), 1), 32);
+}
+
+/* Chunk c of matrices ws[0..n_w) in chunks of ch rows: its matrix (return
+ * value; n_w when c is past the end) and first row. */
+static int chunk_at(const qd_qmat_t *const ws[], int n_w, int64_t ch, int64_t c,
+                    int64_t *r0)
+{
+    int64_t base = 0;
+    for (int i = 0; i < n_w; i++) {
+        int64_t nc = (ws[i]->n_rows + ch - 1) / ch;
+        if (c < base + nc) {
+            *r0 = (c - base) * ch;
+            return i;
+        }
+        base += nc;
+    }
+    return n_w;
+}
 
 static void quantize_phase(void *v, int ith, int nth)
 {
@@ -98,7 +141,7 @@ static void quantize_phase(void *v, int ith, int nth)
             j->k->prefers_act(w->type, a, w->n_cols, j->pact + (size_t)t * j->pact_stride);
         if (j->tiled)
             qd__tile_act(w->type, a, w->n_cols, j->qs + (size_t)t * w->n_cols,
-                         j->ta + t * ns, j->tb + t * ns);
+                         j->ta + t * ns, j->tb + t * ns, j->ti + t * ns);
     }
 }
 
@@ -108,39 +151,37 @@ static void dot_rows(const matmul_job_t *j, const qd_qmat_t *w, float *out,
     if (j->bf)
         j->k->gemm_bf16(w, r0, r1, j->bf, j->n_tok, out, ldo);
     else if (j->tiled)
-        j->k->gemm_tiled(w, r0, r1, j->qs, j->ta, j->tb, j->n_tok, out, ldo);
+        j->k->gemm_tiled(w, r0, r1, j->qs, j->ta, j->tb, j->ti, j->n_tok, out, ldo);
     else if (j->pact)
         j->k->gemm(w, r0, r1, j->pact, j->pact_stride, j->n_tok, out, ldo);
     else
         j->k->gemm(w, r0, r1, j->act, j->act_stride, j->n_tok, out, ldo);
 }
 
-/* The rows of all the job's matrices, in chunks of j->ch rows, handed out
- * one at a time from an atomic counter: a thread that is slowed (by the
- * OS, or by slower memory) takes fewer chunks instead of making the other
- * wait. Chunk boundaries do not depend on the thread count, and each
- * output row is computed by one call in a fixed order, so the result does
- * not either. */
+/* The rows of all the job's matrices, in chunks of j->ch rows. Thread
+ * ith takes the chunks of its own stretch first, in order, from the
+ * stretch's atomic counter, then those left in the other stretches: a
+ * thread that is slowed (by the OS, or by slower memory) ends up with
+ * fewer chunks instead of making the other wait. Each output row is
+ * computed by one call in a fixed order whoever takes its chunk, so the
+ * result does not depend on the thread count. */
 static void dot_phase(void *v, int ith, int nth)
 {
     matmul_job_t *j = v;
-    (void)ith;
     (void)nth;
-    for (;;) {
-        int64_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        int64_t base = 0;
-        int i = 0;
-        for (; i < j->n_w; i++) {
-            int64_t nc = (j->ws[i]->n_rows + j->ch - 1) / j->ch;
-            if (c < base + nc)
+    int G = j->n_own;
+    for (int d = 0; d < G; d++) {
+        int g = (ith + d) % G;
+        int64_t hi = (int64_t)(g + 1) * j->nc / G;
+        for (;;) {
+            int64_t c = atomic_fetch_add_explicit(&j->own[g].next, 1, memory_order_relaxed);
+            if (c >= hi)
                 break;
-            base += nc;
+            int64_t r0 = 0;
+            int i = chunk_at(j->ws, j->n_w, j->ch, c, &r0);
+            const qd_qmat_t *w = j->ws[i];
+            dot_rows(j, w, j->outs[i], j->ldos[i], r0, QD_MIN(r0 + j->ch, w->n_rows));
         }
-        if (i == j->n_w)
-            return;
-        const qd_qmat_t *w = j->ws[i];
-        int64_t r0 = (c - base) * j->ch;
-        dot_rows(j, w, j->outs[i], j->ldos[i], r0, QD_MIN(r0 + j->ch, w->n_rows));
     }
 }
 
@@ -185,12 +226,14 @@ static void matmul_shared(const qd_kernels_t *k, qd_pool_t *pool, int n_w,
         macs += (double)ws[i]->n_rows * (double)ws[i]->n_cols * n_tok;
         rows += ws[i]->n_rows;
     }
-    /* about 4 chunks per thread: fine enough to even out a slowed
-     * thread, coarse enough that per-call set-up (the decode dots unpack
-     * the activation once per call) stays small */
     int nth = qd_pool_size(pool);
-    j.ch = QD_ALIGN_UP((size_t)QD_MAX(rows / (4 * QD_MAX(nth, 1)), 1), 32);
-    atomic_init(&j.next, 0);
+    j.ch = chunk_rows(rows, nth);
+    j.nc = 0;
+    for (int i = 0; i < n_w; i++)
+        j.nc += (ws[i]->n_rows + j.ch - 1) / j.ch;
+    j.n_own = QD_MIN(nth, MAX_OWN);
+    for (int g = 0; g < j.n_own; g++)
+        atomic_init(&j.own[g].next, (int64_t)g * j.nc / j.n_own);
     int mode = mode_of(k, w, n_tok);
     if (mode == MODE_BF16) {
         j.bf = scratch;
@@ -202,6 +245,7 @@ static void matmul_shared(const qd_kernels_t *k, qd_pool_t *pool, int n_w,
         p += QD_ALIGN_UP((size_t)n_tok * (size_t)w->n_cols, 64);
         j.ta = (float *)p;
         j.tb = (float *)(p + tsz);
+        j.ti = (int32_t *)(p + 2 * tsz);
     } else if (k->prefers_act && k->gemm_prefers && k->gemm_prefers(w, n_tok)) {
         j.pact = (uint8_t *)scratch + j.act_stride * (size_t)n_tok;
         j.pact_stride = QD_ALIGN_UP(k->prefers_act_bytes(w->type, w->n_cols), 64);
@@ -261,8 +305,21 @@ static int share(const qd_kernels_t *k, const qd_qmat_t *a, const qd_qmat_t *b,
     if (k->prefers_layout && k->gemm_prefers && k->gemm_prefers(a, n_tok) &&
         k->prefers_layout(a->type) != k->prefers_layout(b->type))
         return 0;
-    /* tiled: per-subblock sums of the same length */
-    return ma == MODE_DIRECT || qd__tile_sub(a->type) == qd__tile_sub(b->type);
+    /* tiled: per-subblock sums of the same length, the same offset
+     * folded into them (qd__tile_act's ti) */
+    return ma == MODE_DIRECT || (qd__tile_sub(a->type) == qd__tile_sub(b->type) &&
+                                 qd__tile_off(a->type) == qd__tile_off(b->type));
+}
+
+/* The end of the longest run of ws from i that shares i's activations
+ * (one matmul_shared phase). */
+static int run_end(const qd_kernels_t *k, int n_w, const qd_qmat_t *const ws[],
+                   int i, int n_tok)
+{
+    int e = i + 1;
+    while (e < n_w && e - i < MAX_W && share(k, ws[i], ws[e], n_tok))
+        e++;
+    return e;
 }
 
 void qd__matmul_multi_with(const qd_kernels_t *k, qd_pool_t *pool, int n_w,
@@ -274,10 +331,7 @@ void qd__matmul_multi_with(const qd_kernels_t *k, qd_pool_t *pool, int n_w,
         return;
     int i = 0;
     while (i < n_w) {
-        /* the longest run from i that shares i's activations */
-        int e = i + 1;
-        while (e < n_w && e - i < MAX_W && share(k, ws[i], ws[e], n_tok))
-            e++;
+        int e = run_end(k, n_w, ws, i, n_tok);
         matmul_shared(k, pool, e - i, outs + i, ldos + i, ws + i, x, ldx, n_tok, scratch);
         i = e;
     }
@@ -289,6 +343,40 @@ void qd_matmul_multi(qd_pool_t *pool, int n_w, float *const outs[],
                      void *scratch)
 {
     qd__matmul_multi_with(qd_kernels(), pool, n_w, outs, ldos, ws, x, ldx, n_tok, scratch);
+}
+
+void qd_matmul_hint(qd_pool_t *pool, int n_w, const qd_qmat_t *const ws[], int n_tok)
+{
+    int nth = qd_pool_size(pool);
+    if (nth < 2 || n_w < 1 || n_tok < 1)
+        return;
+    /* the first phase of qd_matmul_multi(ws): its chunks and stretches */
+    int e = run_end(qd_kernels(), n_w, ws, 0, n_tok);
+    int64_t rows = 0, nc = 0;
+    for (int i = 0; i < e; i++)
+        rows += ws[i]->n_rows;
+    int64_t ch = chunk_rows(rows, nth);
+    for (int i = 0; i < e; i++)
+        nc += (ws[i]->n_rows + ch - 1) / ch;
+    int G = QD_MIN(nth, MAX_OWN);
+    /* threads past G share stretches; each stretch's first thread
+     * prefetches it */
+    const void *base[MAX_OWN];
+    size_t n[MAX_OWN];
+    for (int t = 0; t < G; t++) {
+        base[t] = NULL;
+        n[t] = 0;
+        int64_t c0 = (int64_t)t * nc / G, c1 = (int64_t)(t + 1) * nc / G, r0 = 0;
+        if (c0 >= c1)
+            continue;
+        int i = chunk_at(ws, e, ch, c0, &r0);
+        int64_t r1 = ws[i]->n_rows, rl = 0;
+        if (chunk_at(ws, e, ch, c1 - 1, &rl) == i)
+            r1 = QD_MIN(rl + ch, r1); /* the stretch ends inside matrix i */
+        base[t] = (const uint8_t *)ws[i]->data + (size_t)r0 * ws[i]->row_bytes;
+        n[t] = QD_MIN((size_t)(r1 - r0) * ws[i]->row_bytes, (size_t)HINT_BYTES);
+    }
+    qd_pool_hint(pool, G, base, n);
 }
 
 void qd_matmul(qd_pool_t *pool, float *restrict out, int64_t ldo,

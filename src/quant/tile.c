@@ -39,6 +39,19 @@ int qd__tile_sub(qd_type_t t)
     }
 }
 
+int qd__tile_off(qd_type_t t)
+{
+    /* as decode_row (and tiledec_avx512.c) write corr */
+    switch (t) {
+    case QD_TYPE_Q4_0: return 8;
+    case QD_TYPE_Q5_0: return 16;
+    case QD_TYPE_Q8_0: case QD_TYPE_IQ4_NL: case QD_TYPE_IQ4_XS: return 128;
+    case QD_TYPE_Q6_K: return 32;
+    case QD_TYPE_Q3_K: return 4;
+    default: return 0;
+    }
+}
+
 static const int8_t kv_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                     1,    13,   25,  38,  53,  69,  89,  113};
 
@@ -296,9 +309,9 @@ void qd__tile_decode(qd_type_t t, const uint8_t *row0, size_t row_bytes,
 
 void qd__tile_act(qd_type_t wt, const void *act, int64_t n,
                   int8_t *restrict qs, float *restrict ta,
-                  float *restrict tb)
+                  float *restrict tb, int32_t *restrict ti)
 {
-    int S = qd__tile_sub(wt);
+    int S = qd__tile_sub(wt), C = qd__tile_off(wt);
     qd_type_t at = qd_type_traits(wt)->vec_dot_type;
     if (at == QD_TYPE_Q8_0 || at == QD_TYPE_Q8_1) {
         int is1 = at == QD_TYPE_Q8_1;
@@ -316,6 +329,7 @@ void qd__tile_act(qd_type_t wt, const void *act, int64_t n,
             ta[i] = h2f(d);
             /* Q4_1/Q5_1 use the block's stored s, as the reference does */
             tb[i] = is1 ? h2f(s) : ta[i] * (float)sum;
+            ti[i] = -C * sum;
         }
     } else { /* Q8_K */
         const qd_block_q8_K *b = act;
@@ -326,6 +340,7 @@ void qd__tile_act(qd_type_t wt, const void *act, int64_t n,
                 int sum = S == 16 ? b->bsums[s] : b->bsums[2 * s] + b->bsums[2 * s + 1];
                 ta[i * per + s] = b->d;
                 tb[i * per + s] = b->d * (float)sum;
+                ti[i * per + s] = -C * sum;
             }
         }
     }
