@@ -17,7 +17,7 @@ if [ ! -d node_modules/node-llama-cpp ]; then
     npm install --no-audit --no-fund --ignore-scripts --no-save \
         @node-llama-cpp/linux-x64@3.21.1 >/dev/null
 fi
-echo "reference installed: $(node -e 'console.log(require("node-llama-cpp/package.json").version)')"
+echo "reference installed: $(node -p 'require("./node_modules/node-llama-cpp/package.json").version')"
 if [ "${1:-}" = "--no-amx" ]; then
     bins=node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
     [ -d "$bins" ] || { echo "$0: $bins: not found" >&2; exit 1; }

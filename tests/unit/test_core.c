@@ -63,3 +63,36 @@ Test(core, pool_runs_every_thread_each_time)
     cr_expect_eq(qd_pool_create(0, &p), QD_EINVAL);
     qd_pool_destroy(NULL);
 }
+
+/* Prefetch hints change nothing the threads compute: with spans set
+ * before every phase (some threads none, some spans empty, the memory a
+ * real buffer that is then freed), every phase still runs every thread
+ * once, and waiting threads that prefetch still see the next phase. */
+Test(core, pool_hints_keep_every_phase)
+{
+    size_t bytes = (size_t)4 << 20;
+    unsigned char *buf = qd_malloc(bytes);
+    cr_assert_not_null(buf);
+    memset(buf, 1, bytes);
+    for (int n = 2; n <= 4; n++) {
+        qd_pool_t *p;
+        cr_assert_eq(qd_pool_create(n, &p), 0);
+        _Atomic int slots[65] = {0};
+        for (int it = 0; it < 2000; it++) {
+            const void *base[4];
+            size_t len[4];
+            for (int i = 0; i < 4; i++) {
+                base[i] = (it + i) % 3 ? buf + (size_t)((it * 4099 + i * 65536) % (bytes / 2)) : NULL;
+                len[i] = (size_t)((it + i) % 5) * 65536;
+            }
+            qd_pool_hint(p, it % (n + 1), base, len);
+            qd_pool_run(p, count_fn, slots);
+        }
+        for (int i = 0; i < n; i++)
+            cr_expect_eq(slots[i], 2000, "thread %d ran %d times", i, (int)slots[i]);
+        cr_expect_eq(slots[64], 2000 * n * n);
+        qd_pool_destroy(p);
+    }
+    qd_free(buf);
+    qd_pool_hint(NULL, 0, NULL, NULL); /* no pool: nothing */
+}
