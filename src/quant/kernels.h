@@ -113,6 +113,13 @@ void qd__matmul_with(const qd_kernels_t *k, qd_pool_t *pool,
 int qd__tile_decode_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
                         int n_rows, int64_t k0, int nk, uint8_t *restrict u,
                         float *restrict dsc, float *restrict corr);
+/* Prefetch (to L2) the bytes of values [k0, k0+nk) of n_rows rows from
+ * row0: a tile decode's input, asked for while the tile before it is
+ * being multiplied (a row's start is otherwise a demand miss each time:
+ * the decoders' in-row prefetch runs ahead of the row, not into the
+ * next). */
+void qd__tile_prefetch(qd_type_t t, const uint8_t *row0, size_t row_bytes,
+                       int n_rows, int64_t k0, int nk);
 /* The same weights as bf16 in AMX's B layout (see tiledec_avx512.c); same
  * types and conditions, 0 otherwise. */
 int qd__tile_decode_bf16_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,

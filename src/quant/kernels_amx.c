@@ -137,6 +137,14 @@ static void amx_gemm_bf16(const qd_qmat_t *w, int64_t r0, int64_t r1,
             decode_bf16(w, row0, nr0, k0, nk, wb[0]);
             if (nr1)
                 decode_bf16(w, row0 + (size_t)16 * w->row_bytes, nr1, k0, nk, wb[1]);
+            /* the next decode's bytes, while this pair meets the tokens */
+            if (rp + 32 < r1)
+                qd__tile_prefetch(w->type, row0 + (size_t)32 * w->row_bytes, w->row_bytes,
+                                  (int)QD_MIN((int64_t)32, r1 - rp - 32), k0, nk);
+            else if (k0 + KC < K)
+                qd__tile_prefetch(w->type, (const uint8_t *)w->data + (size_t)r0 * w->row_bytes,
+                                  w->row_bytes, (int)QD_MIN((int64_t)32, r1 - r0), k0 + KC,
+                                  (int)QD_MIN((int64_t)KC, K - k0 - KC));
             for (int t = 0; t < n_tok; t += 32) {
                 int nt0 = QD_MIN(16, n_tok - t);
                 int nt1 = QD_MAX(0, QD_MIN(16, n_tok - t - 16));

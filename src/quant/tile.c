@@ -283,6 +283,17 @@ static void decode_row(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
     }
 }
 
+void qd__tile_prefetch(qd_type_t t, const uint8_t *row0, size_t row_bytes,
+                       int n_rows, int64_t k0, int nk)
+{
+    size_t off = qd_row_size(t, k0), len = qd_row_size(t, nk);
+    for (int r = 0; r < n_rows; r++) {
+        const uint8_t *p = row0 + (size_t)r * row_bytes + off;
+        for (size_t o = 0; o < len; o += 64)
+            __builtin_prefetch(p + o, 0, 2);
+    }
+}
+
 void qd__tile_decode(qd_type_t t, const uint8_t *row0, size_t row_bytes,
                      int n_rows, int64_t k0, int nk, uint8_t *restrict u,
                      float *restrict dsc, float *restrict corr)
