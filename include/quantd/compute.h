@@ -31,10 +31,12 @@ typedef void (*qd_pool_fn)(void *arg, int ith, int nth);
  * Not reentrant: one caller at a time. */
 void qd_pool_run(qd_pool_t *p, qd_pool_fn fn, void *arg);
 /* Prefetch hints: for thread i < k, base[i], n[i] bytes (NULL: none) is
- * the memory it will read first in the next phase; while a thread waits
- * (for its partners to finish a phase, or for the next one) it prefetches
- * its span into cache. Threads from k on get none. Replaces the previous
- * hints. Only a hint: prefetches do not fault, results do not change. */
+ * the memory it will read first in the next phase; while a thread spins
+ * waiting (for its partners to finish a phase, or for the next one) it
+ * prefetches its span into cache; a thread asleep on the futex (or with
+ * QD_POOL_SPIN_US=0) does not. Threads from k on get none. Replaces the
+ * previous hints. Called by the thread that calls qd_pool_run. Only a
+ * hint: prefetches do not fault, results do not change. */
 void qd_pool_hint(qd_pool_t *p, int k, const void *const base[], const size_t n[]);
 /* Number of physical cores (falls back to online CPUs). */
 int qd_physical_cores(void);

@@ -59,7 +59,8 @@ static void membw_fn(void *arg, int ith, int nth)
 int qd__bench_membw(int n_threads, int reps)
 {
     size_t n = (size_t)1 << 30;
-    uint8_t *buf = qd_malloc_aligned(n, 64);
+    /* 2 MiB-aligned, so that madvise below can give it huge pages */
+    uint8_t *buf = qd_malloc_aligned(n, (size_t)2 << 20);
     qd_pool_t *pool = NULL;
     if (!buf || qd_pool_create(n_threads, &pool) != 0) {
         fprintf(stderr, "bench: out of memory\n");
@@ -165,7 +166,7 @@ int qd__bench_kernels(int n_threads, int reps, const char *types, int mv_only)
         }
         /* matrix x vector from DRAM: the matrix repeated to >= 1 GiB */
         size_t mb = rb * (size_t)R, copies = (((size_t)1 << 30) + mb - 1) / mb;
-        uint8_t *big = qd_malloc_aligned(mb * copies, 64);
+        uint8_t *big = qd_malloc_aligned(mb * copies, (size_t)2 << 20);
         float *bout = qd_malloc(sizeof(float) * (size_t)R * copies);
         double best_d = 0;
         if (big && bout) {

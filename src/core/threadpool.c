@@ -34,10 +34,11 @@
 /* Spin budget before sleeping; QD_POOL_SPIN_US overrides (0: no spin). */
 #define SPIN_NS_DEFAULT 50000
 
-/* A waiting thread's progress through its hint. */
+/* A waiting thread's progress through its hint (addresses as integers:
+ * the span may be any memory, and the last step may pass its end). */
 typedef struct {
     unsigned gen;
-    const char *cur, *end;
+    uintptr_t cur, end;
 } pf_cursor_t;
 
 struct qd_pool {
@@ -69,16 +70,13 @@ static int pf_step(qd_pool_t *p, int ith, pf_cursor_t *c)
     if (g != c->gen) {
         c->gen = g;
         size_t n = atomic_load_explicit(&p->hint_n[ith], memory_order_relaxed);
-        c->cur = c->end = NULL;
-        if (n) {
-            c->cur = (const char *)atomic_load_explicit(&p->hint_p[ith], memory_order_relaxed);
-            c->end = c->cur + n;
-        }
+        c->cur = atomic_load_explicit(&p->hint_p[ith], memory_order_relaxed);
+        c->end = c->cur + n;
     }
     if (c->cur >= c->end)
         return 0;
     for (int i = 0; i < 8 && c->cur < c->end; i++, c->cur += 64)
-        __builtin_prefetch(c->cur, 0, 2);
+        __builtin_prefetch((const void *)c->cur, 0, 2);
     return 1;
 }
 

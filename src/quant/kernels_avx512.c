@@ -1124,7 +1124,7 @@ micro(const int NC, const int S, const int OFF, const int PER,
             if (!OFF)
                 facc[c] = _mm512_fmadd_ps(cv, _mm512_set1_ps(tb[c * t_stride + s]), facc[c]);
         }
-        if (PER > 1 && s % PER == PER - 1) {
+        if (PER > 1 && (s % PER == PER - 1 || s == ns - 1)) {
 #pragma GCC unroll 8
             for (int c = 0; c < NC; c++) {
                 facc[c] = _mm512_fmadd_ps(acc[c], _mm512_set1_ps(ta[c * t_stride + s]), facc[c]);

@@ -67,15 +67,23 @@ size_t qd_matmul_scratch_bytes(const qd_qmat_t *w, int n_tok)
 #define HINT_BYTES (256 << 10)
 
 typedef struct {
-    atomic_llong next; /* next chunk of this stretch to hand out */
-    char pad[64 - sizeof(atomic_llong)];
+    _Alignas(64) atomic_llong next; /* next chunk of this stretch to hand out */
 } own_ctr_t;
+
+/* How one phase over matrices ws[0..n_w) is cut for nth threads: chunks
+ * of ch rows (a multiple of 32), nc of them over all the matrices in
+ * order; G stretches, stretch g being chunks [stretch_lo(g),
+ * stretch_lo(g+1)); and whether the pool runs it at all (below about
+ * 2^18 multiply-adds, tens of microseconds, a pool hand-off costs more
+ * than it saves: small models' matrices run on the caller). */
+typedef struct {
+    int64_t ch, nc;
+    int G, pooled;
+} plan_t;
 
 typedef struct {
     int n_w;
-    int64_t ch;             /* rows per chunk handed out (multiple of 32) */
-    int64_t nc;             /* chunks over all the matrices */
-    int n_own;              /* stretches: stretch g is chunks [g*nc/n_own, (g+1)*nc/n_own) */
+    plan_t pl;
     const qd_qmat_t *ws[MAX_W]; /* the activation format follows ws[0] */
     float *outs[MAX_W];
     int64_t ldos[MAX_W];
@@ -95,14 +103,28 @@ typedef struct {
     own_ctr_t own[MAX_OWN];
 } matmul_job_t;
 
-/* Rows per chunk for `rows` rows over nth threads: about 4 chunks per
+/* The plan of ws[0..n_w) x n_tok over nth threads. Chunks: about 4 per
  * thread, fine enough to even out a slowed thread, coarse enough that
  * per-call set-up (the decode dots unpack the activation once per call)
  * stays small. */
-static int64_t chunk_rows(int64_t rows, int nth)
+static plan_t plan_of(int n_w, const qd_qmat_t *const ws[], int n_tok, int nth)
 {
-    return (int64_t)QD_ALIGN_UP((size_t)QD_MAX(rows / (4 * QD_MAX(nth, 1)), 1), 32);
+    plan_t p = {0};
+    int64_t rows = 0;
+    double macs = 0;
+    for (int i = 0; i < n_w; i++) {
+        rows += ws[i]->n_rows;
+        macs += (double)ws[i]->n_rows * (double)ws[i]->n_cols * n_tok;
+    }
+    p.ch = (int64_t)QD_ALIGN_UP((size_t)QD_MAX(rows / (4 * QD_MAX(nth, 1)), 1), 32);
+    for (int i = 0; i < n_w; i++)
+        p.nc += (ws[i]->n_rows + p.ch - 1) / p.ch;
+    p.G = QD_MIN(QD_MAX(nth, 1), MAX_OWN);
+    p.pooled = nth > 1 && macs >= (double)(1 << 18);
+    return p;
 }
+
+static int64_t stretch_lo(const plan_t *p, int g) { return (int64_t)g * p->nc / p->G; }
 
 /* Chunk c of matrices ws[0..n_w) in chunks of ch rows: its matrix (return
  * value; n_w when c is past the end) and first row. */
@@ -158,7 +180,7 @@ static void dot_rows(const matmul_job_t *j, const qd_qmat_t *w, float *out,
         j->k->gemm(w, r0, r1, j->act, j->act_stride, j->n_tok, out, ldo);
 }
 
-/* The rows of all the job's matrices, in chunks of j->ch rows. Thread
+/* The rows of all the job's matrices, in chunks of j->pl.ch rows. Thread
  * ith takes the chunks of its own stretch first, in order, from the
  * stretch's atomic counter, then those left in the other stretches: a
  * thread that is slowed (by the OS, or by slower memory) ends up with
@@ -169,18 +191,18 @@ static void dot_phase(void *v, int ith, int nth)
 {
     matmul_job_t *j = v;
     (void)nth;
-    int G = j->n_own;
-    for (int d = 0; d < G; d++) {
-        int g = (ith + d) % G;
-        int64_t hi = (int64_t)(g + 1) * j->nc / G;
+    const plan_t *pl = &j->pl;
+    for (int d = 0; d < pl->G; d++) {
+        int g = (ith + d) % pl->G;
+        int64_t hi = stretch_lo(pl, g + 1);
         for (;;) {
             int64_t c = atomic_fetch_add_explicit(&j->own[g].next, 1, memory_order_relaxed);
             if (c >= hi)
                 break;
             int64_t r0 = 0;
-            int i = chunk_at(j->ws, j->n_w, j->ch, c, &r0);
+            int i = chunk_at(j->ws, j->n_w, pl->ch, c, &r0);
             const qd_qmat_t *w = j->ws[i];
-            dot_rows(j, w, j->outs[i], j->ldos[i], r0, QD_MIN(r0 + j->ch, w->n_rows));
+            dot_rows(j, w, j->outs[i], j->ldos[i], r0, QD_MIN(r0 + pl->ch, w->n_rows));
         }
     }
 }
@@ -217,23 +239,14 @@ static void matmul_shared(const qd_kernels_t *k, qd_pool_t *pool, int n_w,
         .act_stride = act_row_bytes(w),
         .k = k,
     };
-    double macs = 0;
-    int64_t rows = 0;
     for (int i = 0; i < n_w; i++) {
         j.ws[i] = ws[i];
         j.outs[i] = outs[i];
         j.ldos[i] = ldos[i];
-        macs += (double)ws[i]->n_rows * (double)ws[i]->n_cols * n_tok;
-        rows += ws[i]->n_rows;
     }
-    int nth = qd_pool_size(pool);
-    j.ch = chunk_rows(rows, nth);
-    j.nc = 0;
-    for (int i = 0; i < n_w; i++)
-        j.nc += (ws[i]->n_rows + j.ch - 1) / j.ch;
-    j.n_own = QD_MIN(nth, MAX_OWN);
-    for (int g = 0; g < j.n_own; g++)
-        atomic_init(&j.own[g].next, (int64_t)g * j.nc / j.n_own);
+    j.pl = plan_of(n_w, ws, n_tok, qd_pool_size(pool));
+    for (int g = 0; g < j.pl.G; g++)
+        atomic_init(&j.own[g].next, stretch_lo(&j.pl, g));
     int mode = mode_of(k, w, n_tok);
     if (mode == MODE_BF16) {
         j.bf = scratch;
@@ -264,13 +277,11 @@ static void matmul_shared(const qd_kernels_t *k, qd_pool_t *pool, int n_w,
     } else {
         qd_pool_run(pool, quantize_phase, &j);
     }
-    /* Below about 2^18 multiply-adds (tens of microseconds) a pool
-     * hand-off costs more than it saves: small models' matrices run on
-     * the caller. Each output is computed the same way either way. */
-    if (macs < (double)(1 << 18))
-        dot_phase(&j, 0, 1);
-    else
+    /* each output is computed the same way either way */
+    if (j.pl.pooled)
         qd_pool_run(pool, dot_phase, &j);
+    else
+        dot_phase(&j, 0, 1);
 }
 
 /* qd_matmul with a given kernel set (tests compare sets through this). */
@@ -347,36 +358,31 @@ void qd_matmul_multi(qd_pool_t *pool, int n_w, float *const outs[],
 
 void qd_matmul_hint(qd_pool_t *pool, int n_w, const qd_qmat_t *const ws[], int n_tok)
 {
-    int nth = qd_pool_size(pool);
-    if (nth < 2 || n_w < 1 || n_tok < 1)
+    if (n_w < 1 || n_tok < 1)
         return;
     /* the first phase of qd_matmul_multi(ws): its chunks and stretches */
     int e = run_end(qd_kernels(), n_w, ws, 0, n_tok);
-    int64_t rows = 0, nc = 0;
-    for (int i = 0; i < e; i++)
-        rows += ws[i]->n_rows;
-    int64_t ch = chunk_rows(rows, nth);
-    for (int i = 0; i < e; i++)
-        nc += (ws[i]->n_rows + ch - 1) / ch;
-    int G = QD_MIN(nth, MAX_OWN);
+    const plan_t pl = plan_of(e, ws, n_tok, qd_pool_size(pool));
+    if (!pl.pooled) /* the caller alone will run it */
+        return;
     /* threads past G share stretches; each stretch's first thread
      * prefetches it */
     const void *base[MAX_OWN];
     size_t n[MAX_OWN];
-    for (int t = 0; t < G; t++) {
+    for (int t = 0; t < pl.G; t++) {
         base[t] = NULL;
         n[t] = 0;
-        int64_t c0 = (int64_t)t * nc / G, c1 = (int64_t)(t + 1) * nc / G, r0 = 0;
+        int64_t c0 = stretch_lo(&pl, t), c1 = stretch_lo(&pl, t + 1), r0 = 0;
         if (c0 >= c1)
             continue;
-        int i = chunk_at(ws, e, ch, c0, &r0);
+        int i = chunk_at(ws, e, pl.ch, c0, &r0);
         int64_t r1 = ws[i]->n_rows, rl = 0;
-        if (chunk_at(ws, e, ch, c1 - 1, &rl) == i)
-            r1 = QD_MIN(rl + ch, r1); /* the stretch ends inside matrix i */
+        if (chunk_at(ws, e, pl.ch, c1 - 1, &rl) == i)
+            r1 = QD_MIN(rl + pl.ch, r1); /* the stretch ends inside matrix i */
         base[t] = (const uint8_t *)ws[i]->data + (size_t)r0 * ws[i]->row_bytes;
         n[t] = QD_MIN((size_t)(r1 - r0) * ws[i]->row_bytes, (size_t)HINT_BYTES);
     }
-    qd_pool_hint(pool, G, base, n);
+    qd_pool_hint(pool, pl.G, base, n);
 }
 
 void qd_matmul(qd_pool_t *pool, float *restrict out, int64_t ldo,

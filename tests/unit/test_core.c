@@ -66,8 +66,8 @@ Test(core, pool_runs_every_thread_each_time)
 
 /* Prefetch hints change nothing the threads compute: with spans set
  * before every phase (some threads none, some spans empty, the memory a
- * real buffer that is then freed), every phase still runs every thread
- * once, and waiting threads that prefetch still see the next phase. */
+ * real buffer), every phase still runs every thread once, and waiting
+ * threads that prefetch still see the next phase. */
 Test(core, pool_hints_keep_every_phase)
 {
     size_t bytes = (size_t)4 << 20;

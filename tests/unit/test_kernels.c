@@ -338,6 +338,62 @@ Test(kernels, matmul_independent_of_thread_count)
     }
 }
 
+/* More threads than chunks, and than the 64 stretch owners: two matrices
+ * through qd_matmul_multi (136 rows: 5 chunks of 32 at 70 threads, one
+ * chunk a stretch at 5) give bitwise the results of one thread, hinted or
+ * not. */
+Test(kernels, matmul_stretches_many_threads)
+{
+    const int64_t rows[2] = {96, 40}, n_cols = 4096;
+    const int toks[] = {1, 40};
+    rng_state = 777;
+    void *wq[2];
+    qd_qmat_t w[2];
+    const qd_qmat_t *wp[2];
+    size_t sb = 0;
+    for (int i = 0; i < 2; i++) {
+        float *wf = qd_malloc((size_t)(rows[i] * n_cols) * sizeof(float));
+        fill(wf, rows[i] * n_cols, 1.0f);
+        size_t rb = qd_row_size(QD_TYPE_Q4_0, n_cols);
+        wq[i] = qd_malloc(rb * (size_t)rows[i]);
+        quantize_rows(QD_TYPE_Q4_0, wf, wq[i], rows[i], n_cols);
+        w[i] = (qd_qmat_t){.type = QD_TYPE_Q4_0, .n_rows = rows[i], .n_cols = n_cols,
+                           .row_bytes = rb, .data = wq[i]};
+        wp[i] = &w[i];
+        sb = QD_MAX(sb, qd_matmul_scratch_bytes(&w[i], 40));
+        qd_free(wf);
+    }
+    void *scratch = qd_malloc_aligned(sb, 64);
+    float *x = qd_malloc((size_t)(40 * n_cols) * sizeof(float));
+    fill(x, 40 * n_cols, 1.0f);
+    for (size_t k = 0; k < QD_ARRAY_SIZE(toks); k++) {
+        int n_tok = toks[k];
+        const int nts[] = {1, 5, 70};
+        float *o[3][2];
+        for (int a = 0; a < 3; a++) {
+            qd_pool_t *pool;
+            cr_assert_eq(qd_pool_create(nts[a], &pool), 0);
+            int64_t ldo[2] = {rows[0], rows[1]};
+            for (int i = 0; i < 2; i++)
+                o[a][i] = qd_calloc((size_t)(n_tok * rows[i]), sizeof(float));
+            qd_matmul_hint(pool, 2, wp, n_tok);
+            qd_matmul_multi(pool, 2, o[a], ldo, wp, x, n_cols, n_tok, scratch);
+            qd_pool_destroy(pool);
+        }
+        for (int a = 1; a < 3; a++)
+            for (int i = 0; i < 2; i++)
+                cr_assert(memcmp(o[0][i], o[a][i], (size_t)(n_tok * rows[i]) * sizeof(float)) == 0,
+                          "matrix %d, %d tokens: %d threads differ from 1", i, n_tok, nts[a]);
+        for (int a = 0; a < 3; a++)
+            for (int i = 0; i < 2; i++)
+                qd_free(o[a][i]);
+    }
+    for (int i = 0; i < 2; i++)
+        qd_free(wq[i]);
+    qd_free(x);
+    qd_free_aligned(scratch);
+}
+
 /* The tiled paths' weight decoding (quant/tile.c, the scalar decoder every
  * set falls back to) gives dsc*u + corr = the type's to_float values, and
  * the AVX-512 decoder (tiledec_avx512.c) gives the same bytes and floats. */
