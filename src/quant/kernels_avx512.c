@@ -682,20 +682,26 @@ static inline __m512 kt0_scales(const uint8_t *x, size_t bsz)
     return _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(d));
 }
 
-/* The unpacking of the 4-bit types: W[k] lane l = the low (l even) or
- * high (l odd) nibbles of dword 4*(l/2) + k of the 128 bytes (A, B). */
-static inline __attribute__((always_inline)) void
-kt_nibbles(__m512i A, __m512i B, __m512i W[4])
+/* The unpacking of the 4-bit types, one register: lane l = the low (l
+ * even) or high (l odd) nibbles of dword 4*(l/2) + k of the 128 bytes
+ * (A, B). */
+static inline __attribute__((always_inline)) __m512i kt_nib(__m512i A, __m512i B, int k)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const __m512i shv = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
     const __m512i idx0 = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
+    return _mm512_and_si512(
+        _mm512_srlv_epi32(
+            _mm512_permutex2var_epi32(A, _mm512_add_epi32(idx0, _mm512_set1_epi32(k)), B), shv),
+        m4);
+}
+
+/* All four: W[k] = kt_nib(A, B, k). */
+static inline __attribute__((always_inline)) void
+kt_nibbles(__m512i A, __m512i B, __m512i W[4])
+{
     for (int k = 0; k < 4; k++)
-        W[k] = _mm512_and_si512(
-            _mm512_srlv_epi32(
-                _mm512_permutex2var_epi32(A, _mm512_add_epi32(idx0, _mm512_set1_epi32(k)), B),
-                shv),
-            m4);
+        W[k] = kt_nib(A, B, k);
 }
 
 /* The products of one unpacked Q6_K superblock (W, its values + 32;
@@ -785,16 +791,12 @@ kt_pair_q4_K(const int NT, const qd_block_q4_K *b0, const qd_block_q4_K *b1, int
     const __m512i A1 = _mm512_loadu_si512(b1->qs), B1 = _mm512_loadu_si512(b1->qs + 64);
     const __m512i P0 = _mm512_permutex2var_epi32(A0, ip, B0), Q0 = _mm512_permutex2var_epi32(A0, iq, B0);
     const __m512i P1 = _mm512_permutex2var_epi32(A1, ip, B1), Q1 = _mm512_permutex2var_epi32(A1, iq, B1);
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const __m512i base = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
-    const __m512i shv = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
-    /* kt_nibbles on (P0, P1) then (Q0, Q1), interleaved by k: two calls
-     * measured 3 % slower (8 tokens x 4096x4096: 1.00 vs 0.97 ms) */
+    /* (P0, P1) and (Q0, Q1) unpacked interleaved by k: two kt_nibbles
+     * calls measured 3 % slower (8 tokens x 4096x4096: 1.00 vs 0.97 ms) */
     __m512i W[8];
     for (int k = 0; k < 4; k++) {
-        const __m512i ix = _mm512_add_epi32(base, _mm512_set1_epi32(k));
-        W[k] = _mm512_and_si512(_mm512_srlv_epi32(_mm512_permutex2var_epi32(P0, ix, P1), shv), m4);
-        W[k + 4] = _mm512_and_si512(_mm512_srlv_epi32(_mm512_permutex2var_epi32(Q0, ix, Q1), shv), m4);
+        W[k] = kt_nib(P0, P1, k);
+        W[k + 4] = kt_nib(Q0, Q1, k);
     }
     /* per run, its 8 scales and 8 mins as one vector of 16 times d | dmin;
      * then the scales of both runs in one vector, the mins in another */
@@ -832,7 +834,9 @@ kt_pair_q4_K(const int NT, const qd_block_q4_K *b0, const qd_block_q4_K *b1, int
 /* Q6_K: group l is sub-block l (scale l). Value 16l+4k+i: ql dword
  * 16*(l/8) + 8*((l>>1)&1) + 4*(l&1) + k, nibble (l>>2)&1; qh dword
  * 8*(l/8) + 4*(l&1) + k, bits 2m..2m+1 with m = (l%8)/2, rotated to bits
- * 4-5. The offset of 32 is the correction 32*d*sc per group. */
+ * 4-5. The values are unpacked with their offset of 32, which the
+ * activation layout's nb (-32 times each group's sum) takes out: each
+ * token's integer sums start at nb (kt_toks). */
 static inline __attribute__((always_inline)) void
 kt_run_q6_K(const int NT, const uint8_t *xr, int64_t i, const uint8_t *act, size_t stride,
             int64_t nsb, __m512 acc[KTOKS_MAX])
@@ -922,16 +926,17 @@ kt_row(const int NT, const qd_type_t ty, int64_t nr, float *out, int64_t ldo,
                          (const qd_block_q4_K *)(2 * p + 1 < nr ? x + rb : x), p, act, stride,
                          acc);
         }
-    }
-    for (int64_t i = 0; i < nr && ty != QD_TYPE_Q4_K; i++) {
-        const uint8_t *x = xr + (size_t)i * rb;
-        dec_prefetch(x + QD_DEC_PF_DIST, (int)((rb + 63) / 64));
-        if (ty == QD_TYPE_Q6_K)
-            kt_run_q6_K(NT, x, i, act, stride, nr, acc);
-        else if (ty == QD_TYPE_Q4_0)
-            kt_run_q4_0(NT, x, i, act, stride, acc);
-        else
-            kt_run_q8_0(NT, x, i, act, stride, acc);
+    } else {
+        for (int64_t i = 0; i < nr; i++) {
+            const uint8_t *x = xr + (size_t)i * rb;
+            dec_prefetch(x + QD_DEC_PF_DIST, (int)((rb + 63) / 64));
+            if (ty == QD_TYPE_Q6_K)
+                kt_run_q6_K(NT, x, i, act, stride, nr, acc);
+            else if (ty == QD_TYPE_Q4_0)
+                kt_run_q4_0(NT, x, i, act, stride, acc);
+            else
+                kt_run_q8_0(NT, x, i, act, stride, acc);
+        }
     }
     hsum_store(NT, acc, out, ldo);
 }
@@ -946,18 +951,17 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
     const qd_type_t ty = w->type;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *xr = base + (size_t)r * w->row_bytes;
-        const uint8_t *a = act;
         float *o = out + r;
 #define KT_CASE(NT)                                                     \
     case NT:                                                            \
         if (ty == QD_TYPE_Q6_K)                                         \
-            kt_row(NT, QD_TYPE_Q6_K, nr, o, ldo, xr, a, stride);        \
+            kt_row(NT, QD_TYPE_Q6_K, nr, o, ldo, xr, act, stride);      \
         else if (ty == QD_TYPE_Q4_K)                                    \
-            kt_row(NT, QD_TYPE_Q4_K, nr, o, ldo, xr, a, stride);        \
+            kt_row(NT, QD_TYPE_Q4_K, nr, o, ldo, xr, act, stride);      \
         else if (ty == QD_TYPE_Q4_0)                                    \
-            kt_row(NT, QD_TYPE_Q4_0, nr, o, ldo, xr, a, stride);        \
+            kt_row(NT, QD_TYPE_Q4_0, nr, o, ldo, xr, act, stride);      \
         else                                                            \
-            kt_row(NT, QD_TYPE_Q8_0, nr, o, ldo, xr, a, stride);        \
+            kt_row(NT, QD_TYPE_Q8_0, nr, o, ldo, xr, act, stride);      \
         break;
         switch (n_tok) { /* 2..KTOKS_MAX: avx512_gemm_prefers */
             KT_CASE(2) KT_CASE(3) KT_CASE(4) KT_CASE(5)

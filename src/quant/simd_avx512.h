@@ -40,7 +40,8 @@ static inline __attribute__((always_inline)) void qd__transpose16_epi32(__m512i 
     }
 }
 
-/* Q4_K's 12 scale bytes: 8 six-bit scales and 8 six-bit mins (as int16). */
+/* Q4_K's 12 scale bytes: the 8 six-bit scales and the 8 six-bit mins, one
+ * byte each, packed into *s8 and *m8 (byte j = sub-block j). */
 static inline void qd__k4_scales8(const uint8_t *q, uint64_t *s8, uint64_t *m8)
 {
     uint32_t u0, u1, u2;
@@ -54,6 +55,7 @@ static inline void qd__k4_scales8(const uint8_t *q, uint64_t *s8, uint64_t *m8)
     *m8 = m_lo | ((uint64_t)m_hi << 32);
 }
 
+/* The same as int16 lanes 0-7 of *sc16 and *mn16. */
 static inline void qd__k4_scales16(const uint8_t *q, __m128i *sc16, __m128i *mn16)
 {
     uint64_t s8, m8;
