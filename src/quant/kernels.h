@@ -90,8 +90,20 @@ void qd__tile_decode(qd_type_t t, const uint8_t *row0, size_t row_bytes,
 /* C when every subblock's correction of weight type t is corr = -C*dsc
  * (an offset of the decoded values: Q4_0's 8, Q8_0's 128 …), else 0. For
  * such types a subblock's product is dsc * ta * (sum u*q - C * sum q):
- * the correction stays in the integers (qd__tile_act's ti). */
-int qd__tile_off(qd_type_t t);
+ * the correction stays in the integers (qd__tile_act's ti). The tile
+ * decoders (tile.c, tiledec_avx512.c) write corr from it, so the two
+ * cannot disagree. */
+static inline int qd__tile_off(qd_type_t t)
+{
+    switch (t) {
+    case QD_TYPE_Q4_0: return 8;
+    case QD_TYPE_Q5_0: return 16;
+    case QD_TYPE_Q8_0: case QD_TYPE_IQ4_NL: case QD_TYPE_IQ4_XS: return 128;
+    case QD_TYPE_Q6_K: return 32;
+    case QD_TYPE_Q3_K: return 4;
+    default: return 0;
+    }
+}
 /* From one activation row (vec_dot_type of weight type wt, n values):
  * qs[n] int8 values; per subblock the scale ta, the correction factor tb
  * (ta times the sum of the values, or Q8_1's stored s) and

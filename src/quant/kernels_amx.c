@@ -32,7 +32,6 @@
 #include <immintrin.h>
 #include <pthread.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "quantd/common.h"
 

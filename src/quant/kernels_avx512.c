@@ -1116,7 +1116,6 @@ micro(const int NC, const int S, const int OFF, const int PER,
             }
         }
         __m512 dv = _mm512_load_ps(dsc + s * 16);
-        __m512 cv = OFF ? dv : _mm512_load_ps(corr + s * 16);
 #pragma GCC unroll 8
         for (int c = 0; c < NC; c++) {
             if (PER == 1) {
@@ -1126,9 +1125,10 @@ micro(const int NC, const int S, const int OFF, const int PER,
                 acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[c]), dv, acc[c]);
             }
             if (!OFF)
-                facc[c] = _mm512_fmadd_ps(cv, _mm512_set1_ps(tb[c * t_stride + s]), facc[c]);
+                facc[c] = _mm512_fmadd_ps(_mm512_load_ps(corr + s * 16),
+                                          _mm512_set1_ps(tb[c * t_stride + s]), facc[c]);
         }
-        if (PER > 1 && (s % PER == PER - 1 || s == ns - 1)) {
+        if (PER > 1 && s % PER == PER - 1) {
 #pragma GCC unroll 8
             for (int c = 0; c < NC; c++) {
                 facc[c] = _mm512_fmadd_ps(acc[c], _mm512_set1_ps(ta[c * t_stride + s]), facc[c]);
@@ -1180,6 +1180,8 @@ MICRO_FN(micro_s32_off_sb, 32, 1, 8) /* IQ4_XS */
 MICRO_FN(micro_s16_sb, 16, 0, 16) /* Q2_K */
 MICRO_FN(micro_s16_off_sb, 16, 1, 16) /* Q3_K, Q6_K */
 
+_Static_assert(QD_TILE_K % QD_QK_K == 0, "a tile chunk holds whole superblocks (micro's PER)");
+
 /* The micro kernel for weight type t (subblocks of S values). */
 static micro_fn micro_for(qd_type_t t, int S)
 {
@@ -1208,7 +1210,7 @@ static void avx512_gemm_tiled(const qd_qmat_t *w, int64_t r0, int64_t r1,
         __mmask16 mask = (__mmask16)((1u << nr) - 1);
         const uint8_t *row0 = (const uint8_t *)w->data + (size_t)rt * w->row_bytes;
         /* chunks of QD_TILE_K values: whole superblocks of the k-quants,
-         * so a PER group never straddles two chunks */
+         * so a PER group never straddles two chunks (nor ends one short) */
         for (int64_t k0 = 0; k0 < K; k0 += QD_TILE_K) {
             int nk = (int)QD_MIN((int64_t)QD_TILE_K, K - k0);
             int ns = nk / S;

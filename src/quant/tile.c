@@ -39,19 +39,6 @@ int qd__tile_sub(qd_type_t t)
     }
 }
 
-int qd__tile_off(qd_type_t t)
-{
-    /* as decode_row (and tiledec_avx512.c) write corr */
-    switch (t) {
-    case QD_TYPE_Q4_0: return 8;
-    case QD_TYPE_Q5_0: return 16;
-    case QD_TYPE_Q8_0: case QD_TYPE_IQ4_NL: case QD_TYPE_IQ4_XS: return 128;
-    case QD_TYPE_Q6_K: return 32;
-    case QD_TYPE_Q3_K: return 4;
-    default: return 0;
-    }
-}
-
 static const int8_t kv_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                     1,    13,   25,  38,  53,  69,  89,  113};
 
@@ -80,7 +67,7 @@ static void decode_row(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
                 u[j + 16] = b->qs[j] >> 4;
             }
             dsc[i] = h2f(b->d);
-            corr[i] = -8.0f * dsc[i];
+            corr[i] = -(float)qd__tile_off(QD_TYPE_Q4_0) * dsc[i];
         }
         return;
     }
@@ -128,7 +115,7 @@ static void decode_row(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
                 u[j + 16] = (uint8_t)((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
             }
             dsc[i] = h2f(d);
-            corr[i] = is1 ? h2f(m) : -16.0f * dsc[i];
+            corr[i] = is1 ? h2f(m) : -(float)qd__tile_off(QD_TYPE_Q5_0) * dsc[i];
         }
         return;
     }
@@ -138,7 +125,7 @@ static void decode_row(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
             for (int j = 0; j < 32; j++)
                 u[j] = (uint8_t)(b->qs[j] + 128);
             dsc[i] = h2f(b->d);
-            corr[i] = -128.0f * dsc[i];
+            corr[i] = -(float)qd__tile_off(QD_TYPE_Q8_0) * dsc[i];
         }
         return;
     }
@@ -150,7 +137,7 @@ static void decode_row(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
                 u[j + 16] = (uint8_t)(kv_iq4nl[b->qs[j] >> 4] + 128);
             }
             dsc[i] = h2f(b->d);
-            corr[i] = -128.0f * dsc[i];
+            corr[i] = -(float)qd__tile_off(QD_TYPE_IQ4_NL) * dsc[i];
         }
         return;
     }
@@ -167,7 +154,7 @@ static void decode_row(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
                     u[j + 16] = (uint8_t)(kv_iq4nl[qs[j] >> 4] + 128);
                 }
                 *dsc = d * (float)(ls - 32);
-                *corr++ = -128.0f * *dsc++;
+                *corr++ = -(float)qd__tile_off(QD_TYPE_IQ4_XS) * *dsc++;
             }
         }
         return;
@@ -220,7 +207,7 @@ static void decode_row(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
             }
             for (int g = 0; g < 16; g++) {
                 *dsc = d * (float)b->scales[g];
-                *corr++ = -32.0f * *dsc++;
+                *corr++ = -(float)qd__tile_off(QD_TYPE_Q6_K) * *dsc++;
             }
         }
         return;
@@ -271,7 +258,7 @@ static void decode_row(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
                     u += 32;
                     for (int k = 0; k < 2; k++, is++) {
                         *dsc = d * (float)(sc[is] - 32);
-                        *corr++ = -4.0f * *dsc++;
+                        *corr++ = -(float)qd__tile_off(QD_TYPE_Q3_K) * *dsc++;
                     }
                 }
             }

@@ -52,7 +52,7 @@ static inline __m512i dec64(qd_type_t t, const uint8_t *row, int64_t k,
         const qd_block_q4_0 *b = (const qd_block_q4_0 *)row + k / 32;
         for (int i = 0; i < 2; i++) {
             ds[i] = h2f(b[i].d);
-            cr[i] = -8.0f * ds[i];
+            cr[i] = -(float)qd__tile_off(QD_TYPE_Q4_0) * ds[i];
         }
         return _mm512_inserti64x4(_mm512_castsi256_si512(nib32(b[0].qs)), nib32(b[1].qs), 1);
     }
@@ -80,7 +80,7 @@ static inline __m512i dec64(qd_type_t t, const uint8_t *row, int64_t k,
         const __m256i x80 = _mm256_set1_epi8((char)0x80);
         for (int i = 0; i < 2; i++) {
             ds[i] = h2f(b[i].d);
-            cr[i] = -128.0f * ds[i];
+            cr[i] = -(float)qd__tile_off(QD_TYPE_Q8_0) * ds[i];
         }
         __m256i q0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b[0].qs), x80);
         __m256i q1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b[1].qs), x80);
@@ -106,7 +106,7 @@ static inline __m512i dec64(qd_type_t t, const uint8_t *row, int64_t k,
         float d = h2f(b->d);
         for (int i = 0; i < 4; i++) {
             ds[i] = d * (float)b->scales[4 * qi + i];
-            cr[i] = -32.0f * ds[i];
+            cr[i] = -(float)qd__tile_off(QD_TYPE_Q6_K) * ds[i];
         }
         const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(3);
         __m512i L = _mm512_loadu_si512(b->ql + 64 * h);
@@ -196,7 +196,7 @@ dec_row(const qd_type_t t, const uint8_t *row, int64_t k0, int nk, uint8_t *u,
             __m512 sc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
                                              _mm_loadu_si128((const __m128i *)b->scales))));
             _mm512_storeu_ps(ds, sc);
-            _mm512_storeu_ps(cr, _mm512_mul_ps(_mm512_set1_ps(-32.0f), sc));
+            _mm512_storeu_ps(cr, _mm512_mul_ps(_mm512_set1_ps(-(float)qd__tile_off(QD_TYPE_Q6_K)), sc));
             for (int h = 0; h < 2; h++) {
                 __m512i L = _mm512_loadu_si512(b->ql + 64 * h);
                 __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
