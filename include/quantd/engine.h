@@ -80,7 +80,7 @@ typedef struct {
 typedef enum { QD_KV_F32 = 0, QD_KV_F16, QD_KV_Q8_0 } qd_kv_type_t;
 
 typedef struct {
-    int32_t n_batch;      /* max tokens per forward pass */
+    int32_t n_batch;      /* max tokens per qd_ctx_decode call */
     int32_t n_ubatch;     /* tokens computed together: a larger batch runs
                            * as micro-batches of at most this many, equal
                            * within a token (the buffers are sized for

@@ -28,7 +28,6 @@
 #include "api/api.h"
 #include "api/chat.h"
 #include "api/openai.h"
-#include "engine/unicode.h"
 #include "quantd/common.h"
 #include "quantd/metrics.h"
 #include "quantd/pool.h"

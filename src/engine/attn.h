@@ -13,9 +13,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quantd/engine.h"
+
 #define QD_ATTN_ROWS 64
-#define QD_ATTN_BLK 16     /* positions per cache block (QD_KV_BLOCK) */
-#define QD_ATTN_SCAP 2048  /* positions of the score cache of a row */
+/* positions per cache block: one 16-lane mask or register per block */
+#define QD_ATTN_BLK QD_KV_BLOCK
+_Static_assert(QD_KV_BLOCK == 16, "the attention paths take a cache block as 16 lanes");
+/* positions whose scores the f16 path's pass 0 keeps for pass 1 (per
+ * row); longer contexts recompute them */
+#define QD_ATTN_SCAP 2048
 
 typedef struct {
     const uint8_t *data;  /* the cache's block memory */

@@ -17,9 +17,6 @@
 #include <math.h>
 #include <string.h>
 
-/* QD_ATTN_SCAP: positions whose scores pass 0 keeps for pass 1 (per row);
- * longer contexts recompute them. */
-
 static size_t vec_ws_floats(int hd)
 {
     /* qf, O: ROWS x hd; Kt: hd x 16; Vf: 16 x hd; m, l: ROWS; p: 16;

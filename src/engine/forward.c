@@ -53,27 +53,27 @@ struct qd_ctx {
     int32_t n_kv; /* n_head_kv * head_dim */
     /* Buffers, allocated once for n_ubatch tokens (logits, out_rows: for
      * n_batch); row t belongs to token t of the micro-batch in progress. */
-    float *x;          /* (n_batch, n_embd) residual stream */
-    float *xn;         /* (n_batch, n_embd) normalized x; final: flagged rows */
-    float *q;          /* (n_batch, n_q) */
-    float *k;          /* (n_batch, n_kv) */
-    float *v;          /* (n_batch, n_kv) */
-    float *att;        /* (n_batch, n_q) attention output */
-    float *tmp;        /* (n_batch, n_embd) output of Wo / Wd */
-    float *gate;       /* (n_batch, n_ff) */
-    float *up;         /* (n_batch, n_ff) */
-    float *rope;       /* (n_batch, n_rot) cos, sin per rotated pair */
+    float *x;          /* (n_ubatch, n_embd) residual stream */
+    float *xn;         /* (n_ubatch, n_embd) normalized x; final: flagged rows */
+    float *q;          /* (n_ubatch, n_q) */
+    float *k;          /* (n_ubatch, n_kv) */
+    float *v;          /* (n_ubatch, n_kv) */
+    float *att;        /* (n_ubatch, n_q) attention output */
+    float *tmp;        /* (n_ubatch, n_embd) output of Wo / Wd */
+    float *gate;       /* (n_ubatch, n_ff) */
+    float *up;         /* (n_ubatch, n_ff) */
+    float *rope;       /* (n_ubatch, n_rot) cos, sin per rotated pair */
     float *scores;     /* (n_threads, n_ctx + head_dim) scores, then q */
     float *attn_ws;    /* (n_threads, qd__attn_ws_floats) blocked attention */
     float *logits;     /* (n_batch, n_vocab) */
     int32_t *out_rows; /* (n_batch) batch index of each flagged token */
     int32_t n_out;
-    int32_t ub_out0;   /* micro-batch in progress: its first flagged token */
-    int32_t ub_nout;   /* and how many of the flagged tokens it holds */
-    int32_t ub_off;    /* batch index of its first token */
     void *scratch; /* qd_matmul scratch */
     size_t scratch_bytes;
     /* State of the pass in progress (read by the parallel phases). */
+    int32_t ub_out0;   /* micro-batch in progress: its first flagged token */
+    int32_t ub_nout;   /* and how many of the flagged tokens it holds */
+    int32_t ub_off;    /* batch index of its first token */
     const qd_batch_t *b;
     const qd_layer_t *L;
     int32_t il;
@@ -830,6 +830,13 @@ static void matmul_n(qd_ctx_t *c, int n_w, float *const outs[],
     qd_matmul_multi(c->pool, n_w, outs, ldos, ws, x, ldx, n_tok, c->scratch);
 }
 
+/* Name layer L's q/k/v product as the pool's next prefetch hint. */
+static void hint_qkv(qd_ctx_t *c, const qd_layer_t *L, int32_t n)
+{
+    const qd_qmat_t *ws[] = {&L->wq, &L->wk, &L->wv};
+    qd_matmul_hint(c->pool, 3, ws, n);
+}
+
 /* One micro-batch through every layer, then the logits of its flagged
  * tokens into their rows of c->logits. */
 static void forward(qd_ctx_t *c, const qd_batch_t *b)
@@ -846,15 +853,13 @@ static void forward(qd_ctx_t *c, const qd_batch_t *b)
     run_tok(c, n, phase_embed);
     for (int il = 0; il < hp->n_layer; il++) {
         const qd_layer_t *L = &m->layers[il];
-        const qd_layer_t *N = il + 1 < hp->n_layer ? &m->layers[il + 1] : &m->layers[0];
         const qd_qmat_t *qkv[] = {&L->wq, &L->wk, &L->wv};
         const qd_qmat_t *gate_up[] = {&L->w_gate, &L->w_up};
         const qd_qmat_t *wo[] = {&L->wo}, *down[] = {&L->w_down};
-        const qd_qmat_t *next[] = {&N->wq, &N->wk, &N->wv};
         c->L = L;
         c->il = il;
         run_tok(c, n, phase_attn_norm);
-        /* Before each product, the next one is named to the pool: the
+        /* Before each product the one after it is named to the pool: the
          * threads prefetch its first rows while they wait (for the end of
          * this product, the serial steps after it). */
         qd_matmul_hint(c->pool, 1, wo, n);
@@ -880,18 +885,19 @@ static void forward(qd_ctx_t *c, const qd_batch_t *b)
         run_tok(c, n, phase_swiglu);
         /* after the last layer: the output matrix, or the next step's
          * first layer */
-        if (il + 1 == hp->n_layer && c->ub_nout > 0) {
+        if (il + 1 < hp->n_layer) {
+            hint_qkv(c, &m->layers[il + 1], n);
+        } else if (c->ub_nout > 0) {
             const qd_qmat_t *out[] = {&m->output};
             qd_matmul_hint(c->pool, 1, out, c->ub_nout);
         } else {
-            qd_matmul_hint(c->pool, 3, next, n);
+            hint_qkv(c, &m->layers[0], n);
         }
         matmul(c, c->tmp, hp->n_embd, &L->w_down, c->gate, hp->n_ff, n);
         run_tok(c, n, phase_ffn_residual);
     }
     if (c->ub_nout > 0) {
-        const qd_qmat_t *first[] = {&m->layers[0].wq, &m->layers[0].wk, &m->layers[0].wv};
-        qd_matmul_hint(c->pool, 3, first, n);
+        hint_qkv(c, &m->layers[0], n); /* the next step's first product */
         run_tok(c, c->ub_nout, phase_out_norm);
         matmul(c, c->logits + (size_t)c->ub_out0 * hp->n_vocab, hp->n_vocab,
                &m->output, c->xn, hp->n_embd, c->ub_nout);
