@@ -1,10 +1,6 @@
 /*
- * compute.h — the compute pool and the matrix products the engine runs on.
- *
- * One pool of worker threads per process (N = physical cores by default).
- * qd_pool_run() runs fn on every thread (the caller is thread 0) and returns
- * when all are done, so a forward pass is a sequence of parallel phases with
- * no allocation and no thread creation.
+ * compute.h — the matrix products the engine runs on, split over the
+ * compute pool (quantd/threadpool.h).
  *
  * qd_matmul() computes out[t][r] = sum_k W[r][k] * x[t][k] for a whole batch
  * of n_tok activation rows: the activations are quantized once to the
@@ -19,27 +15,7 @@
 #include <stdint.h>
 
 #include "quantd/quant.h"
-
-typedef struct qd_pool qd_pool_t;
-
-/* Create a pool of n_threads (>= 1; the caller counts as one). */
-int qd_pool_create(int n_threads, qd_pool_t **out);
-void qd_pool_destroy(qd_pool_t *p);
-int qd_pool_size(const qd_pool_t *p);
-typedef void (*qd_pool_fn)(void *arg, int ith, int nth);
-/* Run fn(arg, ith, nth) on every thread; returns after all finished.
- * Not reentrant: one caller at a time. */
-void qd_pool_run(qd_pool_t *p, qd_pool_fn fn, void *arg);
-/* Prefetch hints: for thread i < k, base[i], n[i] bytes (NULL: none) is
- * the memory it will read first in the next phase; while a thread spins
- * waiting (for its partners to finish a phase, or for the next one) it
- * prefetches its span into cache; a thread asleep on the futex (or with
- * QD_POOL_SPIN_US=0) does not. Threads from k on get none. Replaces the
- * previous hints. Called by the thread that calls qd_pool_run. Only a
- * hint: prefetches do not fault, results do not change. */
-void qd_pool_hint(qd_pool_t *p, int k, const void *const base[], const size_t n[]);
-/* Number of physical cores (falls back to online CPUs). */
-int qd_physical_cores(void);
+#include "quantd/threadpool.h"
 
 /* A weight matrix as stored: n_rows rows of n_cols values of `type`. */
 typedef struct {
@@ -72,9 +48,10 @@ void qd_matmul_multi(qd_pool_t *pool, int n_w, float *const outs[],
                      const float *restrict x, int64_t ldx, int n_tok,
                      void *scratch);
 
-/* The next qd_matmul / qd_matmul_multi on pool will be of ws[0..n_w) and
- * n_tok rows: have each thread prefetch the start of its share while it
- * waits before then (qd_pool_hint). Changes no result. */
+/* A coming qd_matmul / qd_matmul_multi on pool (the forward pass names
+ * each product one product ahead) will be of ws[0..n_w) and n_tok rows:
+ * have each thread prefetch the start of its share while it waits before
+ * then (qd_pool_hint). Changes no result. */
 void qd_matmul_hint(qd_pool_t *pool, int n_w, const qd_qmat_t *const ws[], int n_tok);
 
 /* Name of the kernel set chosen at start-up ("scalar", "avx2", "avx512"). */

@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "quantd/common.h"
-#include "quantd/compute.h"
+#include "quantd/threadpool.h"
 
 /* Spin budget before sleeping; QD_POOL_SPIN_US overrides (0: no spin). */
 #define SPIN_NS_DEFAULT 50000
@@ -109,22 +109,29 @@ static long now_ns(void)
     return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
-/* Spin until *v != old or the budget runs out, prefetching thread ith's
- * hint meanwhile; returns the last value. */
+/* Round i of a bounded spin begun at t0 by thread ith: prefetch a piece
+ * of its hint, or pause; 0 once the spin budget is spent (the clock is
+ * read every 64 rounds). Both waits, the workers' for the next phase and
+ * the caller's for the workers, are loops of these. */
+static int spin_round(qd_pool_t *p, int ith, pf_cursor_t *pc, int i, long t0)
+{
+    if (!pf_step(p, ith, pc))
+        cpu_relax();
+    return (i & 63) != 0 || now_ns() - t0 <= p->spin_ns;
+}
+
+/* Spin until *v != old or the budget runs out; returns the last value. */
 static unsigned spin_while_eq(qd_pool_t *p, int ith, pf_cursor_t *pc,
-                              _Atomic unsigned *v, unsigned old, long spin_ns)
+                              _Atomic unsigned *v, unsigned old)
 {
     unsigned x = atomic_load_explicit(v, memory_order_acquire);
-    if (x != old || spin_ns <= 0)
+    if (x != old || p->spin_ns <= 0)
         return x;
     long t0 = now_ns();
     for (int i = 1;; i++) {
-        if (!pf_step(p, ith, pc))
-            cpu_relax();
+        int more = spin_round(p, ith, pc, i, t0);
         x = atomic_load_explicit(v, memory_order_acquire);
-        if (x != old)
-            return x;
-        if ((i & 63) == 0 && now_ns() - t0 > spin_ns)
+        if (x != old || !more)
             return x;
     }
 }
@@ -137,7 +144,7 @@ static void *worker_main(void *v)
     unsigned seen = 0; /* gen starts at 0; a run may precede our start */
     pf_cursor_t pc = {0};
     for (;;) {
-        unsigned g = spin_while_eq(p, wa.ith, &pc, &p->gen, seen, p->spin_ns);
+        unsigned g = spin_while_eq(p, wa.ith, &pc, &p->gen, seen);
         while (g == seen && !atomic_load(&p->stop)) {
             atomic_fetch_add(&p->n_sleeping, 1); /* seq_cst: pairs with gen */
             if (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
@@ -255,10 +262,9 @@ void qd_pool_run(qd_pool_t *p, qd_pool_fn fn, void *arg)
     if (d < want && p->spin_ns > 0) {
         long t0 = now_ns();
         for (int i = 1; d < want; i++) {
-            if (!pf_step(p, 0, &p->caller_pf))
-                cpu_relax();
+            int more = spin_round(p, 0, &p->caller_pf, i, t0);
             d = atomic_load_explicit(&p->n_done, memory_order_acquire);
-            if ((i & 63) == 0 && now_ns() - t0 > p->spin_ns)
+            if (!more)
                 break;
         }
     }

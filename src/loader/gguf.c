@@ -37,7 +37,7 @@
 
 #include "loader/gguf_int.h"
 #include "quantd/common.h"
-#include "quantd/compute.h"
+#include "quantd/threadpool.h"
 #include "quantd/gguf.h"
 #include "quantd/mapguard.h"
 

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "quantd/common.h"
-#include "quantd/compute.h"
+#include "quantd/threadpool.h"
 
 Test(core, strerror_covers_every_code)
 {
