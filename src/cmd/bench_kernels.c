@@ -56,23 +56,30 @@ static void membw_fn(void *arg, int ith, int nth)
     j->sums[ith & 63] = sum_range(j->buf + per * (size_t)ith, per);
 }
 
+/* n bytes in memory like the weights': on huge pages when models are
+ * read into memory (qd_gguf_set_load), so that a roofline is that of the
+ * memory the weights live in. 2 MiB-aligned, or madvise fails (EINVAL on
+ * a start inside a page). qd_free_aligned frees it. */
+static uint8_t *alloc_like_weights(size_t n)
+{
+    uint8_t *p = qd_malloc_aligned(n, (size_t)2 << 20);
+#ifdef MADV_HUGEPAGE
+    if (p && qd_gguf_get_load() == QD_GGUF_READ)
+        (void)madvise(p, n, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
 int qd__bench_membw(int n_threads, int reps)
 {
     size_t n = (size_t)1 << 30;
-    /* 2 MiB-aligned, so that madvise below can give it huge pages */
-    uint8_t *buf = qd_malloc_aligned(n, (size_t)2 << 20);
+    uint8_t *buf = alloc_like_weights(n);
     qd_pool_t *pool = NULL;
     if (!buf || qd_pool_create(n_threads, &pool) != 0) {
         fprintf(stderr, "bench: out of memory\n");
         qd_free_aligned(buf);
         return 1;
     }
-#ifdef MADV_HUGEPAGE
-    /* on huge pages, as the models are read (qd_gguf_set_load): the
-     * roofline is that of the memory the weights live in */
-    if (qd_gguf_get_load() == QD_GGUF_READ)
-        (void)madvise(buf, n, MADV_HUGEPAGE);
-#endif
     for (size_t i = 0; i < n; i += 4096)
         memset(buf + i, (int)(i >> 12), 4096);
     membw_job_t j = {.buf = buf, .n_bytes = n};
@@ -166,15 +173,10 @@ int qd__bench_kernels(int n_threads, int reps, const char *types, int mv_only)
         }
         /* matrix x vector from DRAM: the matrix repeated to >= 1 GiB */
         size_t mb = rb * (size_t)R, copies = (((size_t)1 << 30) + mb - 1) / mb;
-        uint8_t *big = qd_malloc_aligned(mb * copies, (size_t)2 << 20);
+        uint8_t *big = alloc_like_weights(mb * copies);
         float *bout = qd_malloc(sizeof(float) * (size_t)R * copies);
         double best_d = 0;
         if (big && bout) {
-#ifdef MADV_HUGEPAGE
-            /* on huge pages when models are (see qd__bench_membw) */
-            if (qd_gguf_get_load() == QD_GGUF_READ)
-                (void)madvise(big, mb * copies, MADV_HUGEPAGE);
-#endif
             for (size_t c = 0; c < copies; c++)
                 memcpy(big + c * mb, wq, mb);
             qd_qmat_t wb = w;
