@@ -18,7 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 QUANTD=${QUANTD:-build/quantd}
 REF_BENCH_SET=${REF_BENCH:-}
 REF_BENCH=${REF_BENCH:-$here/ref-bench.mjs}
-[ $# -ge 1 ] || { echo "usage: $0 MODEL.gguf [-p P] [-n N] [-t T] [-r R] [--batch B]" >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: $0 MODEL.gguf [-p P] [-n N] [-t T] [-r R] [--batch B] [--no-amx]" >&2; exit 2; }
 model=$1; shift
 p=512; n=128; t=2; r=2; batch=8; noamx=0
 while [ $# -gt 0 ]; do
@@ -35,7 +35,9 @@ done
 [ -f "$model" ] || { echo "$0: $model: not found" >&2; exit 1; }
 if [ $noamx = 1 ]; then
     export QD_KERNELS=avx512
-    if [ -z "${REF_BENCH_SET:-}" ]; then
+    if [ -n "$REF_BENCH_SET" ]; then
+        echo "$0: --no-amx keeps REF_BENCH=$REF_BENCH: it must be an install without ggml's AMX variant (see the variant printed below)" >&2
+    else
         "$here/setup-reference.sh" --no-amx >/dev/null
         REF_BENCH=$here/ref-noamx/ref-bench.mjs
     fi

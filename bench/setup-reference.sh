@@ -21,13 +21,15 @@ echo "reference installed: $(node -p 'require("./node_modules/node-llama-cpp/pac
 if [ "${1:-}" = "--no-amx" ]; then
     bins=node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
     [ -d "$bins" ] || { echo "$0: $bins: not found" >&2; exit 1; }
-    if [ ! -d ref-noamx/node_modules ]; then
-        rm -rf ref-noamx
-        mkdir -p ref-noamx
-        cp -al node_modules ref-noamx/node_modules 2>/dev/null ||
-            cp -a node_modules ref-noamx/node_modules
-        rm -f ref-noamx/$bins/libggml-cpu-sapphirerapids.so
+    # made afresh each time (hard links: instant), so that it follows the
+    # install above
+    rm -rf ref-noamx/node_modules
+    mkdir -p ref-noamx
+    if ! cp -al node_modules ref-noamx/node_modules 2>/dev/null; then
+        rm -rf ref-noamx/node_modules
+        cp -a node_modules ref-noamx/node_modules
     fi
+    rm -f ref-noamx/$bins/libggml-cpu-sapphirerapids.so
     # The script itself is copied each time so that it resolves
     # node-llama-cpp from ref-noamx/node_modules and stays current.
     cp ref-bench.mjs ref-noamx/ref-bench.mjs
