@@ -45,40 +45,16 @@ static void count_fn(void *arg, int ith, int nth)
     atomic_fetch_add(&slots[64], nth);
 }
 
-Test(core, pool_runs_every_thread_each_time)
+/* 2000 phases of count_fn on a pool of n threads, each thread running
+ * each phase once; with buf, prefetch hints into it (some threads none,
+ * some spans empty) set anew before every phase. */
+static void run_counted_phases(int n, const unsigned char *buf, size_t bytes)
 {
-    for (int n = 1; n <= 4; n++) {
-        qd_pool_t *p;
-        cr_assert_eq(qd_pool_create(n, &p), 0);
-        _Atomic int slots[65] = {0};
-        for (int it = 0; it < 2000; it++)
-            qd_pool_run(p, count_fn, slots);
-        for (int i = 0; i < n; i++)
-            cr_expect_eq(slots[i], 2000, "thread %d ran %d times", i,
-                         (int)slots[i]);
-        cr_expect_eq(slots[64], 2000 * n * n);
-        qd_pool_destroy(p);
-    }
     qd_pool_t *p;
-    cr_expect_eq(qd_pool_create(0, &p), QD_EINVAL);
-    qd_pool_destroy(NULL);
-}
-
-/* Prefetch hints change nothing the threads compute: with spans set
- * before every phase (some threads none, some spans empty, the memory a
- * real buffer), every phase still runs every thread once, and waiting
- * threads that prefetch still see the next phase. */
-Test(core, pool_hints_keep_every_phase)
-{
-    size_t bytes = (size_t)4 << 20;
-    unsigned char *buf = qd_malloc(bytes);
-    cr_assert_not_null(buf);
-    memset(buf, 1, bytes);
-    for (int n = 2; n <= 4; n++) {
-        qd_pool_t *p;
-        cr_assert_eq(qd_pool_create(n, &p), 0);
-        _Atomic int slots[65] = {0};
-        for (int it = 0; it < 2000; it++) {
+    cr_assert_eq(qd_pool_create(n, &p), 0);
+    _Atomic int slots[65] = {0};
+    for (int it = 0; it < 2000; it++) {
+        if (buf) {
             const void *base[4];
             size_t len[4];
             for (int i = 0; i < 4; i++) {
@@ -86,13 +62,36 @@ Test(core, pool_hints_keep_every_phase)
                 len[i] = (size_t)((it + i) % 5) * 65536;
             }
             qd_pool_hint(p, it % (n + 1), base, len);
-            qd_pool_run(p, count_fn, slots);
         }
-        for (int i = 0; i < n; i++)
-            cr_expect_eq(slots[i], 2000, "thread %d ran %d times", i, (int)slots[i]);
-        cr_expect_eq(slots[64], 2000 * n * n);
-        qd_pool_destroy(p);
+        qd_pool_run(p, count_fn, slots);
     }
+    for (int i = 0; i < n; i++)
+        cr_expect_eq(slots[i], 2000, "thread %d ran %d times", i, (int)slots[i]);
+    cr_expect_eq(slots[64], 2000 * n * n);
+    qd_pool_destroy(p);
+}
+
+Test(core, pool_runs_every_thread_each_time)
+{
+    for (int n = 1; n <= 4; n++)
+        run_counted_phases(n, NULL, 0);
+    qd_pool_t *p;
+    cr_expect_eq(qd_pool_create(0, &p), QD_EINVAL);
+    qd_pool_destroy(NULL);
+}
+
+/* Prefetch hints change nothing the threads compute: with spans set
+ * before every phase (the memory a real buffer), every phase still runs
+ * every thread once, and waiting threads that prefetch still see the
+ * next phase. */
+Test(core, pool_hints_keep_every_phase)
+{
+    size_t bytes = (size_t)4 << 20;
+    unsigned char *buf = qd_malloc(bytes);
+    cr_assert_not_null(buf);
+    memset(buf, 1, bytes);
+    for (int n = 2; n <= 4; n++)
+        run_counted_phases(n, buf, bytes);
     qd_free(buf);
     qd_pool_hint(NULL, 0, NULL, NULL); /* no pool: nothing */
 }

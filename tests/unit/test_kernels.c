@@ -147,19 +147,35 @@ static double abs_products(qd_type_t t, const void *row, const float *x,
     return s;
 }
 
+/* An n_rows x n_cols matrix of type t quantized from fill(scale) values
+ * (drawn from the test RNG); its data is freed with qd_free. The float
+ * values go to *keep (the caller frees them) or are freed. */
+static qd_qmat_t make_qmat(qd_type_t t, int64_t n_rows, int64_t n_cols, float scale,
+                           float **keep)
+{
+    float *wf = qd_malloc((size_t)(n_rows * n_cols) * sizeof(float));
+    fill(wf, n_rows * n_cols, scale);
+    size_t rb = qd_row_size(t, n_cols);
+    void *wq = qd_malloc(rb * (size_t)n_rows);
+    quantize_rows(t, wf, wq, n_rows, n_cols);
+    if (keep)
+        *keep = wf;
+    else
+        qd_free(wf);
+    return (qd_qmat_t){.type = t, .n_rows = n_rows, .n_cols = n_cols, .row_bytes = rb,
+                       .data = wq};
+}
+
 static void check_matmul(const qd_kernels_t *k, qd_type_t t, int64_t n_rows,
                          int64_t n_cols, int n_tok, qd_pool_t *pool)
 {
     rng_state = (uint64_t)(t * 7919 + n_rows * 31 + n_cols * 17 + n_tok);
-    float *wf = qd_malloc((size_t)(n_rows * n_cols) * sizeof(float));
+    float *wf;
+    qd_qmat_t w = make_qmat(t, n_rows, n_cols, 0.5f, &wf);
+    size_t rb = w.row_bytes;
+    const void *wq = w.data;
     float *x = qd_malloc((size_t)(n_tok * n_cols) * sizeof(float));
-    fill(wf, n_rows * n_cols, 0.5f);
     fill(x, n_tok * n_cols, 2.0f);
-    size_t rb = qd_row_size(t, n_cols);
-    void *wq = qd_malloc(rb * (size_t)n_rows);
-    quantize_rows(t, wf, wq, n_rows, n_cols);
-    qd_qmat_t w = {.type = t, .n_rows = n_rows, .n_cols = n_cols,
-                   .row_bytes = rb, .data = wq};
     size_t sb = qd_matmul_scratch_bytes(&w, n_tok);
     void *scratch = qd_malloc_aligned(sb, 64);
     int64_t ldo = n_rows + 3;
@@ -191,7 +207,7 @@ static void check_matmul(const qd_kernels_t *k, qd_type_t t, int64_t n_rows,
     }
     qd_free(wf);
     qd_free(x);
-    qd_free(wq);
+    qd_free((void *)wq);
     qd_free_aligned(scratch);
     qd_free(ref);
     qd_free(got);
@@ -307,15 +323,9 @@ Test(kernels, matmul_independent_of_thread_count)
             int n_tok = toks[k];
             int64_t n_rows = 83, n_cols = 2 * QD_QK_K;
             rng_state = 4242 + i;
-            float *wf = qd_malloc((size_t)(n_rows * n_cols) * sizeof(float));
+            qd_qmat_t w = make_qmat(t, n_rows, n_cols, 1.0f, NULL);
             float *x = qd_malloc((size_t)(n_tok * n_cols) * sizeof(float));
-            fill(wf, n_rows * n_cols, 1.0f);
             fill(x, n_tok * n_cols, 1.0f);
-            size_t rb = qd_row_size(t, n_cols);
-            void *wq = qd_malloc(rb * (size_t)n_rows);
-            quantize_rows(t, wf, wq, n_rows, n_cols);
-            qd_qmat_t w = {.type = t, .n_rows = n_rows, .n_cols = n_cols,
-                           .row_bytes = rb, .data = wq};
             void *scratch = qd_malloc_aligned(qd_matmul_scratch_bytes(&w, n_tok), 64);
             float *out[3];
             for (int nt = 1; nt <= 3; nt++) {
@@ -330,9 +340,8 @@ Test(kernels, matmul_independent_of_thread_count)
             cr_assert(memcmp(out[0], out[2], ob) == 0, "%s 1 vs 3 threads", qd_type_name(t));
             for (int j = 0; j < 3; j++)
                 qd_free(out[j]);
-            qd_free(wf);
             qd_free(x);
-            qd_free(wq);
+            qd_free((void *)w.data);
             qd_free_aligned(scratch);
         }
     }
@@ -347,21 +356,13 @@ Test(kernels, matmul_stretches_many_threads)
     const int64_t rows[2] = {96, 40}, n_cols = 4096;
     const int toks[] = {1, 40};
     rng_state = 777;
-    void *wq[2];
     qd_qmat_t w[2];
     const qd_qmat_t *wp[2];
     size_t sb = 0;
     for (int i = 0; i < 2; i++) {
-        float *wf = qd_malloc((size_t)(rows[i] * n_cols) * sizeof(float));
-        fill(wf, rows[i] * n_cols, 1.0f);
-        size_t rb = qd_row_size(QD_TYPE_Q4_0, n_cols);
-        wq[i] = qd_malloc(rb * (size_t)rows[i]);
-        quantize_rows(QD_TYPE_Q4_0, wf, wq[i], rows[i], n_cols);
-        w[i] = (qd_qmat_t){.type = QD_TYPE_Q4_0, .n_rows = rows[i], .n_cols = n_cols,
-                           .row_bytes = rb, .data = wq[i]};
+        w[i] = make_qmat(QD_TYPE_Q4_0, rows[i], n_cols, 1.0f, NULL);
         wp[i] = &w[i];
         sb = QD_MAX(sb, qd_matmul_scratch_bytes(&w[i], 40));
-        qd_free(wf);
     }
     void *scratch = qd_malloc_aligned(sb, 64);
     float *x = qd_malloc((size_t)(40 * n_cols) * sizeof(float));
@@ -389,7 +390,7 @@ Test(kernels, matmul_stretches_many_threads)
                 qd_free(o[a][i]);
     }
     for (int i = 0; i < 2; i++)
-        qd_free(wq[i]);
+        qd_free((void *)w[i].data);
     qd_free(x);
     qd_free_aligned(scratch);
 }
@@ -477,20 +478,12 @@ static void multi_equals_separate(const qd_type_t types[3])
         all[n_all++] = sets[s];
     const int64_t rows[3] = {48, 17, 33}, n_cols = 2 * QD_QK_K;
     const int toks[] = {1, 9, 40};
-    void *wq[3];
     qd_qmat_t w[3];
     size_t sb = 0;
     rng_state = 4242;
     for (int i = 0; i < 3; i++) {
-        float *wf = qd_malloc((size_t)(rows[i] * n_cols) * sizeof(float));
-        fill(wf, rows[i] * n_cols, 1.0f);
-        size_t rb = qd_row_size(types[i], n_cols);
-        wq[i] = qd_malloc(rb * (size_t)rows[i]);
-        quantize_rows(types[i], wf, wq[i], rows[i], n_cols);
-        w[i] = (qd_qmat_t){.type = types[i], .n_rows = rows[i], .n_cols = n_cols,
-                           .row_bytes = rb, .data = wq[i]};
+        w[i] = make_qmat(types[i], rows[i], n_cols, 1.0f, NULL);
         sb = QD_MAX(sb, qd_matmul_scratch_bytes(&w[i], 40));
-        qd_free(wf);
     }
     void *scratch = qd_malloc_aligned(sb, 64);
     float *x = qd_malloc((size_t)(40 * n_cols) * sizeof(float));
@@ -524,7 +517,7 @@ static void multi_equals_separate(const qd_type_t types[3])
         }
     }
     for (int i = 0; i < 3; i++)
-        qd_free(wq[i]);
+        qd_free((void *)w[i].data);
     qd_free(x);
     qd_free_aligned(scratch);
 }
