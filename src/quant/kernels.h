@@ -67,8 +67,10 @@ typedef struct {
 #define QD_DEC_PF_DIST 2048
 
 /* The most a kernel set's own activation layout (prefers_act) may take
- * per row of n values (matmul's scratch is sized for it). */
-#define QD_PREFERS_ACT_BYTES(n) ((size_t)(n) * 2 + 128)
+ * per row of n values (matmul's scratch is sized for it): 2 bytes a value
+ * covers each layout's bytes per value (at most 1.25) and the 640 bytes
+ * of a started group of AVX-512's Q4_0 layout (512 values). */
+#define QD_PREFERS_ACT_BYTES(n) ((size_t)(n) * 2 + 640)
 
 /* ---- tiled path (quant/tile.c) ----------------------------------------
  * Weights decoded QD_TILE_ROWS rows and at most QD_TILE_K values at a time

@@ -212,17 +212,18 @@ static void dot_q6_K_512(int n, float *restrict s, const void *restrict vx,
     q6_K_rows(1, n, s, vx, 0, vy);
 }
 
-/* ---- decode dots for Q8_0, Q4_0 and Q4_1 ------------------------------
+/* ---- decode dots for Q8_0 and Q4_1 ------------------------------------
  * The 256-bit dots handle one 32-value block per step and spend most of
  * their instructions on the block's fp16 scale. These take two blocks per
  * zmm against an activation row unpacked once per matmul call (dec_act_t):
- *  - int8 values contiguous, for Q4_x in the nibble order of a block pair
+ *  - int8 values contiguous, for Q4_1 in the nibble order of a block pair
  *    (A0-15 B0-15 A16-31 B16-31);
  *  - per block its float scale da (and for Q4_1 the Q8_1 s = da * sum(a));
- *  - per pair an int32 start vector with the offset correction in one lane
- *    of each block: Q8_0 weights enter vpdpbusd as w + 128 (-128 * sum(a)),
- *    Q4_0 as q = w + 8 (-8 * sum(a)).
- * A Q4_x pair is one masked 64-byte load; vpermw picks the nibble bytes
+ *  - per pair (Q8_0) an int32 start vector with the offset correction in
+ *    one lane of each block: the weights enter vpdpbusd as w + 128
+ *    (-128 * sum(a)).
+ * (Q4_0 has kernels of its own: kt_grp_q4_0, below.)
+ * A Q4_1 pair is one masked 64-byte load; vpermw picks the nibble bytes
  * and a variable shift splits them. The fp16 weight scales of 8 pairs are
  * merged into one vector (a masked vpermw per pair), converted and
  * multiplied by da once per 16 blocks, and vpermps spreads them over each
@@ -234,7 +235,6 @@ typedef struct {
     _Alignas(64) float da[DEC_KMAX / 32 + 16];   /* per block, zero-padded */
     _Alignas(64) float sm[DEC_KMAX / 32 + 16];   /* Q4_1: s per block */
     _Alignas(64) int32_t corr[DEC_KMAX / 4 + 16]; /* 16 per pair; Q4_K: sub-block sums */
-    _Alignas(64) float da16[DEC_KMAX / 8];        /* Q4_0 quads: da of lane l's block */
     const qd_block_q8_K *y;                        /* Q4_K: the Q8_K row */
 } dec_act_t;
 
@@ -249,7 +249,7 @@ static inline int sum_i8x32(const int8_t *q)
     return _mm_cvtsi128_si32(t) - 32 * 128;
 }
 
-/* kind 0: Q8_0 weights, 1: Q4_0, 2: Q4_1 (Q8_1 activation). */
+/* kind 0: Q8_0 weights, 2: Q4_1 (Q8_1 activation). */
 static void dec_act_prep(int kind, const void *act, int64_t n, dec_act_t *d)
 {
     const int nb = (int)(n / 32), np = (nb + 1) / 2;
@@ -274,12 +274,8 @@ static void dec_act_prep(int kind, const void *act, int64_t n, dec_act_t *d)
         } else {
             memcpy(dst + 16 * hb, q, 16);
             memcpy(dst + 32 + 16 * hb, q + 16, 16);
-            if (kind == 1) {
-                corr[4 * hb] = -8 * sum_i8x32(q);
-            } else {
-                memcpy(&h, blk + 2, 2);
-                d->sm[b] = h2f(h);
-            }
+            memcpy(&h, blk + 2, 2);
+            d->sm[b] = h2f(h);
         }
     }
 }
@@ -290,14 +286,14 @@ static inline __attribute__((always_inline)) void
 leg_group(const int kind, int np, int tail, const uint8_t *restrict x, int b0,
           const dec_act_t *restrict d, __m512 *acc, __m512 *accm)
 {
-    const int bsz = kind == 0 ? 34 : kind == 1 ? 18 : 20, wb = bsz / 2;
+    const int bsz = kind == 0 ? 34 : 20, wb = bsz / 2;
     /* word lanes 2j, 2j+1 of the merged scales take d of A (word 0) and B
      * (word wb); Q4_1 mins likewise from words 1 and wb + 1 */
     const __m512i didx = _mm512_set1_epi32(wb << 16);
     const __m512i midx = _mm512_set1_epi32(((wb + 1) << 16) | 1);
     /* nibble bytes: words of A's qs, B's qs, A's, B's; the upper 256 bits
      * shifted by 4 (high nibbles) */
-    const int qw = kind == 1 ? 1 : 2, qb = wb + qw - 8;
+    const int qw = 2, qb = wb + qw - 8;
     const __m512i qidx = _mm512_set_epi16(
         qb + 15, qb + 14, qb + 13, qb + 12, qb + 11, qb + 10, qb + 9, qb + 8,
         qw + 7, qw + 6, qw + 5, qw + 4, qw + 3, qw + 2, qw + 1, qw,
@@ -449,74 +445,6 @@ static void q4_K_dec(int nr, int n, float *restrict s, const uint8_t *restrict x
     }
 }
 
-/* ---- Q4_0 decode by quads of blocks ----
- * Four blocks (72 bytes, 128 values) per step: one 64-byte load holds the
- * four fp16 scales and all but 8 bytes of the four blocks' nibbles, a
- * masked load the rest; one vpermt2w gathers the 64 nibble bytes (block b
- * at bytes 16b..16b+15), and a mask and a shift split them into values
- * 0-15 and 16-31 of each block, dotted by two vpdpbusd with the
- * activation laid out to match (dec_act_prep_q40) into one accumulator
- * whose lanes 4b..4b+3 are block b's. Per 128 values about 14 vector
- * instructions, against 18 for the block pairs of leg_group: Q4_0 decode
- * was 14 % behind Q4_K_M in bytes per second, bound by instructions. */
-static void dec_act_prep_q40(const void *act, int64_t n, dec_act_t *d)
-{
-    const qd_block_q8_0 *y = act;
-    const int nq = (int)(n / 128);
-    memset(d->corr, 0, sizeof(int32_t) * 16 * (size_t)nq);
-    for (int q = 0; q < nq; q++) {
-        for (int b = 0; b < 4; b++) {
-            const qd_block_q8_0 *blk = y + 4 * q + b;
-            memcpy(d->qs + 128 * q + 16 * b, blk->qs, 16);
-            memcpy(d->qs + 128 * q + 64 + 16 * b, blk->qs + 16, 16);
-            d->corr[16 * q + 4 * b] = -8 * sum_i8x32(blk->qs);
-            const float da = h2f(blk->d);
-            for (int i = 0; i < 4; i++)
-                d->da16[16 * q + 4 * b + i] = da;
-        }
-    }
-}
-
-static void q4_0_quads(int nr, int n, float *restrict s, const uint8_t *restrict x0,
-                       size_t bx, const void *restrict vd)
-{
-    const dec_act_t *d = vd;
-    const int nq = n / 128;
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    /* word 8b+j of the gathered nibbles: word 9b+1+j of the quad (b = 3,
-     * j >= 4: words 32-35, the masked load's) */
-    _Alignas(64) uint16_t zw[32], dw[32];
-    for (int w = 0; w < 32; w++) {
-        zw[w] = (uint16_t)(9 * (w / 8) + 1 + w % 8);
-        dw[w] = (uint16_t)(9 * ((w % 16) / 4)); /* lane l: block l/4's d */
-    }
-    const __m512i zidx = _mm512_load_si512(zw), didx = _mm512_load_si512(dw);
-    for (int r = 0; r < nr; r++) {
-        const uint8_t *x = x0 + (size_t)r * bx;
-        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-        for (int q = 0; q < nq; q++) {
-            const uint8_t *xq = x + (size_t)72 * q;
-            dec_prefetch(xq + QD_DEC_PF_DIST, 2);
-            const __m512i L = _mm512_loadu_si512(xq);
-            const __m512i L2 = _mm512_maskz_loadu_epi16(0xf, xq + 64);
-            const __m512i Z = _mm512_permutex2var_epi16(L, zidx, L2);
-            const __m512i lo = _mm512_and_si512(Z, m4);
-            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(Z, 4), m4);
-            __m512i isum = _mm512_dpbusd_epi32(_mm512_load_si512(d->corr + 16 * q), lo,
-                                               _mm512_load_si512(d->qs + 128 * q));
-            isum = _mm512_dpbusd_epi32(isum, hi, _mm512_load_si512(d->qs + 128 * q + 64));
-            const __m512 sv = _mm512_mul_ps(
-                _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(didx, L))),
-                _mm512_load_ps(d->da16 + 16 * q));
-            if (q & 1)
-                acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sv, acc1);
-            else
-                acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sv, acc0);
-        }
-        s[r] = hsum_ps512(_mm512_add_ps(acc0, acc1));
-    }
-}
-
 /* ---- small batches: one weight row, NT activation rows ----
  * Batched decode (2-KTOKS_MAX tokens, see avx512_gemm_prefers) of Q4_K,
  * Q6_K, Q4_0 and Q8_0: each run of 256 values of a row (a superblock, or
@@ -532,18 +460,21 @@ static void q4_0_quads(int nr, int n, float *restrict s, const uint8_t *restrict
  * vector. For that the activations are laid out to match, once per matmul
  * call (avx512_prefers_act): per run, value 16l+4k+i at byte 64k+4l+i,
  * then per group its sum times minus the offset the weights were unpacked
- * with, which starts each token's integer sums (Q6_K: 32; Q4_0: 8, and
- * Q8_0's 128 is that shifted as the token is dotted), and the activation
- * scales (Q8_K: one per run, after the row's runs; Q8_0: each group's
- * block's). Integer sums are exact; only the float order differs from the
- * single-token dots.
+ * with, which starts each token's integer sums (Q6_K: 32, Q8_0: 128), and
+ * the activation scales (Q8_K: one per run, after the row's runs; Q8_0:
+ * each group's block's). Integer sums are exact; only the float order
+ * differs from the single-token dots.
  *
  * Q4_K, whose scales are per 32 values, takes runs in pairs instead, with
  * a layout of its own (kt4_blk_t): lane l of eight zmm is sub-block l&7
  * of run 2p + (l>>3), so that a token's eight vpdpbusd are followed by
  * one scaling for both runs — 6 instructions per token and run, not 8,
  * where those per token are nearly all the work (8 tokens x a 4096 x
- * 4096 matrix, one thread: 1.29 ms with the 16-group layout). */
+ * 4096 matrix, one thread: 1.29 ms with the 16-group layout). Q4_0, whose
+ * scales are per 32 values too, takes runs in pairs for the same reason
+ * (kt0w_blk_t, kt_grp_q4_0): lane l of eight zmm is a whole block, 3
+ * instructions per token for both runs' scales instead of 6 (8 tokens x
+ * 8192 x 2048, one thread: 0.90-0.92 ms against 1.17-1.20). */
 #define KTOKS_MAX 16 /* tokens of one pass over a row (accumulators in registers) */
 
 /* A run of 256 Q8_K activations (Q6_K): values in lane order (kt_lanes),
@@ -554,9 +485,9 @@ typedef struct {
     int32_t nb[16];
 } kt_blk_t;
 
-/* A run of 256 Q8_0 activations (Q4_0, Q8_0): values in lane order, then
- * per group l -8 times its sum (Q4_0's offset; Q8_0's 128 shifts it as a
- * token is dotted) and the scale of its block. */
+/* A run of 256 Q8_0 activations (Q8_0 weights): values in lane order,
+ * then per group l -128 times its sum (the offset of the weights' values
+ * made unsigned) and the scale of its block. */
 typedef struct {
     int8_t qs[256];
     int32_t nb[16];
@@ -572,6 +503,16 @@ typedef struct {
     float bs[16];
 } kt4_blk_t;
 
+/* Q4_0's groups of 16 blocks (512 values): lane 4b+j is block 4j+b of the
+ * group (the order kt_grp_q4_0's transpose leaves), byte 64k+4(4b+j)+i
+ * its value 4k+i; per lane -8 times the block's sum and its scale. The
+ * lanes of blocks past a row's end are zero. */
+typedef struct {
+    int8_t qs[512];
+    int32_t nb[16];
+    float d[16];
+} kt0w_blk_t;
+
 /* value 16l+4k+i of a run of 256 int8 to byte 64k+4l+i */
 static inline void kt_lanes(int8_t *restrict dst, const int8_t *restrict src)
 {
@@ -585,23 +526,45 @@ static size_t avx512_prefers_act_bytes(qd_type_t t, int64_t n)
     int64_t nr = n / 256;
     if (t == QD_TYPE_Q4_K)
         return (size_t)((nr + 1) / 2) * sizeof(kt4_blk_t);
-    if (qd_type_traits(t)->vec_dot_type == QD_TYPE_Q8_0)
+    if (t == QD_TYPE_Q4_0)
+        return (size_t)((n / 32 + 15) / 16) * sizeof(kt0w_blk_t);
+    if (t == QD_TYPE_Q8_0)
         return (size_t)nr * sizeof(kt0_blk_t);
     return (size_t)nr * sizeof(kt_blk_t) + QD_ALIGN_UP((size_t)nr * sizeof(float), 64);
 }
 
-/* Layouts: Q4_K's pairs, or one per vec_dot_type (Q6_K's for Q8_K
- * activations; one for Q4_0 and Q8_0, which share it). */
+/* Layouts: Q4_K's pairs, Q4_0's groups of 16 blocks, or one per
+ * vec_dot_type (Q6_K's for Q8_K activations; Q8_0's). */
 static int avx512_prefers_layout(qd_type_t t)
 {
-    return t == QD_TYPE_Q4_K ? 1 : 0;
+    return t == QD_TYPE_Q4_K ? 1 : t == QD_TYPE_Q4_0 ? 2 : 0;
 }
 
 /* A vec_dot_type row (n values) to the layout of type t. */
 
 static void avx512_prefers_act(qd_type_t t, const void *act, int64_t n, void *dst)
 {
-    if (qd_type_traits(t)->vec_dot_type == QD_TYPE_Q8_0) {
+    if (t == QD_TYPE_Q4_0) {
+        const qd_block_q8_0 *y = act;
+        const int64_t nblk = n / 32;
+        kt0w_blk_t *o = dst;
+        for (int64_t g = 0; g < (nblk + 15) / 16; g++) {
+            memset(&o[g], 0, sizeof o[g]);
+            for (int b = 0; b < 4; b++)
+                for (int j = 0; j < 4; j++) {
+                    const int l = 4 * b + j;
+                    const int64_t bi = 16 * g + 4 * j + b;
+                    if (bi >= nblk)
+                        continue;
+                    for (int k = 0; k < 8; k++)
+                        memcpy(o[g].qs + 64 * k + 4 * l, y[bi].qs + 4 * k, 4);
+                    o[g].nb[l] = -8 * sum_i8x32(y[bi].qs);
+                    o[g].d[l] = h2f(y[bi].d);
+                }
+        }
+        return;
+    }
+    if (t == QD_TYPE_Q8_0) {
         const qd_block_q8_0 *y = act;
         kt0_blk_t *o = dst;
         for (int64_t r = 0; r < n / 256; r++, y += 8) {
@@ -615,7 +578,7 @@ static void avx512_prefers_act(qd_type_t t, const void *act, int64_t n, void *ds
                 int32_t sum = 0;
                 for (int i = 0; i < 16; i++)
                     sum += v[16 * l + i];
-                o[r].nb[l] = -8 * sum;
+                o[r].nb[l] = -128 * sum;
             }
         }
         return;
@@ -649,20 +612,17 @@ static void avx512_prefers_act(qd_type_t t, const void *act, int64_t n, void *ds
     }
 }
 
-/* The products of one unpacked run of Q4_0/Q8_0 (W, its values plus the
- * offset 1 << SH; wd the scale of each group's block) with NT tokens' runs
- * i. */
+/* The products of one unpacked run of Q8_0 (W, its values plus 128; wd
+ * the scale of each group's block) with NT tokens' runs i. */
 static inline __attribute__((always_inline)) void
-kt0_toks(const int NT, const int SH, const __m512i W[4], __m512 wd, int64_t i,
+kt0_toks(const int NT, const __m512i W[4], __m512 wd, int64_t i,
          const uint8_t *act, size_t stride, __m512 acc[KTOKS_MAX])
 {
 #pragma GCC unroll 16
     for (int t = 0; t < NT; t++) {
         const kt0_blk_t *a = (const kt0_blk_t *)(act + (size_t)t * stride) + i;
-        __m512i S = _mm512_load_si512(a->nb);
-        if (SH > 3)
-            S = _mm512_slli_epi32(S, SH - 3);
-        S = _mm512_dpbusd_epi32(S, W[0], _mm512_load_si512(a->qs));
+        __m512i S = _mm512_dpbusd_epi32(_mm512_load_si512(a->nb), W[0],
+                                        _mm512_load_si512(a->qs));
         S = _mm512_dpbusd_epi32(S, W[1], _mm512_load_si512(a->qs + 64));
         S = _mm512_dpbusd_epi32(S, W[2], _mm512_load_si512(a->qs + 128));
         S = _mm512_dpbusd_epi32(S, W[3], _mm512_load_si512(a->qs + 192));
@@ -728,26 +688,69 @@ kt_toks(const int NT, const __m512i W[4], __m512 sc, int64_t i, const uint8_t *a
 /* One run of 256 weights at x (run i of the row) unpacked and dotted
  * with NT tokens, per type: */
 
-/* Q4_0: group l is the low (l even) or high nibbles of block l/2's 16
- * bytes; Wk's lane l is their dword k, shifted by 4*(l&1). */
+/* Q4_0, a group of 16 blocks (nb of them: 16, or a row's last 1-15): lane
+ * 4b+j of Wk is dword k&3 of block 4j+b, low nibbles (k < 4) or high, so
+ * each lane sums a whole block over the 8 vpdpbusd of a token and the
+ * block scales are applied once per 512 values: 11 instructions per token
+ * and group against 14 for two runs of kt_run_q4_0. The blocks are loaded
+ * four to a register (R_j: 128-bit lane b = block 4j+b) and transposed by
+ * dword in 8 unpacks. */
+/* The nibbles of n (up to 4) blocks from q, block b in 128-bit lane b;
+ * zeros after them. */
+static inline __attribute__((always_inline)) __m512i kt_four_q4_0(const qd_block_q4_0 *q, int n)
+{
+    if (n >= 4) {
+        __m512i r = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)q[0].qs));
+        r = _mm512_inserti32x4(r, _mm_loadu_si128((const __m128i *)q[1].qs), 1);
+        r = _mm512_inserti32x4(r, _mm_loadu_si128((const __m128i *)q[2].qs), 2);
+        return _mm512_inserti32x4(r, _mm_loadu_si128((const __m128i *)q[3].qs), 3);
+    }
+    _Alignas(64) uint8_t t[64] = {0};
+    for (int b = 0; b < n; b++)
+        memcpy(t + 16 * b, q[b].qs, 16);
+    return _mm512_load_si512(t);
+}
+
 static inline __attribute__((always_inline)) void
-kt_run_q4_0(const int NT, const uint8_t *xr, int64_t i, const uint8_t *act, size_t stride,
-            __m512 acc[KTOKS_MAX])
+kt_grp_q4_0(const int NT, const uint8_t *xr, int nb, int64_t g, const uint8_t *act,
+            size_t stride, __m512 acc[KTOKS_MAX])
 {
     const qd_block_q4_0 *x = (const qd_block_q4_0 *)xr;
-#define KT_LD(b) _mm_loadu_si128((const __m128i *)x[b].qs)
-    __m512i A = _mm512_castsi128_si512(KT_LD(0));
-    __m512i B = _mm512_castsi128_si512(KT_LD(4));
-    A = _mm512_inserti32x4(A, KT_LD(1), 1);
-    B = _mm512_inserti32x4(B, KT_LD(5), 1);
-    A = _mm512_inserti32x4(A, KT_LD(2), 2);
-    B = _mm512_inserti32x4(B, KT_LD(6), 2);
-    A = _mm512_inserti32x4(A, KT_LD(3), 3);
-    B = _mm512_inserti32x4(B, KT_LD(7), 3);
-#undef KT_LD
-    __m512i W[4];
-    kt_nibbles(A, B, W);
-    kt0_toks(NT, 3, W, kt0_scales(xr, sizeof *x), i, act, stride, acc);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    /* lane 4b+j: byte offset of block 4j+b (its scale, then 2 bytes of
+     * nibbles: a dword within the block) */
+    const __m512i off = _mm512_setr_epi32(0, 72, 144, 216, 18, 90, 162, 234, 36, 108, 180, 252,
+                                          54, 126, 198, 270);
+    __m512i R[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++)
+        R[j] = 4 * j < nb ? kt_four_q4_0(x + 4 * j, nb - 4 * j) : _mm512_setzero_si512();
+    const __m512i U0 = _mm512_unpacklo_epi32(R[0], R[1]), U1 = _mm512_unpackhi_epi32(R[0], R[1]);
+    const __m512i U2 = _mm512_unpacklo_epi32(R[2], R[3]), U3 = _mm512_unpackhi_epi32(R[2], R[3]);
+    const __m512i G[4] = {_mm512_unpacklo_epi64(U0, U2), _mm512_unpackhi_epi64(U0, U2),
+                          _mm512_unpacklo_epi64(U1, U3), _mm512_unpackhi_epi64(U1, U3)};
+    __m512i W[8];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        W[k] = _mm512_and_si512(G[k], m4);
+        W[k + 4] = _mm512_and_si512(_mm512_srli_epi16(G[k], 4), m4);
+    }
+    /* the scales of the blocks there are (never read past the row) */
+    __mmask16 there = 0;
+    for (int l = 0; l < 16; l++)
+        there |= (__mmask16)((4 * (l & 3) + (l >> 2) < nb) << l);
+    const __m512i hd = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), there, off, xr, 1);
+    const __m512 wd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hd));
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; t++) {
+        const kt0w_blk_t *a = (const kt0w_blk_t *)(act + (size_t)t * stride) + g;
+        __m512i S = _mm512_load_si512(a->nb);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            S = _mm512_dpbusd_epi32(S, W[k], _mm512_load_si512(a->qs + 64 * k));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S), _mm512_mul_ps(wd, _mm512_load_ps(a->d)),
+                                 acc[t]);
+    }
 }
 
 /* Q8_0: group l is half l&1 of block l/2, made unsigned by flipping the
@@ -773,7 +776,7 @@ kt_run_q8_0(const int NT, const uint8_t *xr, int64_t i, const uint8_t *act, size
         W[k] = _mm512_mask_blend_epi32(0xff00, _mm512_permutex2var_epi32(P[0], ix, P[1]),
                                        _mm512_permutex2var_epi32(P[2], ix, P[3]));
     }
-    kt0_toks(NT, 7, W, kt0_scales(xr, sizeof *x), i, act, stride, acc);
+    kt0_toks(NT, W, kt0_scales(xr, sizeof *x), i, act, stride, acc);
 }
 
 /* Q4_K, runs b0 and b1 (pair p; b1 may repeat b0 against zeros): Wk's
@@ -913,12 +916,21 @@ kt_row(const int NT, const qd_type_t ty, int64_t nr, float *out, int64_t ldo,
 {
     const size_t rb = ty == QD_TYPE_Q4_K   ? sizeof(qd_block_q4_K)
                       : ty == QD_TYPE_Q6_K ? sizeof(qd_block_q6_K)
-                      : ty == QD_TYPE_Q4_0 ? 8 * sizeof(qd_block_q4_0)
                                            : 8 * sizeof(qd_block_q8_0);
     __m512 acc[KTOKS_MAX];
     for (int t = 0; t < NT; t++)
         acc[t] = _mm512_setzero_ps();
-    if (ty == QD_TYPE_Q4_K) {
+    if (ty == QD_TYPE_Q4_0) { /* nr blocks */
+        int64_t g = 0;
+        for (; 16 * (g + 1) <= nr; g++) {
+            const uint8_t *x = xr + (size_t)(16 * g) * sizeof(qd_block_q4_0);
+            dec_prefetch(x + QD_DEC_PF_DIST, (int)((16 * sizeof(qd_block_q4_0) + 63) / 64));
+            kt_grp_q4_0(NT, x, 16, g, act, stride, acc);
+        }
+        if (16 * g < nr)
+            kt_grp_q4_0(NT, xr + (size_t)(16 * g) * sizeof(qd_block_q4_0), (int)(nr - 16 * g), g,
+                        act, stride, acc);
+    } else if (ty == QD_TYPE_Q4_K) {
         for (int64_t p = 0; p < (nr + 1) / 2; p++) {
             const uint8_t *x = xr + (size_t)(2 * p) * rb;
             dec_prefetch(x + QD_DEC_PF_DIST, (int)((2 * rb + 63) / 64));
@@ -932,8 +944,6 @@ kt_row(const int NT, const qd_type_t ty, int64_t nr, float *out, int64_t ldo,
             dec_prefetch(x + QD_DEC_PF_DIST, (int)((rb + 63) / 64));
             if (ty == QD_TYPE_Q6_K)
                 kt_run_q6_K(NT, x, i, act, stride, nr, acc);
-            else if (ty == QD_TYPE_Q4_0)
-                kt_run_q4_0(NT, x, i, act, stride, acc);
             else
                 kt_run_q8_0(NT, x, i, act, stride, acc);
         }
@@ -947,8 +957,8 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
                        size_t stride, int n_tok, float *out, int64_t ldo)
 {
     const uint8_t *base = w->data;
-    const int64_t nr = w->n_cols / 256;
     const qd_type_t ty = w->type;
+    const int64_t nr = w->n_cols / (ty == QD_TYPE_Q4_0 ? 32 : 256); /* blocks or runs */
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *xr = base + (size_t)r * w->row_bytes;
         float *o = out + r;
@@ -964,7 +974,7 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
             kt_row(NT, QD_TYPE_Q8_0, nr, o, ldo, xr, act, stride);      \
         break;
         switch (n_tok) { /* 2..KTOKS_MAX: avx512_gemm_prefers */
-            KT_CASE(2) KT_CASE(3) KT_CASE(4) KT_CASE(5)
+            KT_CASE(1) KT_CASE(2) KT_CASE(3) KT_CASE(4) KT_CASE(5)
             KT_CASE(6) KT_CASE(7) KT_CASE(8) KT_CASE(9)
             KT_CASE(10) KT_CASE(11) KT_CASE(12) KT_CASE(13)
             KT_CASE(14) KT_CASE(15) KT_CASE(16)
@@ -983,7 +993,8 @@ static int avx512_gemm_prefers(const qd_qmat_t *w, int n_tok)
     qd_type_t t = w->type;
     return (t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K || t == QD_TYPE_Q4_0 ||
             t == QD_TYPE_Q8_0) &&
-           w->n_cols % 256 == 0 && n_tok >= 2 && n_tok <= KTOKS_MAX;
+           w->n_cols % (t == QD_TYPE_Q4_0 ? 32 : 256) == 0 &&
+           n_tok >= (t == QD_TYPE_Q4_0 ? 1 : 2) && n_tok <= KTOKS_MAX;
 }
 
 /* Rows x0, x0 + bx, ... [nr of them] against one activation row: the
@@ -1006,7 +1017,6 @@ typedef void (*dec_rows_fn)(int nr, int n, float *restrict s, const uint8_t *res
             fn(1, n, s + r, x0 + (size_t)r * bx, 0, a);                          \
     }
 LEG_FN(q8_0_dec, 0)
-LEG_FN(q4_0_dec, 1)
 LEG_FN(q4_1_dec, 2)
 KQ_FN(q6_K_dec, q6_K_rows)
 
@@ -1020,10 +1030,6 @@ static void avx512_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
     int kind = -1;
     switch (w->type) {
     case QD_TYPE_Q8_0: f = q8_0_dec; kind = 0; break;
-    case QD_TYPE_Q4_0:
-        f = w->n_cols % 128 ? q4_0_dec : q4_0_quads;
-        kind = w->n_cols % 128 ? 1 : 5;
-        break;
     case QD_TYPE_Q4_1: f = q4_1_dec; kind = 2; break;
     case QD_TYPE_Q4_K: f = q4_K_dec; kind = 3; break;
     case QD_TYPE_Q6_K: f = q6_K_dec; break;
@@ -1049,9 +1055,6 @@ static void avx512_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
     const void *a = act;
     if (kind == 3) {
         dec_act_prep_q4K(act, w->n_cols, &d);
-        a = &d;
-    } else if (kind == 5) {
-        dec_act_prep_q40(act, w->n_cols, &d);
         a = &d;
     } else if (kind >= 0) {
         dec_act_prep(kind, act, w->n_cols, &d);

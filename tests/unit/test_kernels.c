@@ -310,6 +310,40 @@ Test(kernels, decode_matvec_shapes)
     qd_pool_destroy(pool);
 }
 
+/* matmul sizes its scratch by QD_PREFERS_ACT_BYTES: no set's own
+ * activation layout may take more, for any width a type can have. */
+Test(kernels, prefers_act_within_bound)
+{
+    find_sets();
+    if (!n_sets)
+        cr_skip_test("no SIMD kernel set on this CPU");
+    int checked = 0;
+    for (int s = 0; s < n_sets; s++) {
+        const qd_kernels_t *k = sets[s];
+        if (!k->prefers_act_bytes || !k->gemm_prefers)
+            continue;
+        for (size_t i = 0; i < QD_ARRAY_SIZE(all_types); i++) {
+            qd_type_t t = all_types[i];
+            int64_t bs = qd_type_traits(t)->blck_size;
+            for (int64_t n = bs; n <= 20000; n += bs) {
+                qd_qmat_t w = {.type = t, .n_rows = 1, .n_cols = n,
+                               .row_bytes = qd_row_size(t, n)};
+                int any = 0;
+                for (int nt = 1; nt <= 16 && !any; nt++)
+                    any = k->gemm_prefers(&w, nt);
+                if (!any)
+                    continue;
+                checked++;
+                cr_assert_leq(k->prefers_act_bytes(t, n), QD_PREFERS_ACT_BYTES(n),
+                              "%s %s n %ld: %zu > %zu", k->name, qd_type_name(t), (long)n,
+                              k->prefers_act_bytes(t, n), QD_PREFERS_ACT_BYTES(n));
+            }
+        }
+    }
+    if (!checked)
+        cr_skip_test("no kernel set here has a layout of its own");
+}
+
 Test(kernels, matmul_independent_of_thread_count)
 {
     const qd_type_t types[] = {QD_TYPE_Q4_0, QD_TYPE_Q4_1, QD_TYPE_Q8_0, QD_TYPE_Q4_K,
