@@ -36,8 +36,8 @@ __attribute__((target("avx2"))) static double sum_range(const uint8_t *p,
     for (size_t i = 0; i + 128 <= n; i += 128) {
         /* ahead of the hardware prefetcher, across page boundaries too, as
          * the decode kernels read their weights */
-        _mm_prefetch((const char *)p + i + QD_DEC_PF_DIST, _MM_HINT_T1);
-        _mm_prefetch((const char *)p + i + QD_DEC_PF_DIST + 64, _MM_HINT_T1);
+        _mm_prefetch((const char *)p + i + QD_DEC_PF_DIST, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + i + QD_DEC_PF_DIST + 64, _MM_HINT_T0);
         a0 = _mm256_add_epi64(a0, _mm256_load_si256((const __m256i *)(p + i)));
         a1 = _mm256_add_epi64(a1, _mm256_load_si256((const __m256i *)(p + i + 32)));
         a2 = _mm256_add_epi64(a2, _mm256_load_si256((const __m256i *)(p + i + 64)));
