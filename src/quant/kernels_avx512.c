@@ -488,15 +488,6 @@ typedef struct {
     int32_t nb[16];
 } kt_blk_t;
 
-/* A run of 256 Q8_0 activations (Q8_0 weights): values in lane order,
- * then per group l -128 times its sum (the offset of the weights' values
- * made unsigned) and the scale of its block. */
-typedef struct {
-    int8_t qs[256];
-    int32_t nb[16];
-    float d[16];
-} kt0_blk_t;
-
 /* Q4_K's pair of runs (2p, 2p+1): value 4k+i of sub-block s of run 2p+h
  * at byte 64k + 4(8h+s) + i; per lane 8h+s the run's d and d times the
  * sub-block's sum. A row's lone last run pairs with zeros. */
@@ -506,9 +497,10 @@ typedef struct {
     float bs[16];
 } kt4_blk_t;
 
-/* Q4_0's groups of 16 blocks (512 values): lane 4b+j is block 4j+b of the
- * group (the order kt_grp_q4_0's transpose leaves), byte 64k+4(4b+j)+i
- * its value 4k+i; per lane -8 times the block's sum and its scale. The
+/* Q4_0's and Q8_0's groups of 16 blocks (512 values): lane 4b+j is block
+ * 4j+b of the group (the order kt_grp_q4_0's and kt_grp_q8_0's transposes
+ * leave), byte 64k+4(4b+j)+i its value 4k+i; per lane minus the weights'
+ * offset (Q4_0 8, Q8_0 128) times the block's sum, and its scale. The
  * lanes of blocks past a row's end are zero. */
 typedef struct {
     int8_t qs[512];
@@ -529,27 +521,26 @@ static size_t avx512_prefers_act_bytes(qd_type_t t, int64_t n)
     int64_t nr = n / 256;
     if (t == QD_TYPE_Q4_K)
         return (size_t)((nr + 1) / 2) * sizeof(kt4_blk_t);
-    if (t == QD_TYPE_Q4_0)
+    if (t == QD_TYPE_Q4_0 || t == QD_TYPE_Q8_0)
         return (size_t)((n / 32 + 15) / 16) * sizeof(kt0w_blk_t);
-    if (t == QD_TYPE_Q8_0)
-        return (size_t)nr * sizeof(kt0_blk_t);
     return (size_t)nr * sizeof(kt_blk_t) + QD_ALIGN_UP((size_t)nr * sizeof(float), 64);
 }
 
-/* Layouts: Q4_K's pairs, Q4_0's groups of 16 blocks, or one per
- * vec_dot_type (Q6_K's for Q8_K activations; Q8_0's). */
+/* Layouts: Q6_K's runs, Q4_K's pairs, and the groups of 16 blocks with
+ * Q4_0's or Q8_0's offset. */
 static int avx512_prefers_layout(qd_type_t t)
 {
-    return t == QD_TYPE_Q4_K ? 1 : t == QD_TYPE_Q4_0 ? 2 : 0;
+    return t == QD_TYPE_Q4_K ? 1 : t == QD_TYPE_Q4_0 ? 2 : t == QD_TYPE_Q8_0 ? 3 : 0;
 }
 
 /* A vec_dot_type row (n values) to the layout of type t. */
 
 static void avx512_prefers_act(qd_type_t t, const void *act, int64_t n, void *dst)
 {
-    if (t == QD_TYPE_Q4_0) {
+    if (t == QD_TYPE_Q4_0 || t == QD_TYPE_Q8_0) {
         const qd_block_q8_0 *y = act;
         const int64_t nblk = n / 32;
+        const int off = t == QD_TYPE_Q4_0 ? 8 : 128;
         kt0w_blk_t *o = dst;
         for (int64_t g = 0; g < (nblk + 15) / 16; g++) {
             memset(&o[g], 0, sizeof o[g]);
@@ -561,28 +552,9 @@ static void avx512_prefers_act(qd_type_t t, const void *act, int64_t n, void *ds
                         continue;
                     for (int k = 0; k < 8; k++)
                         memcpy(o[g].qs + 64 * k + 4 * l, y[bi].qs + 4 * k, 4);
-                    o[g].nb[l] = -8 * sum_i8x32(y[bi].qs);
+                    o[g].nb[l] = -off * sum_i8x32(y[bi].qs);
                     o[g].d[l] = h2f(y[bi].d);
                 }
-        }
-        return;
-    }
-    if (t == QD_TYPE_Q8_0) {
-        const qd_block_q8_0 *y = act;
-        kt0_blk_t *o = dst;
-        for (int64_t r = 0; r < n / 256; r++, y += 8) {
-            int8_t v[256];
-            for (int b = 0; b < 8; b++) {
-                memcpy(v + 32 * b, y[b].qs, 32);
-                o[r].d[2 * b] = o[r].d[2 * b + 1] = h2f(y[b].d);
-            }
-            kt_lanes(o[r].qs, v);
-            for (int l = 0; l < 16; l++) {
-                int32_t sum = 0;
-                for (int i = 0; i < 16; i++)
-                    sum += v[16 * l + i];
-                o[r].nb[l] = -128 * sum;
-            }
         }
         return;
     }
@@ -613,36 +585,6 @@ static void avx512_prefers_act(qd_type_t t, const void *act, int64_t n, void *ds
         _mm512_store_si512(o[i].nb, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(bs, 5)));
         d[i] = y[i].d;
     }
-}
-
-/* The products of one unpacked run of Q8_0 (W, its values plus 128; wd
- * the scale of each group's block) with NT tokens' runs i. */
-static inline __attribute__((always_inline)) void
-kt0_toks(const int NT, const __m512i W[4], __m512 wd, int64_t i,
-         const uint8_t *act, size_t stride, __m512 acc[KTOKS_MAX])
-{
-#pragma GCC unroll 16
-    for (int t = 0; t < NT; t++) {
-        const kt0_blk_t *a = (const kt0_blk_t *)(act + (size_t)t * stride) + i;
-        __m512i S = _mm512_dpbusd_epi32(_mm512_load_si512(a->nb), W[0],
-                                        _mm512_load_si512(a->qs));
-        S = _mm512_dpbusd_epi32(S, W[1], _mm512_load_si512(a->qs + 64));
-        S = _mm512_dpbusd_epi32(S, W[2], _mm512_load_si512(a->qs + 128));
-        S = _mm512_dpbusd_epi32(S, W[3], _mm512_load_si512(a->qs + 192));
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S), _mm512_mul_ps(wd, _mm512_load_ps(a->d)),
-                                 acc[t]);
-    }
-}
-
-/* the scales of 8 blocks of bsz bytes, each repeated for its 2 groups */
-static inline __m512 kt0_scales(const uint8_t *x, size_t bsz)
-{
-    uint16_t h[8];
-    for (int b = 0; b < 8; b++)
-        memcpy(&h[b], x + (size_t)b * bsz, 2);
-    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-    __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
-    return _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(d));
 }
 
 /* Q4_K's unpacking, one register: lane l = the low nibbles (l even) of
@@ -686,15 +628,45 @@ kt_toks(const int NT, const __m512i W[4], __m512 sc, int64_t i, const uint8_t *a
 /* One run of 256 weights at x (run i of the row) unpacked and dotted
  * with NT tokens, per type: */
 
-/* Q4_0, a group of 16 blocks (nb of them: 16, or a row's last 1-15): lane
- * 4b+j of Wk is dword k&3 of block 4j+b, low nibbles (k < 4) or high, so
- * each lane sums a whole block over the 8 vpdpbusd of a token and the
- * block scales are applied once per 512 values: 11 instructions per token
- * and group against 14 for two runs of kt_run_q4_0. The blocks are loaded
- * four to a register (R_j: 128-bit lane b = block 4j+b) and transposed by
- * dword in 8 unpacks. */
-/* The nibbles of n (up to 4) blocks from q, block b in 128-bit lane b;
- * zeros after them. */
+/* Q4_0 and Q8_0 take groups of 16 blocks (nb of them: 16, or a row's last
+ * 1-15), transposed by dword so that lane 4b+j of Wk holds values
+ * 4k..4k+3 of block 4j+b: each lane sums a whole block over the 8
+ * vpdpbusd of a token and the block scales are applied once per 512
+ * values, 11 instructions per token and group where a run of 256 at a
+ * time took 14. kt_grp_toks is the part per token; wd the weight scales
+ * by lane, gathered by kt_grp_scales (bsz-byte blocks; never past the
+ * row). */
+static inline __attribute__((always_inline)) void
+kt_grp_toks(const int NT, const __m512i W[8], __m512 wd, int64_t g, const uint8_t *act,
+            size_t stride, __m512 acc[KTOKS_MAX])
+{
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; t++) {
+        const kt0w_blk_t *a = (const kt0w_blk_t *)(act + (size_t)t * stride) + g;
+        __m512i S = _mm512_load_si512(a->nb);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            S = _mm512_dpbusd_epi32(S, W[k], _mm512_load_si512(a->qs + 64 * k));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S), _mm512_mul_ps(wd, _mm512_load_ps(a->d)),
+                                 acc[t]);
+    }
+}
+
+static inline __attribute__((always_inline)) __m512
+kt_grp_scales(const uint8_t *xr, const int bsz, int nb)
+{
+    /* lane 4b+j: block 4j+b's first dword (its fp16 scale, then values) */
+    const __m512i blk = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    __mmask16 there = 0;
+    for (int l = 0; l < 16; l++)
+        there |= (__mmask16)((4 * (l & 3) + (l >> 2) < nb) << l);
+    const __m512i hd = _mm512_mask_i32gather_epi32(
+        _mm512_setzero_si512(), there, _mm512_mullo_epi32(blk, _mm512_set1_epi32(bsz)), xr, 1);
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hd));
+}
+
+/* The nibbles of n (up to 4) Q4_0 blocks from q, block b in 128-bit lane
+ * b; zeros after them. */
 static inline __attribute__((always_inline)) __m512i kt_four_q4_0(const qd_block_q4_0 *q, int n)
 {
     if (n >= 4) {
@@ -709,16 +681,15 @@ static inline __attribute__((always_inline)) __m512i kt_four_q4_0(const qd_block
     return _mm512_load_si512(t);
 }
 
+/* Q4_0: four blocks to a register (R_j: 128-bit lane b = block 4j+b), a
+ * 4 x 4 dword transpose in 8 unpacks; dword k's low nibbles are values
+ * 4k.., its high ones 16+4k.. (W[k+4]). */
 static inline __attribute__((always_inline)) void
 kt_grp_q4_0(const int NT, const uint8_t *xr, int nb, int64_t g, const uint8_t *act,
             size_t stride, __m512 acc[KTOKS_MAX])
 {
     const qd_block_q4_0 *x = (const qd_block_q4_0 *)xr;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    /* lane 4b+j: byte offset of block 4j+b (its scale, then 2 bytes of
-     * nibbles: a dword within the block) */
-    const __m512i off = _mm512_setr_epi32(0, 72, 144, 216, 18, 90, 162, 234, 36, 108, 180, 252,
-                                          54, 126, 198, 270);
     __m512i R[4];
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++)
@@ -733,48 +704,64 @@ kt_grp_q4_0(const int NT, const uint8_t *xr, int nb, int64_t g, const uint8_t *a
         W[k] = _mm512_and_si512(G[k], m4);
         W[k + 4] = _mm512_and_si512(_mm512_srli_epi16(G[k], 4), m4);
     }
-    /* the scales of the blocks there are (never read past the row) */
-    __mmask16 there = 0;
-    for (int l = 0; l < 16; l++)
-        there |= (__mmask16)((4 * (l & 3) + (l >> 2) < nb) << l);
-    const __m512i hd = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), there, off, xr, 1);
-    const __m512 wd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hd));
-#pragma GCC unroll 16
-    for (int t = 0; t < NT; t++) {
-        const kt0w_blk_t *a = (const kt0w_blk_t *)(act + (size_t)t * stride) + g;
-        __m512i S = _mm512_load_si512(a->nb);
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; k++)
-            S = _mm512_dpbusd_epi32(S, W[k], _mm512_load_si512(a->qs + 64 * k));
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S), _mm512_mul_ps(wd, _mm512_load_ps(a->d)),
-                                 acc[t]);
-    }
+    kt_grp_toks(NT, W, kt_grp_scales(xr, sizeof *x, nb), g, act, stride, acc);
 }
 
-/* Q8_0: group l is half l&1 of block l/2, made unsigned by flipping the
- * sign bit (+128); Wk's lane l is dword 4*(l&1) + k of the block. */
-static inline __attribute__((always_inline)) void
-kt_run_q8_0(const int NT, const uint8_t *xr, int64_t i, const uint8_t *act, size_t stride,
-            __m512 acc[KTOKS_MAX])
+/* Two Q8_0 blocks (b and b+1, either past nb: zeros) in the two 256-bit
+ * halves of one register, made unsigned (+128: the sign bit flipped). */
+static inline __attribute__((always_inline)) __m512i kt_two_q8_0(const qd_block_q8_0 *x, int b,
+                                                                int nb)
 {
     const __m512i sign = _mm512_set1_epi8((char)0x80);
-    /* blocks 2j and 2j+1 in P[j]; lanes 0-7 from P0/P1, 8-15 from P2/P3 */
-    const __m512i idx0 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
-    const qd_block_q8_0 *x = (const qd_block_q8_0 *)xr;
-    __m512i P[4];
-    for (int j = 0; j < 4; j++)
-        P[j] = _mm512_xor_si512(
-            _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[2 * j].qs)),
-                _mm256_loadu_si256((const __m256i *)x[2 * j + 1].qs), 1),
+    if (b + 1 < nb)
+        return _mm512_xor_si512(
+            _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[b].qs)),
+                               _mm256_loadu_si256((const __m256i *)x[b + 1].qs), 1),
             sign);
-    __m512i W[4];
-    for (int k = 0; k < 4; k++) {
-        const __m512i ix = _mm512_add_epi32(idx0, _mm512_set1_epi32(k));
-        W[k] = _mm512_mask_blend_epi32(0xff00, _mm512_permutex2var_epi32(P[0], ix, P[1]),
-                                       _mm512_permutex2var_epi32(P[2], ix, P[3]));
+    if (b < nb)
+        return _mm512_maskz_xor_epi32(0x00ff, _mm512_castsi256_si512(_mm256_loadu_si256(
+                                                  (const __m256i *)x[b].qs)),
+                                      sign);
+    return _mm512_setzero_si512();
+}
+
+/* Q8_0: R_j holds blocks 4j, 4j+1 and R_{4+j} blocks 4j+2, 4j+3 (a block
+ * a 256-bit half, so 128-bit lane L holds dwords 4(L&1).. of block
+ * 4j+(L>>1) (+2)); a 4 x 4 dword transpose within the 128-bit lanes of
+ * each four (16 unpacks) and one 128-bit shuffle per W put block 4j+b's
+ * dword k in lane 4b+j of W[k]. */
+static inline __attribute__((always_inline)) void
+kt_grp_q8_0(const int NT, const uint8_t *xr, int nb, int64_t g, const uint8_t *act,
+            size_t stride, __m512 acc[KTOKS_MAX])
+{
+    const qd_block_q8_0 *x = (const qd_block_q8_0 *)xr;
+    __m512i R[8];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        R[j] = kt_two_q8_0(x, 4 * j, nb);
+        R[4 + j] = kt_two_q8_0(x, 4 * j + 2, nb);
     }
-    kt0_toks(NT, W, kt0_scales(xr, sizeof *x), i, act, stride, acc);
+    __m512i T[8]; /* T[4h+m], lane L, dword j: R[4h+j]'s lane L, dword m */
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        const __m512i *r = R + 4 * h;
+        const __m512i U0 = _mm512_unpacklo_epi32(r[0], r[1]), U1 = _mm512_unpackhi_epi32(r[0], r[1]);
+        const __m512i U2 = _mm512_unpacklo_epi32(r[2], r[3]), U3 = _mm512_unpackhi_epi32(r[2], r[3]);
+        T[4 * h] = _mm512_unpacklo_epi64(U0, U2);
+        T[4 * h + 1] = _mm512_unpackhi_epi64(U0, U2);
+        T[4 * h + 2] = _mm512_unpacklo_epi64(U1, U3);
+        T[4 * h + 3] = _mm512_unpackhi_epi64(U1, U3);
+    }
+    /* W[k] lanes 0-3: T[m] lane 0 (block 4j, b 0), 4-7: T[m] lane 2
+     * (4j+1), 8-11: T[4+m] lane 0 (4j+2), 12-15: T[4+m] lane 2 (4j+3);
+     * W[4+m] the same from lanes 1 and 3 */
+    __m512i W[8];
+#pragma GCC unroll 4
+    for (int m = 0; m < 4; m++) {
+        W[m] = _mm512_shuffle_i32x4(T[m], T[4 + m], _MM_SHUFFLE(2, 0, 2, 0));
+        W[m + 4] = _mm512_shuffle_i32x4(T[m], T[4 + m], _MM_SHUFFLE(3, 1, 3, 1));
+    }
+    kt_grp_toks(NT, W, kt_grp_scales(xr, sizeof *x, nb), g, act, stride, acc);
 }
 
 /* Q4_K, runs b0 and b1 (pair p; b1 may repeat b0 against zeros): Wk's
@@ -918,21 +905,29 @@ kt_row(const int NT, const qd_type_t ty, int64_t nr, float *out, int64_t ldo,
 {
     const size_t rb = ty == QD_TYPE_Q4_K   ? sizeof(qd_block_q4_K)
                       : ty == QD_TYPE_Q6_K ? sizeof(qd_block_q6_K)
-                                           : 8 * sizeof(qd_block_q8_0);
+                      : ty == QD_TYPE_Q4_0 ? sizeof(qd_block_q4_0)
+                                           : sizeof(qd_block_q8_0);
     __m512 acc[KTOKS_MAX];
 #pragma GCC unroll 16
     for (int t = 0; t < NT; t++)
         acc[t] = _mm512_setzero_ps();
-    if (ty == QD_TYPE_Q4_0) { /* nr blocks */
+    if (ty == QD_TYPE_Q4_0 || ty == QD_TYPE_Q8_0) { /* nr blocks of rb bytes */
         int64_t g = 0;
         for (; 16 * (g + 1) <= nr; g++) {
-            const uint8_t *x = xr + (size_t)(16 * g) * sizeof(qd_block_q4_0);
-            dec_prefetch(x + QD_DEC_PF_DIST, (int)((16 * sizeof(qd_block_q4_0) + 63) / 64));
-            kt_grp_q4_0(NT, x, 16, g, act, stride, acc);
+            const uint8_t *x = xr + (size_t)(16 * g) * rb;
+            dec_prefetch(x + QD_DEC_PF_DIST, (int)((16 * rb + 63) / 64));
+            if (ty == QD_TYPE_Q4_0)
+                kt_grp_q4_0(NT, x, 16, g, act, stride, acc);
+            else
+                kt_grp_q8_0(NT, x, 16, g, act, stride, acc);
         }
-        if (16 * g < nr)
-            kt_grp_q4_0(NT, xr + (size_t)(16 * g) * sizeof(qd_block_q4_0), (int)(nr - 16 * g), g,
-                        act, stride, acc);
+        if (16 * g < nr) {
+            const uint8_t *x = xr + (size_t)(16 * g) * rb;
+            if (ty == QD_TYPE_Q4_0)
+                kt_grp_q4_0(NT, x, (int)(nr - 16 * g), g, act, stride, acc);
+            else
+                kt_grp_q8_0(NT, x, (int)(nr - 16 * g), g, act, stride, acc);
+        }
     } else if (ty == QD_TYPE_Q4_K) {
         for (int64_t p = 0; p < (nr + 1) / 2; p++) {
             const uint8_t *x = xr + (size_t)(2 * p) * rb;
@@ -945,10 +940,7 @@ kt_row(const int NT, const qd_type_t ty, int64_t nr, float *out, int64_t ldo,
         for (int64_t i = 0; i < nr; i++) {
             const uint8_t *x = xr + (size_t)i * rb;
             dec_prefetch(x + QD_DEC_PF_DIST, (int)((rb + 63) / 64));
-            if (ty == QD_TYPE_Q6_K)
-                kt_run_q6_K(NT, x, i, act, stride, nr, acc);
-            else
-                kt_run_q8_0(NT, x, i, act, stride, acc);
+            kt_run_q6_K(NT, x, i, act, stride, nr, acc);
         }
     }
     hsum_store(NT, acc, out, ldo);
@@ -961,7 +953,8 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
 {
     const uint8_t *base = w->data;
     const qd_type_t ty = w->type;
-    const int64_t nr = w->n_cols / (ty == QD_TYPE_Q4_0 ? 32 : 256); /* blocks or runs */
+    const int grp = ty == QD_TYPE_Q4_0 || ty == QD_TYPE_Q8_0;
+    const int64_t nr = w->n_cols / (grp ? 32 : 256); /* blocks or runs */
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *xr = base + (size_t)r * w->row_bytes;
         float *o = out + r;
@@ -996,7 +989,7 @@ static int avx512_gemm_prefers(const qd_qmat_t *w, int n_tok)
     qd_type_t t = w->type;
     return (t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K || t == QD_TYPE_Q4_0 ||
             t == QD_TYPE_Q8_0) &&
-           w->n_cols % (t == QD_TYPE_Q4_0 ? 32 : 256) == 0 &&
+           w->n_cols % (t == QD_TYPE_Q4_0 || t == QD_TYPE_Q8_0 ? 32 : 256) == 0 &&
            n_tok >= (t == QD_TYPE_Q4_0 ? 1 : 2) && n_tok <= KTOKS_MAX;
 }
 
