@@ -215,29 +215,26 @@ static void dot_q6_K_512(int n, float *restrict s, const void *restrict vx,
     q6_K_rows(1, n, s, vx, 0, vy);
 }
 
-/* ---- decode dots for Q8_0 and Q4_1 ------------------------------------
+/* ---- decode dots for Q4_1 ---------------------------------------------
  * The 256-bit dots handle one 32-value block per step and spend most of
- * their instructions on the block's fp16 scale. These take two blocks per
- * zmm against an activation row unpacked once per matmul call (dec_act_t):
- *  - int8 values contiguous, for Q4_1 in the nibble order of a block pair
- *    (A0-15 B0-15 A16-31 B16-31);
- *  - per block its float scale da (and for Q4_1 the Q8_1 s = da * sum(a));
- *  - per pair (Q8_0) an int32 start vector with the offset correction in
- *    one lane of each block: the weights enter vpdpbusd as w + 128
- *    (-128 * sum(a)).
- * (Q4_0 has kernels of its own: kt_grp_q4_0, below.)
- * A Q4_1 pair is one masked 64-byte load; vpermw picks the nibble bytes
- * and a variable shift splits them. The fp16 weight scales of 8 pairs are
- * merged into one vector (a masked vpermw per pair), converted and
- * multiplied by da once per 16 blocks, and vpermps spreads them over each
- * pair's lanes. Integer sums are exact; only the float order differs. */
+ * their instructions on the block's fp16 scale. This one takes two blocks
+ * per zmm against an activation row unpacked once per matmul call
+ * (dec_act_t): int8 values in the nibble order of a block pair (A0-15
+ * B0-15 A16-31 B16-31), and per block its float scale da and the Q8_1
+ * s = da * sum(a). A pair is one masked 64-byte load; vpermw picks the
+ * nibble bytes and a variable shift splits them. The fp16 weight scales
+ * (and mins) of 8 pairs are merged into one vector (a masked vpermw per
+ * pair), converted and multiplied by da once per 16 blocks, and vpermps
+ * spreads them over each pair's lanes. Integer sums are exact; only the
+ * float order differs. (Q4_0 and Q8_0 have kernels of their own,
+ * kt_grp_q4_0 and kt_grp_q8_0 below, for one token as for several.) */
 #define DEC_KMAX 16384
 
 typedef struct {
     _Alignas(64) int8_t qs[DEC_KMAX];
     _Alignas(64) float da[DEC_KMAX / 32 + 16];   /* per block, zero-padded */
     _Alignas(64) float sm[DEC_KMAX / 32 + 16];   /* Q4_1: s per block */
-    _Alignas(64) int32_t corr[DEC_KMAX / 4 + 16]; /* 16 per pair; Q4_K: sub-block sums */
+    _Alignas(64) int32_t corr[DEC_KMAX / 4 + 16]; /* Q4_K: sub-block sums */
     const qd_block_q8_K *y;                        /* Q4_K: the Q8_K row */
 } dec_act_t;
 
@@ -252,46 +249,33 @@ static inline int sum_i8x32(const int8_t *q)
     return _mm_cvtsi128_si32(t) - 32 * 128;
 }
 
-/* kind 0: Q8_0 weights, 2: Q4_1 (Q8_1 activation). */
-static void dec_act_prep(int kind, const void *act, int64_t n, dec_act_t *d)
+/* A Q8_1 activation row for Q4_1 weights. */
+static void dec_act_prep_q41(const void *act, int64_t n, dec_act_t *d)
 {
     const int nb = (int)(n / 32), np = (nb + 1) / 2;
-    const size_t bsz = kind == 2 ? sizeof(qd_block_q8_1) : sizeof(qd_block_q8_0);
-    const uint8_t *a = act;
+    const qd_block_q8_1 *y = act;
     memset(d->qs + 64 * (np - 1), 0, 64);
     memset(d->da, 0, sizeof(float) * (size_t)(nb + 16));
     memset(d->sm, 0, sizeof(float) * (size_t)(nb + 16));
-    memset(d->corr, 0, sizeof(int32_t) * 16 * (size_t)np);
     for (int b = 0; b < nb; b++) {
-        const uint8_t *blk = a + (size_t)b * bsz;
-        const int8_t *q = (const int8_t *)(blk + (kind == 2 ? 4 : 2));
-        qd_fp16_t h;
-        memcpy(&h, blk, 2);
-        d->da[b] = h2f(h);
         int8_t *dst = d->qs + 64 * (b / 2);
-        int32_t *corr = d->corr + 16 * (b / 2);
         int hb = b % 2;
-        if (kind == 0) {
-            memcpy(dst + 32 * hb, q, 32);
-            corr[8 * hb] = -128 * sum_i8x32(q);
-        } else {
-            memcpy(dst + 16 * hb, q, 16);
-            memcpy(dst + 32 + 16 * hb, q + 16, 16);
-            memcpy(&h, blk + 2, 2);
-            d->sm[b] = h2f(h);
-        }
+        d->da[b] = h2f(y[b].d);
+        d->sm[b] = h2f(y[b].s);
+        memcpy(dst + 16 * hb, y[b].qs, 16);
+        memcpy(dst + 32 + 16 * hb, y[b].qs + 16, 16);
     }
 }
 
-/* Up to 8 block pairs from block b0 (np pairs, then a lone block when
- * tail) of the row x, added to acc[0..1] (and the Q4_1 mins to *accm). */
+/* Up to 8 Q4_1 block pairs from block b0 (np pairs, then a lone block
+ * when tail) of the row x, added to acc[0..1] and the mins to *accm. */
 static inline __attribute__((always_inline)) void
-leg_group(const int kind, int np, int tail, const uint8_t *restrict x, int b0,
-          const dec_act_t *restrict d, __m512 *acc, __m512 *accm)
+q41_group(int np, int tail, const uint8_t *restrict x, int b0, const dec_act_t *restrict d,
+          __m512 *acc, __m512 *accm)
 {
-    const int bsz = kind == 0 ? 34 : 20, wb = bsz / 2;
+    const int bsz = (int)sizeof(qd_block_q4_1), wb = bsz / 2;
     /* word lanes 2j, 2j+1 of the merged scales take d of A (word 0) and B
-     * (word wb); Q4_1 mins likewise from words 1 and wb + 1 */
+     * (word wb); the mins likewise from words 1 and wb + 1 */
     const __m512i didx = _mm512_set1_epi32(wb << 16);
     const __m512i midx = _mm512_set1_epi32(((wb + 1) << 16) | 1);
     /* nibble bytes: words of A's qs, B's qs, A's, B's; the upper 256 bits
@@ -303,10 +287,8 @@ leg_group(const int kind, int np, int tail, const uint8_t *restrict x, int b0,
         qb + 15, qb + 14, qb + 13, qb + 12, qb + 11, qb + 10, qb + 9, qb + 8,
         qw + 7, qw + 6, qw + 5, qw + 4, qw + 3, qw + 2, qw + 1, qw);
     const __m512i shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-    /* lanes of a pair's products: Q8_0 A x8, B x8; Q4_x A x4, B x4, A x4, B x4 */
-    const __m512i ebase = kind == 0
-        ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
-        : _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+    /* lanes of a pair's products: A x4, B x4, A x4, B x4 */
+    const __m512i ebase = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
     __m512i isum[8];
 #pragma GCC unroll 8
     for (int j = 0; j < 8; j++)
@@ -317,30 +299,17 @@ leg_group(const int kind, int np, int tail, const uint8_t *restrict x, int b0,
     for (int j = 0; j < nj; j++) {
         const int two = j < np, p = b0 / 2 + j;
         const uint8_t *xa = x + (size_t)(b0 + 2 * j) * bsz;
-        dec_prefetch(xa + QD_DEC_PF_DIST, kind == 0 ? 2 : 1);
-        /* Q4_x: the whole pair (never past it, so never past the matrix);
-         * Q8_0 (68 bytes): the two d words */
-        const __mmask32 wmask = kind == 0 ? (__mmask32)(two ? (1u | (1u << wb)) : 1u)
-                                          : (__mmask32)((1ull << (two ? 2 * wb : wb)) - 1);
+        dec_prefetch(xa + QD_DEC_PF_DIST, 1);
+        /* the whole pair (never past it, so never past the matrix) */
+        const __mmask32 wmask = (__mmask32)((1ull << (two ? 2 * wb : wb)) - 1);
         const __m512i win = _mm512_maskz_loadu_epi16(wmask, xa);
         const __m512i a = _mm512_load_si512(d->qs + 64 * p);
-        __m512i w;
-        if (kind == 0) {
-            __m256i lo = _mm256_loadu_si256((const __m256i *)(xa + 2));
-            __m256i hi = two ? _mm256_loadu_si256((const __m256i *)(xa + bsz + 2))
-                             : _mm256_setzero_si256();
-            w = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1),
-                                 _mm512_set1_epi8((char)0x80));
-        } else {
-            w = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutexvar_epi16(qidx, win), shv),
-                                 _mm512_set1_epi8(0x0f));
-        }
-        __m512i i0 = kind == 2 ? _mm512_setzero_si512() : _mm512_load_si512(d->corr + 16 * p);
-        isum[j] = _mm512_dpbusd_epi32(i0, w, a);
+        const __m512i w = _mm512_and_si512(
+            _mm512_srlv_epi16(_mm512_permutexvar_epi16(qidx, win), shv), _mm512_set1_epi8(0x0f));
+        isum[j] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, a);
         const __mmask32 lanes = (__mmask32)3u << (2 * j);
         dacc = _mm512_mask_permutexvar_epi16(dacc, lanes, didx, win);
-        if (kind == 2)
-            macc = _mm512_mask_permutexvar_epi16(macc, lanes, midx, win);
+        macc = _mm512_mask_permutexvar_epi16(macc, lanes, midx, win);
     }
     /* per-block scales dw * da, then spread over each pair's lanes */
     const __m512 dv = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(dacc)),
@@ -350,23 +319,25 @@ leg_group(const int kind, int np, int tail, const uint8_t *restrict x, int b0,
         __m512 sv = _mm512_permutexvar_ps(_mm512_add_epi32(ebase, _mm512_set1_epi32(2 * j)), dv);
         acc[j & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), sv, acc[j & 1]);
     }
-    if (kind == 2)
-        *accm = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(macc)),
-                                _mm512_loadu_ps(d->sm + b0), *accm);
+    *accm = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(macc)),
+                            _mm512_loadu_ps(d->sm + b0), *accm);
 }
 
-static inline __attribute__((always_inline)) void
-leg_row(const int kind, int n, float *restrict s, const uint8_t *restrict x,
-        const dec_act_t *restrict d)
+static void q4_1_dec(int nr, int n, float *restrict s, const uint8_t *restrict x0, size_t bx,
+                     const void *restrict vd)
 {
-    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()}, accm = _mm512_setzero_ps();
+    const dec_act_t *d = vd;
     const int nb = n / 32;
-    int b = 0;
-    for (; b + 16 <= nb; b += 16)
-        leg_group(kind, 8, 0, x, b, d, acc, &accm);
-    if (b < nb)
-        leg_group(kind, (nb - b) / 2, (nb - b) % 2, x, b, d, acc, &accm);
-    *s = hsum_ps512(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), accm));
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *x = x0 + (size_t)r * bx;
+        __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()}, accm = _mm512_setzero_ps();
+        int b = 0;
+        for (; b + 16 <= nb; b += 16)
+            q41_group(8, 0, x, b, d, acc, &accm);
+        if (b < nb)
+            q41_group((nb - b) / 2, (nb - b) % 2, x, b, d, acc, &accm);
+        s[r] = hsum_ps512(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), accm));
+    }
 }
 
 /* Q4_K decode: the activation's values are reordered per 128 (a0-31
@@ -990,7 +961,7 @@ static int avx512_gemm_prefers(const qd_qmat_t *w, int n_tok)
     return (t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K || t == QD_TYPE_Q4_0 ||
             t == QD_TYPE_Q8_0) &&
            w->n_cols % (t == QD_TYPE_Q4_0 || t == QD_TYPE_Q8_0 ? 32 : 256) == 0 &&
-           n_tok >= (t == QD_TYPE_Q4_0 ? 1 : 2) && n_tok <= KTOKS_MAX;
+           n_tok >= (t == QD_TYPE_Q4_0 || t == QD_TYPE_Q8_0 ? 1 : 2) && n_tok <= KTOKS_MAX;
 }
 
 /* Rows x0, x0 + bx, ... [nr of them] against one activation row: the
@@ -998,13 +969,6 @@ static int avx512_gemm_prefers(const qd_qmat_t *w, int n_tok)
 typedef void (*dec_rows_fn)(int nr, int n, float *restrict s, const uint8_t *restrict x0,
                             size_t bx, const void *restrict a);
 
-#define LEG_FN(name, kind)                                                       \
-    static void name(int nr, int n, float *restrict s, const uint8_t *restrict x0, \
-                     size_t bx, const void *restrict a)                          \
-    {                                                                            \
-        for (int r = 0; r < nr; r++)                                             \
-            leg_row(kind, n, s + r, x0 + (size_t)r * bx, a);                     \
-    }
 #define KQ_FN(name, fn)                                                          \
     static void name(int nr, int n, float *restrict s, const uint8_t *restrict x0, \
                      size_t bx, const void *restrict a)                          \
@@ -1012,8 +976,6 @@ typedef void (*dec_rows_fn)(int nr, int n, float *restrict s, const uint8_t *res
         for (int r = 0; r < nr; r++)                                             \
             fn(1, n, s + r, x0 + (size_t)r * bx, 0, a);                          \
     }
-LEG_FN(q8_0_dec, 0)
-LEG_FN(q4_1_dec, 2)
 KQ_FN(q6_K_dec, q6_K_rows)
 
 /* Decode driver: one activation row (n_tok == 1) against rows [r0, r1);
@@ -1025,7 +987,6 @@ static void avx512_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
     dec_rows_fn f = NULL;
     int kind = -1;
     switch (w->type) {
-    case QD_TYPE_Q8_0: f = q8_0_dec; kind = 0; break;
     case QD_TYPE_Q4_1: f = q4_1_dec; kind = 2; break;
     case QD_TYPE_Q4_K: f = q4_K_dec; kind = 3; break;
     case QD_TYPE_Q6_K: f = q6_K_dec; break;
@@ -1052,8 +1013,8 @@ static void avx512_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
     if (kind == 3) {
         dec_act_prep_q4K(act, w->n_cols, &d);
         a = &d;
-    } else if (kind >= 0) {
-        dec_act_prep(kind, act, w->n_cols, &d);
+    } else if (kind == 2) {
+        dec_act_prep_q41(act, w->n_cols, &d);
         a = &d;
     }
     f((int)(r1 - r0), (int)w->n_cols, out + r0, x0, w->row_bytes, a);
