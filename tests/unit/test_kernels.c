@@ -290,7 +290,9 @@ Test(kernels, decode_matvec_shapes)
     const qd_type_t types[] = {QD_TYPE_Q4_0, QD_TYPE_Q4_1, QD_TYPE_Q8_0,
                                QD_TYPE_Q4_K, QD_TYPE_Q6_K};
     /* in 32-value blocks: a pair, 20 (a group and 2 pairs), 31 (a group,
-     * 7 pairs and a lone block), 64, and 520 (over the 16384 limit) */
+     * 7 pairs and a lone block), 64, and 520 (over the 16384 limit) of
+     * the Q4_1 dots; Q4_0's and Q8_0's groups of 16 blocks: 2, 4 and 15
+     * left over, none, and 8 */
     const int64_t blocks[] = {2, 20, 31, 64, 520};
     const int64_t rows[] = {5, 33};
     for (size_t i = 0; i < QD_ARRAY_SIZE(types); i++) {
