@@ -68,8 +68,10 @@ typedef struct {
 
 /* The most a kernel set's own activation layout (prefers_act) may take
  * per row of n values (matmul's scratch is sized for it): 2 bytes a value
- * covers each layout's bytes per value (at most 1.25) and the 640 bytes
- * of a started group of AVX-512's Q4_0 layout (512 values). */
+ * covers each layout's bytes per value (at most about 1.27, Q6_K's with
+ * its scales) and the 640 bytes of a started group of AVX-512's Q4_0 and
+ * Q8_0 layout (512 values). The kernel test prefers_act_within_bound
+ * checks every layout against it. */
 #define QD_PREFERS_ACT_BYTES(n) ((size_t)(n) * 2 + 640)
 
 /* ---- tiled path (quant/tile.c) ----------------------------------------

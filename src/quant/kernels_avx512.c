@@ -234,7 +234,7 @@ typedef struct {
     _Alignas(64) int8_t qs[DEC_KMAX];
     _Alignas(64) float da[DEC_KMAX / 32 + 16];   /* per block, zero-padded */
     _Alignas(64) float sm[DEC_KMAX / 32 + 16];   /* Q4_1: s per block */
-    _Alignas(64) int32_t corr[DEC_KMAX / 4 + 16]; /* Q4_K: sub-block sums */
+    _Alignas(64) int32_t corr[DEC_KMAX / 64 + 16]; /* Q4_K: sub-block sums, 4 a superblock */
     const qd_block_q8_K *y;                        /* Q4_K: the Q8_K row */
 } dec_act_t;
 
@@ -420,35 +420,35 @@ static void q4_K_dec(int nr, int n, float *restrict s, const uint8_t *restrict x
 }
 
 /* ---- small batches: one weight row, NT activation rows ----
- * Batched decode (2-KTOKS_MAX tokens, see avx512_gemm_prefers) of Q4_K,
- * Q6_K, Q4_0 and Q8_0: each run of 256 values of a row (a superblock, or
- * 8 blocks of 32) is unpacked once and dotted with every token's
- * activation with vpdpbusd, instead of going through the decoded 16-row
- * tiles (whose decoding costs more than the products at these batch
- * sizes).
+ * Batched decode (see avx512_gemm_prefers): Q4_K and Q6_K from 2 tokens
+ * to KTOKS_MAX, Q4_0 and Q8_0 from 1 (their decode too). Each stretch of
+ * a row is unpacked once and dotted with every token's activation with
+ * vpdpbusd, instead of going through the decoded 16-row tiles (whose
+ * decoding costs more than the products at these batch sizes).
  *
- * The unpacked run is four zmm W0..W3 of unsigned bytes whose int32 lane l
- * always holds values of the 16-value group l (values 16l+4k .. 16l+4k+3
- * in Wk), so one vpdpbusd accumulator per token sums each group in its own
- * lane and the groups' scales are applied once per run, as a float
- * vector. For that the activations are laid out to match, once per matmul
- * call (avx512_prefers_act): per run, value 16l+4k+i at byte 64k+4l+i,
- * then per group its sum times minus the offset the weights were unpacked
- * with, which starts each token's integer sums (Q6_K: 32, Q8_0: 128), and
- * the activation scales (Q8_K: one per run, after the row's runs; Q8_0:
- * each group's block's). Integer sums are exact; only the float order
- * differs from the single-token dots.
+ * Q6_K: each run of 256 values (a superblock) is unpacked into four zmm
+ * W0..W3 of unsigned bytes whose int32 lane l always holds values of the
+ * 16-value group l (values 16l+4k .. 16l+4k+3 in Wk), so one vpdpbusd
+ * accumulator per token sums each group in its own lane and the groups'
+ * scales are applied once per run, as a float vector. For that the
+ * activations are laid out to match, once per matmul call
+ * (avx512_prefers_act): per run, value 16l+4k+i at byte 64k+4l+i, then
+ * per group -32 times its sum (the offset the weights were unpacked
+ * with), which starts each token's integer sums, and after the row's runs
+ * their Q8_K scales. Integer sums are exact; only the float order differs
+ * from the single-token dots.
  *
  * Q4_K, whose scales are per 32 values, takes runs in pairs instead, with
  * a layout of its own (kt4_blk_t): lane l of eight zmm is sub-block l&7
  * of run 2p + (l>>3), so that a token's eight vpdpbusd are followed by
  * one scaling for both runs — 6 instructions per token and run, not 8,
  * where those per token are nearly all the work (8 tokens x a 4096 x
- * 4096 matrix, one thread: 1.29 ms with the 16-group layout). Q4_0, whose
- * scales are per 32 values too, takes runs in pairs for the same reason
- * (kt0w_blk_t, kt_grp_q4_0): lane l of eight zmm is a whole block, 3
- * instructions per token for both runs' scales instead of 6 (8 tokens x
- * 8192 x 2048, one thread: 0.90-0.92 ms against 1.17-1.20). */
+ * 4096 matrix, one thread: 1.29 ms with the 16-group layout). Q4_0 and
+ * Q8_0, whose scales are per 32 values too, take groups of 16 blocks
+ * (kt0w_blk_t, kt_grp_q4_0, kt_grp_q8_0): lane l of eight zmm is a whole
+ * block, 3 instructions per token for 512 values' scales instead of 6 (8
+ * tokens x 8192 x 2048, one thread: Q4_0 0.90-0.92 ms against 1.17-1.20,
+ * Q8_0 0.80-0.84 against 1.19-1.22). */
 #define KTOKS_MAX 16 /* tokens of one pass over a row (accumulators in registers) */
 
 /* A run of 256 Q8_K activations (Q6_K): values in lane order (kt_lanes),
@@ -596,10 +596,8 @@ kt_toks(const int NT, const __m512i W[4], __m512 sc, int64_t i, const uint8_t *a
     }
 }
 
-/* One run of 256 weights at x (run i of the row) unpacked and dotted
- * with NT tokens, per type: */
-
-/* Q4_0 and Q8_0 take groups of 16 blocks (nb of them: 16, or a row's last
+/* The unpacking of a row's stretch and its products with NT tokens, per
+ * type. Q4_0 and Q8_0 take groups of 16 blocks (nb of them: 16, or a row's last
  * 1-15), transposed by dword so that lane 4b+j of Wk holds values
  * 4k..4k+3 of block 4j+b: each lane sums a whole block over the 8
  * vpdpbusd of a token and the block scales are applied once per 512
@@ -869,7 +867,8 @@ hsum_store(const int NT, const __m512 acc[KTOKS_MAX], float *out, int64_t ldo)
     }
 }
 
-/* One row (nr runs) against NT tokens: out[t*ldo]. */
+/* One row (nr runs of 256; Q4_0, Q8_0: nr blocks) against NT tokens:
+ * out[t*ldo]. */
 static inline __attribute__((always_inline)) void
 kt_row(const int NT, const qd_type_t ty, int64_t nr, float *out, int64_t ldo,
        const uint8_t *xr, const uint8_t *act, size_t stride)
@@ -917,8 +916,8 @@ kt_row(const int NT, const qd_type_t ty, int64_t nr, float *out, int64_t ldo,
     hsum_store(NT, acc, out, ldo);
 }
 
-/* Rows [r0, r1) against n_tok (2..KTOKS_MAX) activation rows in the
- * avx512_prefers_act layout, in one pass over each row. */
+/* Rows [r0, r1) against n_tok activation rows (as avx512_gemm_prefers
+ * allows) in the avx512_prefers_act layout, in one pass over each row. */
 static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *act,
                        size_t stride, int n_tok, float *out, int64_t ldo)
 {
@@ -940,8 +939,14 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
         else                                                            \
             kt_row(NT, QD_TYPE_Q8_0, nr, o, ldo, xr, act, stride);      \
         break;
-        switch (n_tok) { /* 2..KTOKS_MAX: avx512_gemm_prefers */
-            KT_CASE(1) KT_CASE(2) KT_CASE(3) KT_CASE(4) KT_CASE(5)
+        switch (n_tok) { /* as avx512_gemm_prefers allows */
+        case 1: /* Q4_0, Q8_0 only */
+            if (ty == QD_TYPE_Q4_0)
+                kt_row(1, QD_TYPE_Q4_0, nr, o, ldo, xr, act, stride);
+            else
+                kt_row(1, QD_TYPE_Q8_0, nr, o, ldo, xr, act, stride);
+            break;
+            KT_CASE(2) KT_CASE(3) KT_CASE(4) KT_CASE(5)
             KT_CASE(6) KT_CASE(7) KT_CASE(8) KT_CASE(9)
             KT_CASE(10) KT_CASE(11) KT_CASE(12) KT_CASE(13)
             KT_CASE(14) KT_CASE(15) KT_CASE(16)
@@ -965,7 +970,8 @@ static int avx512_gemm_prefers(const qd_qmat_t *w, int n_tok)
 }
 
 /* Rows x0, x0 + bx, ... [nr of them] against one activation row: the
- * unpacked dec_act_t (legacy types) or the Q8_K row itself (k-quants). */
+ * unpacked dec_act_t (Q4_1, and Q4_K's reordered values) or the Q8_K row
+ * itself (Q6_K). */
 typedef void (*dec_rows_fn)(int nr, int n, float *restrict s, const uint8_t *restrict x0,
                             size_t bx, const void *restrict a);
 
@@ -985,35 +991,36 @@ static void avx512_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
                              float *out, int64_t ldo)
 {
     dec_rows_fn f = NULL;
-    int kind = -1;
     switch (w->type) {
-    case QD_TYPE_Q4_1: f = q4_1_dec; kind = 2; break;
-    case QD_TYPE_Q4_K: f = q4_K_dec; kind = 3; break;
+    case QD_TYPE_Q4_1: f = q4_1_dec; break;
+    case QD_TYPE_Q4_K: f = q4_K_dec; break;
     case QD_TYPE_Q6_K: f = q6_K_dec; break;
     default: break;
     }
-    if (avx512_gemm_prefers(w, n_tok)) {
-        ktoks_rows(w, r0, r1, act, act_stride, n_tok, out, ldo);
-        return;
-    }
-    if (n_tok != 1 || !f || w->n_cols > DEC_KMAX) {
+    const int kt = avx512_gemm_prefers(w, n_tok);
+    if (!kt && (n_tok != 1 || !f || w->n_cols > DEC_KMAX)) {
         x86_gemm_rows(w, r0, r1, act, act_stride, n_tok, out, ldo);
         return;
     }
     /* The in-loop prefetch runs QD_DEC_PF_DIST ahead: start the first
      * stretch of the range now, so that it loads while the activation is
-     * unpacked instead of as one demand miss after another. */
+     * unpacked (or the first rows' products start) instead of as one
+     * demand miss after another. */
     const uint8_t *base = w->data;
     const uint8_t *x0 = base + (size_t)r0 * w->row_bytes;
     size_t head = QD_MIN((size_t)QD_DEC_PF_DIST, (size_t)(r1 - r0) * w->row_bytes);
     for (size_t o = 0; o < head; o += 64)
         _mm_prefetch((const char *)x0 + o, _MM_HINT_T0);
+    if (kt) {
+        ktoks_rows(w, r0, r1, act, act_stride, n_tok, out, ldo);
+        return;
+    }
     dec_act_t d;
     const void *a = act;
-    if (kind == 3) {
+    if (w->type == QD_TYPE_Q4_K) {
         dec_act_prep_q4K(act, w->n_cols, &d);
         a = &d;
-    } else if (kind == 2) {
+    } else if (w->type == QD_TYPE_Q4_1) {
         dec_act_prep_q41(act, w->n_cols, &d);
         a = &d;
     }

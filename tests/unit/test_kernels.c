@@ -14,6 +14,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "quant/kernels.h"
 #include "quantd/common.h"
@@ -166,13 +168,28 @@ static qd_qmat_t make_qmat(qd_type_t t, int64_t n_rows, int64_t n_cols, float sc
                        .data = wq};
 }
 
-static void check_matmul(const qd_kernels_t *k, qd_type_t t, int64_t n_rows,
-                         int64_t n_cols, int n_tok, qd_pool_t *pool)
+/* k against the scalar set on an n_rows x n_cols matrix of type t and
+ * n_tok activation rows. guard: the matrix ends where an inaccessible
+ * page begins, so that a kernel reading past its last row crashes. */
+static void check_matmul_in(const qd_kernels_t *k, qd_type_t t, int64_t n_rows,
+                            int64_t n_cols, int n_tok, qd_pool_t *pool, int guard)
 {
     rng_state = (uint64_t)(t * 7919 + n_rows * 31 + n_cols * 17 + n_tok);
     float *wf;
     qd_qmat_t w = make_qmat(t, n_rows, n_cols, 0.5f, &wf);
     size_t rb = w.row_bytes;
+    uint8_t *map = NULL;
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), span = 0;
+    if (guard) {
+        size_t tot = rb * (size_t)n_rows;
+        span = QD_ALIGN_UP(tot, pg);
+        map = mmap(NULL, span + pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        cr_assert(map != MAP_FAILED);
+        cr_assert_eq(mprotect(map + span, pg, PROT_NONE), 0);
+        memcpy(map + span - tot, w.data, tot);
+        qd_free((void *)w.data);
+        w.data = map + span - tot;
+    }
     const void *wq = w.data;
     float *x = qd_malloc((size_t)(n_tok * n_cols) * sizeof(float));
     fill(x, n_tok * n_cols, 2.0f);
@@ -207,10 +224,19 @@ static void check_matmul(const qd_kernels_t *k, qd_type_t t, int64_t n_rows,
     }
     qd_free(wf);
     qd_free(x);
-    qd_free((void *)wq);
+    if (map)
+        munmap(map, span + pg);
+    else
+        qd_free((void *)wq);
     qd_free_aligned(scratch);
     qd_free(ref);
     qd_free(got);
+}
+
+static void check_matmul(const qd_kernels_t *k, qd_type_t t, int64_t n_rows,
+                         int64_t n_cols, int n_tok, qd_pool_t *pool)
+{
+    check_matmul_in(k, t, n_rows, n_cols, n_tok, pool, 0);
 }
 
 Test(kernels, vec_dot_matches_reference)
@@ -265,7 +291,9 @@ Test(kernels, matmul_matches_reference)
         int64_t unit = bs > 1 ? bs : 32;
         /* one block, several blocks, past one QD_TILE_K chunk, and runs
          * of 256 (the batched decode kernels' unit: odd and even counts,
-         * Q4_K takes them in pairs) */
+         * Q4_K takes them in pairs; Q4_0 and Q8_0 take groups of 16
+         * blocks, whose every last size group_tails_end_at_a_guard_page
+         * runs) */
         int64_t cols[5] = {unit, 3 * unit, QD_TILE_K + unit, QD_ALIGN_UP(768, unit),
                            QD_ALIGN_UP(1024, unit)};
         for (int s = 0; s < n_sets; s++)
@@ -289,10 +317,10 @@ Test(kernels, decode_matvec_shapes)
     cr_assert_eq(qd_pool_create(2, &pool), 0);
     const qd_type_t types[] = {QD_TYPE_Q4_0, QD_TYPE_Q4_1, QD_TYPE_Q8_0,
                                QD_TYPE_Q4_K, QD_TYPE_Q6_K};
-    /* in 32-value blocks: a pair, 20 (a group and 2 pairs), 31 (a group,
-     * 7 pairs and a lone block), 64, and 520 (over the 16384 limit) of
-     * the Q4_1 dots; Q4_0's and Q8_0's groups of 16 blocks: 2, 4 and 15
-     * left over, none, and 8 */
+    /* in 32-value blocks: for the Q4_1 dots a pair, 20 (a group of 16 and
+     * 2 pairs), 31 (a group, 7 pairs and a lone block), 64, and 520 (over
+     * their 16384-value limit, the row-by-row dots); for Q4_0's and
+     * Q8_0's groups of 16 blocks a last group of 2, 4, 15, none and 8 */
     const int64_t blocks[] = {2, 20, 31, 64, 520};
     const int64_t rows[] = {5, 33};
     for (size_t i = 0; i < QD_ARRAY_SIZE(types); i++) {
@@ -309,6 +337,30 @@ Test(kernels, decode_matvec_shapes)
                     check_matmul(sets[s], t, rows[r], cols, 1, pool);
             }
     }
+    qd_pool_destroy(pool);
+}
+
+/* The AVX-512 set takes Q4_0 and Q8_0 in groups of 16 blocks, a row's
+ * last group with 1-15: every size of that last group, for one token and
+ * several, on a matrix that ends at an inaccessible page (no load, the
+ * scales' gather included, may read past the last row). */
+Test(kernels, group_tails_end_at_a_guard_page)
+{
+    find_sets();
+    if (!n_sets)
+        cr_skip_test("no SIMD kernel set on this CPU");
+    qd_pool_t *pool;
+    cr_assert_eq(qd_pool_create(2, &pool), 0);
+    const qd_type_t types[] = {QD_TYPE_Q4_0, QD_TYPE_Q8_0};
+    const int toks[] = {1, 2, 4, 16};
+    for (size_t i = 0; i < QD_ARRAY_SIZE(types); i++)
+        for (int s = 0; s < n_sets; s++)
+            for (int nb = 1; nb <= 33; nb++) {
+                if (nb > 17 && nb != 31 && nb != 33)
+                    continue;
+                for (size_t k = 0; k < QD_ARRAY_SIZE(toks); k++)
+                    check_matmul_in(sets[s], types[i], 3, 32 * nb, toks[k], pool, 1);
+            }
     qd_pool_destroy(pool);
 }
 
@@ -505,14 +557,14 @@ Test(kernels, tile_decode_matches_to_float)
  * every set, whether the matrices share the activations (same format) or
  * not (Q4_K next to Q6_K on the tiled path), for decode, batched decode,
  * tiled and bf16 batch sizes, with 1 and 3 threads. */
-static void multi_equals_separate(const qd_type_t types[3])
+static void multi_equals_separate(const qd_type_t types[3], int64_t n_cols)
 {
     find_sets();
     const qd_kernels_t *all[4] = {qd_kernels_scalar()};
     int n_all = 1;
     for (int s = 0; s < n_sets; s++)
         all[n_all++] = sets[s];
-    const int64_t rows[3] = {48, 17, 33}, n_cols = 2 * QD_QK_K;
+    const int64_t rows[3] = {48, 17, 33};
     const int toks[] = {1, 9, 40};
     qd_qmat_t w[3];
     size_t sb = 0;
@@ -560,11 +612,14 @@ static void multi_equals_separate(const qd_type_t types[3])
 
 Test(kernels, matmul_multi_equals_separate)
 {
-    /* k-quants (Q8_K activations), then the Q8_0-activation types: at 9
-     * tokens Q4_0 and Q8_0 share the batched decode kernels' activation
-     * layout, Q4_K (runs in pairs) and Q6_K do not */
+    /* k-quants (Q8_K activations): Q4_K's two share the batched decode
+     * layout (runs in pairs), Q6_K has its own; then the Q8_0-activation
+     * types: on the AVX-512 set the two Q4_0 share a layout of groups of
+     * 16 blocks, Q8_0 has its own (the offset in its block sums), also at
+     * 19 blocks a row (a group and a last one of 3) */
     const qd_type_t kq[3] = {QD_TYPE_Q4_K, QD_TYPE_Q4_K, QD_TYPE_Q6_K};
-    const qd_type_t leg[3] = {QD_TYPE_Q4_0, QD_TYPE_Q8_0, QD_TYPE_Q4_0};
-    multi_equals_separate(kq);
-    multi_equals_separate(leg);
+    const qd_type_t leg[3] = {QD_TYPE_Q4_0, QD_TYPE_Q4_0, QD_TYPE_Q8_0};
+    multi_equals_separate(kq, 2 * QD_QK_K);
+    multi_equals_separate(leg, 2 * QD_QK_K);
+    multi_equals_separate(leg, 19 * 32);
 }
