@@ -77,6 +77,14 @@ static void find_sets(void)
 #endif
 }
 
+/* find_sets, skipping the calling test where this CPU has no SIMD set */
+static void need_sets(void)
+{
+    find_sets();
+    if (!n_sets)
+        cr_skip_test("no SIMD kernel set on this CPU");
+}
+
 static void quantize_rows(qd_type_t t, const float *x, void *dst,
                           int64_t nrows, int64_t ncols)
 {
@@ -96,9 +104,7 @@ Test(kernels, dispatch_names_a_set)
 
 Test(kernels, activation_quantization_bit_identical)
 {
-    find_sets();
-    if (!n_sets)
-        cr_skip_test("no SIMD kernel set on this CPU");
+    need_sets();
     const qd_type_t acts[] = {QD_TYPE_Q8_0, QD_TYPE_Q8_1, QD_TYPE_Q8_K, QD_TYPE_F16};
     const int64_t n = 4 * QD_QK_K;
     float *x = qd_malloc(n * sizeof(float));
@@ -241,9 +247,7 @@ static void check_matmul(const qd_kernels_t *k, qd_type_t t, int64_t n_rows,
 
 Test(kernels, vec_dot_matches_reference)
 {
-    find_sets();
-    if (!n_sets)
-        cr_skip_test("no SIMD kernel set on this CPU");
+    need_sets();
     for (size_t i = 0; i < QD_ARRAY_SIZE(all_types); i++) {
         qd_type_t t = all_types[i];
         if (!have_type(t))
@@ -276,9 +280,7 @@ Test(kernels, vec_dot_matches_reference)
 
 Test(kernels, matmul_matches_reference)
 {
-    find_sets();
-    if (!n_sets)
-        cr_skip_test("no SIMD kernel set on this CPU");
+    need_sets();
     qd_pool_t *pool;
     cr_assert_eq(qd_pool_create(2, &pool), 0);
     const int toks[] = {1, 2, 3, 7, 8, 12, 16, 17, 33, 50};
@@ -310,9 +312,7 @@ Test(kernels, matmul_matches_reference)
  * the row-by-row dots past 16384 columns: cover each case. */
 Test(kernels, decode_matvec_shapes)
 {
-    find_sets();
-    if (!n_sets)
-        cr_skip_test("no SIMD kernel set on this CPU");
+    need_sets();
     qd_pool_t *pool;
     cr_assert_eq(qd_pool_create(2, &pool), 0);
     const qd_type_t types[] = {QD_TYPE_Q4_0, QD_TYPE_Q4_1, QD_TYPE_Q8_0,
@@ -346,9 +346,7 @@ Test(kernels, decode_matvec_shapes)
  * scales' gather included, may read past the last row). */
 Test(kernels, group_tails_end_at_a_guard_page)
 {
-    find_sets();
-    if (!n_sets)
-        cr_skip_test("no SIMD kernel set on this CPU");
+    need_sets();
     qd_pool_t *pool;
     cr_assert_eq(qd_pool_create(2, &pool), 0);
     const qd_type_t types[] = {QD_TYPE_Q4_0, QD_TYPE_Q8_0};
@@ -368,9 +366,7 @@ Test(kernels, group_tails_end_at_a_guard_page)
  * activation layout may take more, for any width a type can have. */
 Test(kernels, prefers_act_within_bound)
 {
-    find_sets();
-    if (!n_sets)
-        cr_skip_test("no SIMD kernel set on this CPU");
+    need_sets();
     int checked = 0;
     for (int s = 0; s < n_sets; s++) {
         const qd_kernels_t *k = sets[s];
