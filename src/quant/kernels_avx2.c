@@ -2,12 +2,16 @@
  * kernels_avx2.c — the AVX2 + FMA + F16C kernel set.
  *
  * Activation quantization and direct row dot products (kernels_x86.h) with
- * u8 x s8 products done by vpmaddubsw + vpmaddwd. No tiled path: prompt
- * batches run the direct dots row by row (the AVX-512 set tiles).
+ * u8 x s8 products done by vpmaddubsw + vpmaddwd, and from 4 tokens the
+ * tiled path (tile.c's decoded weights, micro2 below) for the types whose
+ * decoded values stay within vpmaddubsw's exact range.
  */
 #include "quant/kernels.h"
 
 #include <immintrin.h>
+#include <string.h>
+
+#include "quantd/common.h"
 
 static inline __m256i mul_sum_us8(__m256i u, __m256i s)
 {
@@ -16,12 +20,210 @@ static inline __m256i mul_sum_us8(__m256i u, __m256i s)
 
 #include "quant/kernels_x86.h"
 
+/* ---- tiled path (prompts, batches from 4 tokens) ----
+ * The weights decoded by tile.c (u8 values of 16 rows interleaved by 4,
+ * a scale and a correction per subblock; see quant/kernels.h) meet up to
+ * NC2 tokens at a time. Without VNNI the u8 x s8 products go through
+ * vpmaddubsw, whose int16 pair sums saturate past 32767: exact only while
+ * u <= 127 (2 x 127 x 128 = 32512). The decoded values of Q8_0 and the
+ * IQ4 types (value + 128) go to 255, so those stay on the direct dots
+ * (avx2_gemm_prefers); the others' u are at most 63 (Q6_K). The int16
+ * sums of G groups of 4 values add up before one vpmaddwd widens them,
+ * G as the type's largest u allows (G * 2 * umax * 128 <= 32767: 8 for
+ * 4-bit values, 4 for 5-bit and Q3_K's, 2 for Q6_K's). Per subblock and
+ * token the 16 rows' sums are two ymm, scaled as the AVX-512 micro kernel
+ * scales them (corrections folded into ti for offset types, the Q8_K
+ * scale once per superblock). */
+#define NC2 4
+
+static inline __attribute__((always_inline)) void
+micro2(const int NC, const int S, const int OFF, const int PER, const int G,
+       const uint8_t *restrict u,
+       const float *restrict dsc, const float *restrict corr, int ns,
+       const int8_t *restrict qs, int64_t qs_stride, const float *restrict ta,
+       const float *restrict tb, const int32_t *restrict ti, int64_t t_stride,
+       float *restrict out, int64_t ldo, int nr, int first)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 facc[NC2][2], acc[NC2][2];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++)
+        for (int h = 0; h < 2; h++)
+            facc[c][h] = acc[c][h] = _mm256_setzero_ps();
+    for (int s = 0; s < ns; s++) {
+        __m256i ia[NC2][2];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++)
+            ia[c][0] = ia[c][1] =
+                OFF ? _mm256_set1_epi32(ti[c * t_stride + s]) : _mm256_setzero_si256();
+        const uint8_t *us = u + (size_t)s * (S / 4) * 64;
+        const int8_t *as = qs + (size_t)s * S;
+#pragma GCC unroll 8
+        for (int g0 = 0; g0 < S / 4; g0 += G) {
+            __m256i h16[NC2][2];
+#pragma GCC unroll 8
+            for (int g = g0; g < g0 + G; g++) {
+                const __m256i w0 = _mm256_load_si256((const __m256i *)(us + g * 64));
+                const __m256i w1 = _mm256_load_si256((const __m256i *)(us + g * 64 + 32));
+#pragma GCC unroll 4
+                for (int c = 0; c < NC; c++) {
+                    int32_t a4;
+                    memcpy(&a4, as + c * qs_stride + 4 * g, 4);
+                    const __m256i a = _mm256_set1_epi32(a4);
+                    const __m256i p0 = _mm256_maddubs_epi16(w0, a);
+                    const __m256i p1 = _mm256_maddubs_epi16(w1, a);
+                    h16[c][0] = g == g0 ? p0 : _mm256_add_epi16(h16[c][0], p0);
+                    h16[c][1] = g == g0 ? p1 : _mm256_add_epi16(h16[c][1], p1);
+                }
+            }
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                ia[c][0] = _mm256_add_epi32(ia[c][0], _mm256_madd_epi16(h16[c][0], ones));
+                ia[c][1] = _mm256_add_epi32(ia[c][1], _mm256_madd_epi16(h16[c][1], ones));
+            }
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256 dv = _mm256_load_ps(dsc + s * 16 + 8 * h);
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                if (PER == 1) {
+                    __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(ia[c][h]), dv);
+                    facc[c][h] =
+                        _mm256_fmadd_ps(p, _mm256_set1_ps(ta[c * t_stride + s]), facc[c][h]);
+                } else {
+                    acc[c][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[c][h]), dv, acc[c][h]);
+                }
+                if (!OFF)
+                    facc[c][h] = _mm256_fmadd_ps(_mm256_load_ps(corr + s * 16 + 8 * h),
+                                                 _mm256_set1_ps(tb[c * t_stride + s]),
+                                                 facc[c][h]);
+            }
+        }
+        if (PER > 1 && s % PER == PER - 1) {
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++)
+                for (int h = 0; h < 2; h++) {
+                    facc[c][h] = _mm256_fmadd_ps(acc[c][h], _mm256_set1_ps(ta[c * t_stride + s]),
+                                                 facc[c][h]);
+                    acc[c][h] = _mm256_setzero_ps();
+                }
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) {
+        _Alignas(32) float v[16];
+        _mm256_store_ps(v, facc[c][0]);
+        _mm256_store_ps(v + 8, facc[c][1]);
+        float *o = out + c * ldo;
+        for (int r = 0; r < nr; r++)
+            o[r] = first ? v[r] : o[r] + v[r];
+    }
+}
+
+typedef void (*micro2_fn)(int nc, const uint8_t *u, const float *dsc, const float *corr,
+                          int ns, const int8_t *qs, int64_t qs_stride, const float *ta,
+                          const float *tb, const int32_t *ti, int64_t t_stride, float *out,
+                          int64_t ldo, int nr, int first);
+
+#define MICRO2_CASE(NC_, S_, OFF_, PER_, G_)                                                  \
+    case NC_:                                                                                 \
+        micro2(NC_, S_, OFF_, PER_, G_, u, dsc, corr, ns, qs, qs_stride, ta, tb, ti, t_stride, \
+               out, ldo, nr, first);                                                          \
+        break;
+
+#define MICRO2_FN(name, S_, OFF_, PER_, G_)                                              \
+    static void name(int nc, const uint8_t *u, const float *dsc, const float *corr,      \
+                     int ns, const int8_t *qs, int64_t qs_stride, const float *ta,       \
+                     const float *tb, const int32_t *ti, int64_t t_stride, float *out,   \
+                     int64_t ldo, int nr, int first)                                     \
+    {                                                                                    \
+        switch (nc) {                                                                    \
+            MICRO2_CASE(1, S_, OFF_, PER_, G_) MICRO2_CASE(2, S_, OFF_, PER_, G_)        \
+            MICRO2_CASE(3, S_, OFF_, PER_, G_) MICRO2_CASE(4, S_, OFF_, PER_, G_)        \
+        }                                                                                \
+    }
+
+MICRO2_FN(micro2_s32_g8, 32, 0, 1, 8)        /* Q4_1, Q4_G128 */
+MICRO2_FN(micro2_s32_g4, 32, 0, 1, 4)        /* Q5_1 */
+MICRO2_FN(micro2_s32_off_g8, 32, 1, 1, 8)    /* Q4_0 */
+MICRO2_FN(micro2_s32_off_g4, 32, 1, 1, 4)    /* Q5_0 */
+MICRO2_FN(micro2_s32_sb_g8, 32, 0, 8, 8)     /* Q4_K */
+MICRO2_FN(micro2_s32_sb_g4, 32, 0, 8, 4)     /* Q5_K */
+MICRO2_FN(micro2_s16_sb, 16, 0, 16, 4)       /* Q2_K */
+MICRO2_FN(micro2_s16_off_sb_g4, 16, 1, 16, 4) /* Q3_K */
+MICRO2_FN(micro2_s16_off_sb_g2, 16, 1, 16, 2) /* Q6_K */
+
+_Static_assert(QD_TILE_K % QD_QK_K == 0, "a tile chunk holds whole superblocks (micro2's PER)");
+
+/* The micro kernel for weight type t, NULL where the tiles are not used
+ * here: Q8_0 and the IQ4 types, whose decoded values pass 127
+ * (vpmaddubsw's bound above), and the types without tiles. */
+static micro2_fn micro2_for(qd_type_t t)
+{
+    switch (t) {
+    case QD_TYPE_Q4_1: case QD_TYPE_Q4_G128: return micro2_s32_g8;
+    case QD_TYPE_Q5_1: return micro2_s32_g4;
+    case QD_TYPE_Q4_0: return micro2_s32_off_g8;
+    case QD_TYPE_Q5_0: return micro2_s32_off_g4;
+    case QD_TYPE_Q4_K: return micro2_s32_sb_g8;
+    case QD_TYPE_Q5_K: return micro2_s32_sb_g4;
+    case QD_TYPE_Q2_K: return micro2_s16_sb;
+    case QD_TYPE_Q3_K: return micro2_s16_off_sb_g4;
+    case QD_TYPE_Q6_K: return micro2_s16_off_sb_g2;
+    default: return NULL;
+    }
+}
+
+/* The direct dots for the types micro2_for has no kernel for. */
+static int avx2_gemm_prefers(const qd_qmat_t *w, int n_tok)
+{
+    (void)n_tok;
+    return micro2_for(w->type) == NULL;
+}
+
+static void avx2_gemm_tiled(const qd_qmat_t *w, int64_t r0, int64_t r1, const int8_t *qs,
+                            const float *ta, const float *tb, const int32_t *ti, int n_tok,
+                            float *out, int64_t ldo)
+{
+    const int S = qd__tile_sub(w->type);
+    const int64_t K = w->n_cols, NS = K / S;
+    const micro2_fn mf = micro2_for(w->type); /* not NULL: avx2_gemm_prefers */
+    _Alignas(64) uint8_t u[QD_TILE_ROWS * QD_TILE_K];
+    _Alignas(64) float dsc[QD_TILE_K / 16 * QD_TILE_ROWS];
+    _Alignas(64) float corr[QD_TILE_K / 16 * QD_TILE_ROWS];
+    for (int64_t rt = r0; rt < r1; rt += QD_TILE_ROWS) {
+        int nr = (int)QD_MIN((int64_t)QD_TILE_ROWS, r1 - rt);
+        const uint8_t *row0 = (const uint8_t *)w->data + (size_t)rt * w->row_bytes;
+        for (int64_t k0 = 0; k0 < K; k0 += QD_TILE_K) {
+            int nk = (int)QD_MIN((int64_t)QD_TILE_K, K - k0);
+            qd__tile_decode(w->type, row0, w->row_bytes, nr, k0, nk, u, dsc, corr);
+            if (k0 + QD_TILE_K < K)
+                qd__tile_prefetch(w->type, row0, w->row_bytes, nr, k0 + QD_TILE_K,
+                                  (int)QD_MIN((int64_t)QD_TILE_K, K - k0 - QD_TILE_K));
+            else if (rt + QD_TILE_ROWS < r1)
+                qd__tile_prefetch(w->type, row0 + (size_t)QD_TILE_ROWS * w->row_bytes,
+                                  w->row_bytes,
+                                  (int)QD_MIN((int64_t)QD_TILE_ROWS, r1 - rt - QD_TILE_ROWS), 0,
+                                  (int)QD_MIN((int64_t)QD_TILE_K, K));
+            for (int t = 0; t < n_tok; t += NC2) {
+                int nc = QD_MIN(NC2, n_tok - t);
+                mf(nc, u, dsc, corr, nk / S, qs + (size_t)t * K + k0, K, ta + t * NS + k0 / S,
+                   tb + t * NS + k0 / S, ti + t * NS + k0 / S, NS, out + t * ldo + rt, ldo, nr,
+                   k0 == 0);
+            }
+        }
+    }
+}
+
 static const qd_kernels_t avx2_kernels = {
     .name = "avx2",
     .from_float = x86_from_float,
     .gemm = x86_gemm_rows,
     .vec_dot = x86_vec_dot,
-    .gemm_tiled = NULL,
+    .gemm_tiled = avx2_gemm_tiled,
+    .gemm_prefers = avx2_gemm_prefers,
+    .tile_min_tok = 4,
 };
 
 const qd_kernels_t *qd__kernels_avx2(void) { return &avx2_kernels; }

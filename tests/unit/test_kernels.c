@@ -362,6 +362,65 @@ Test(kernels, group_tails_end_at_a_guard_page)
     qd_pool_destroy(pool);
 }
 
+/* The tiled paths at the largest products the formats allow: weights
+ * and activations of one magnitude, every sign combination, so that each
+ * block's values are at their extremes (the AVX2 set's int16 sums of
+ * vpmaddubsw saturate past 32767 if more groups are added than the
+ * type's largest value allows). 8 tokens, 16 rows: the tiles. */
+Test(kernels, tiles_at_extreme_values)
+{
+    need_sets();
+    qd_pool_t *pool;
+    cr_assert_eq(qd_pool_create(1, &pool), 0);
+    const int64_t R = 16, C = 512;
+    const int NT = 8;
+    float *wf = qd_malloc((size_t)(R * C) * sizeof(float));
+    float *x = qd_malloc((size_t)(NT * C) * sizeof(float));
+    float *tmp = qd_malloc((size_t)C * sizeof(float));
+    float ref[16 * 8], got[16 * 8];
+    for (size_t i = 0; i < QD_ARRAY_SIZE(all_types); i++) {
+        qd_type_t t = all_types[i];
+        if (!have_type(t) || !qd__tile_sub(t))
+            continue;
+        size_t rb = qd_row_size(t, C);
+        void *wq = qd_malloc(rb * (size_t)R);
+        qd_qmat_t w = {.type = t, .n_rows = R, .n_cols = C, .row_bytes = rb, .data = wq};
+        void *scratch = qd_malloc_aligned(qd_matmul_scratch_bytes(&w, NT), 64);
+        for (int sg = 0; sg < 4; sg++) {
+            float ws = sg & 1 ? -1.0f : 1.0f, xs = sg & 2 ? -1.0f : 1.0f;
+            /* rows: one value everywhere, or one value and a tiny one
+             * alternating (extremes at both ends of a block's range) */
+            for (int64_t r = 0; r < R; r++)
+                for (int64_t c = 0; c < C; c++)
+                    wf[r * C + c] = (r & 1) && (c & 1) ? ws * 1e-3f : ws;
+            for (int64_t k = 0; k < NT * C; k++)
+                x[k] = xs;
+            quantize_rows(t, wf, wq, R, C);
+            for (int s = 0; s < n_sets; s++) {
+                qd__matmul_with(qd_kernels_scalar(), pool, ref, R, &w, x, C, NT, scratch);
+                qd__matmul_with(sets[s], pool, got, R, &w, x, C, NT, scratch);
+                int bf = sets[s]->gemm_bf16 && NT >= sets[s]->bf16_min_tok && C % 32 == 0;
+                for (int k = 0; k < NT; k++)
+                    for (int64_t r = 0; r < R; r++) {
+                        double bound = (bf ? TOL_BF16 : TOL) *
+                                           abs_products(t, (uint8_t *)wq + r * rb, x + k * C,
+                                                        C, tmp) +
+                                       1e-6;
+                        cr_assert(fabs((double)ref[k * R + r] - got[k * R + r]) <= bound,
+                                  "%s %s signs %d row %ld tok %d: ref %.9g got %.9g", sets[s]->name,
+                                  qd_type_name(t), sg, (long)r, k, ref[k * R + r], got[k * R + r]);
+                    }
+            }
+        }
+        qd_free_aligned(scratch);
+        qd_free(wq);
+    }
+    qd_free(tmp);
+    qd_free(x);
+    qd_free(wf);
+    qd_pool_destroy(pool);
+}
+
 /* matmul sizes its scratch by QD_PREFERS_ACT_BYTES: no set's own
  * activation layout may take more, for any width a type can have. */
 Test(kernels, prefers_act_within_bound)
