@@ -175,11 +175,27 @@ static micro2_fn micro2_for(qd_type_t t)
     }
 }
 
-/* The direct dots for the types micro2_for has no kernel for. */
+/* The batch size from which the tiles beat the direct dots here. The
+ * tiles are decoded in C (tile.c) once per call, which the tokens must
+ * pay back: 2048 x 2048, one thread, direct vs tiled, ms (22:58): Q4_K 8
+ * tokens 1.60 vs 2.60, 16 3.24 vs 3.19, 24 4.87 vs 3.62; Q5_K 16 3.68 vs
+ * 4.49; Q5_0 8 2.25 vs 3.13, 16 4.40 vs 3.62; Q5_1 16 5.20 vs 3.67; Q4_0,
+ * Q4_1, Q6_K about equal at 4 and the tiles ahead from 8; Q2_K and Q3_K
+ * (no SIMD dots here) the tiles from 4. */
+static int avx2_tile_from(qd_type_t t)
+{
+    switch (t) {
+    case QD_TYPE_Q4_K: case QD_TYPE_Q5_K: return 20;
+    case QD_TYPE_Q5_0: case QD_TYPE_Q5_1: return 12;
+    default: return 4;
+    }
+}
+
+/* The direct dots for the types micro2_for has no kernel for, and below
+ * avx2_tile_from's batch size. */
 static int avx2_gemm_prefers(const qd_qmat_t *w, int n_tok)
 {
-    (void)n_tok;
-    return micro2_for(w->type) == NULL;
+    return micro2_for(w->type) == NULL || n_tok < avx2_tile_from(w->type);
 }
 
 static void avx2_gemm_tiled(const qd_qmat_t *w, int64_t r0, int64_t r1, const int8_t *qs,
