@@ -136,6 +136,10 @@ int qd__tile_decode_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
  * next). */
 void qd__tile_prefetch(qd_type_t t, const uint8_t *row0, size_t row_bytes,
                        int n_rows, int64_t k0, int nk);
+/* The tiled drivers' walk (QD_TILE_ROWS rows from rt, chunks of QD_TILE_K
+ * values from k0, rows [.., r1) of w): prefetch the tile after the one at
+ * (rt, k0), the next chunk of these rows or the first of the next rows. */
+void qd__tile_prefetch_next(const qd_qmat_t *w, int64_t rt, int64_t r1, int64_t k0);
 /* The same weights as bf16 in AMX's B layout (see tiledec_avx512.c); same
  * types and conditions, 0 otherwise. */
 int qd__tile_decode_bf16_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,

@@ -214,14 +214,7 @@ static void avx2_gemm_tiled(const qd_qmat_t *w, int64_t r0, int64_t r1, const in
         for (int64_t k0 = 0; k0 < K; k0 += QD_TILE_K) {
             int nk = (int)QD_MIN((int64_t)QD_TILE_K, K - k0);
             qd__tile_decode(w->type, row0, w->row_bytes, nr, k0, nk, u, dsc, corr);
-            if (k0 + QD_TILE_K < K)
-                qd__tile_prefetch(w->type, row0, w->row_bytes, nr, k0 + QD_TILE_K,
-                                  (int)QD_MIN((int64_t)QD_TILE_K, K - k0 - QD_TILE_K));
-            else if (rt + QD_TILE_ROWS < r1)
-                qd__tile_prefetch(w->type, row0 + (size_t)QD_TILE_ROWS * w->row_bytes,
-                                  w->row_bytes,
-                                  (int)QD_MIN((int64_t)QD_TILE_ROWS, r1 - rt - QD_TILE_ROWS), 0,
-                                  (int)QD_MIN((int64_t)QD_TILE_K, K));
+            qd__tile_prefetch_next(w, rt, r1, k0);
             for (int t = 0; t < n_tok; t += NC2) {
                 int nc = QD_MIN(NC2, n_tok - t);
                 mf(nc, u, dsc, corr, nk / S, qs + (size_t)t * K + k0, K, ta + t * NS + k0 / S,

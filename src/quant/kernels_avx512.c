@@ -1184,13 +1184,7 @@ static void avx512_gemm_tiled(const qd_qmat_t *w, int64_t r0, int64_t r1,
             if (!qd__tile_decode_512(w->type, row0, w->row_bytes, nr, k0, nk, u, dsc, corr))
                 qd__tile_decode(w->type, row0, w->row_bytes, nr, k0, nk, u, dsc, corr);
             /* the next decode's bytes, while this tile meets the tokens */
-            if (k0 + QD_TILE_K < K)
-                qd__tile_prefetch(w->type, row0, w->row_bytes, nr, k0 + QD_TILE_K,
-                                  (int)QD_MIN((int64_t)QD_TILE_K, K - k0 - QD_TILE_K));
-            else if (rt + QD_TILE_ROWS < r1)
-                qd__tile_prefetch(w->type, row0 + (size_t)QD_TILE_ROWS * w->row_bytes,
-                                  w->row_bytes, (int)QD_MIN((int64_t)QD_TILE_ROWS, r1 - rt - QD_TILE_ROWS),
-                                  0, (int)QD_MIN((int64_t)QD_TILE_K, K));
+            qd__tile_prefetch_next(w, rt, r1, k0);
             for (int t = 0; t < n_tok; t += NC_MAX) {
                 int nc = QD_MIN(NC_MAX, n_tok - t);
                 const int8_t *q = qs + (size_t)t * K + k0;

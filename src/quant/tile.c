@@ -281,6 +281,20 @@ void qd__tile_prefetch(qd_type_t t, const uint8_t *row0, size_t row_bytes,
     }
 }
 
+void qd__tile_prefetch_next(const qd_qmat_t *w, int64_t rt, int64_t r1, int64_t k0)
+{
+    const int64_t K = w->n_cols;
+    const uint8_t *row0 = (const uint8_t *)w->data + (size_t)rt * w->row_bytes;
+    if (k0 + QD_TILE_K < K)
+        qd__tile_prefetch(w->type, row0, w->row_bytes,
+                          (int)QD_MIN((int64_t)QD_TILE_ROWS, r1 - rt), k0 + QD_TILE_K,
+                          (int)QD_MIN((int64_t)QD_TILE_K, K - k0 - QD_TILE_K));
+    else if (rt + QD_TILE_ROWS < r1)
+        qd__tile_prefetch(w->type, row0 + (size_t)QD_TILE_ROWS * w->row_bytes, w->row_bytes,
+                          (int)QD_MIN((int64_t)QD_TILE_ROWS, r1 - rt - QD_TILE_ROWS), 0,
+                          (int)QD_MIN((int64_t)QD_TILE_K, K));
+}
+
 void qd__tile_decode(qd_type_t t, const uint8_t *row0, size_t row_bytes,
                      int n_rows, int64_t k0, int nk, uint8_t *restrict u,
                      float *restrict dsc, float *restrict corr)
