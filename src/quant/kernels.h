@@ -33,7 +33,8 @@ typedef struct {
     int tile_min_tok;
     /* Optional: nonzero when `gemm` should take n_tok activation rows of
      * w although the tiled path could (small batches of types with a
-     * multi-token direct kernel). */
+     * multi-token direct kernel; on the AVX2 set also the types or batch
+     * sizes its tiles do not serve). */
     int (*gemm_prefers)(const qd_qmat_t *w, int n_tok);
     /* Optional, with gemm_prefers: for those batches `gemm` takes its
      * activation rows in a layout of its own, made from the vec_dot_type
@@ -59,11 +60,13 @@ typedef struct {
 } qd_kernels_t;
 
 /* Decode streams each weight row once from memory: the decode kernels (and
- * `quantd bench --membw`, which measures their roofline) prefetch into L2
- * this many bytes ahead of what they read, past the hardware prefetcher's
- * 4 KiB page restarts. 2 KiB was the best of 1-16 KiB (AVX2 row drivers);
- * the AVX-512 in-loop prefetch read a DRAM-sized Q4_K matrix 15 % faster
- * on one thread than a burst per row. */
+ * `quantd bench --membw`, which measures their roofline) prefetch this many
+ * bytes ahead of what they read, past the hardware prefetcher's 4 KiB page
+ * restarts: into L1 on the AVX-512 set (kernels_avx512.c, dec_prefetch),
+ * into L2 in the AVX2 row drivers (QD_X86_PF_HINT). 2 KiB was the best of
+ * 1-16 KiB (AVX2 row drivers), and of 1, 2, 4 and 8 KiB with T0; the
+ * AVX-512 in-loop prefetch read a DRAM-sized Q4_K matrix 15 % faster on
+ * one thread than a burst per row. */
 #define QD_DEC_PF_DIST 2048
 
 /* The most a kernel set's own activation layout (prefers_act) may take
@@ -83,6 +86,9 @@ typedef struct {
  * times sum(a) (the stored s for Q8_1). */
 #define QD_TILE_ROWS 16
 #define QD_TILE_K 1024
+/* The micro kernels' PER groups (a superblock's subblocks) never
+ * straddle two chunks. */
+_Static_assert(QD_TILE_K % QD_QK_K == 0, "a tile chunk holds whole superblocks");
 
 /* Subblock length S of the tiled path for weight type t; 0: no tiled path. */
 int qd__tile_sub(qd_type_t t);

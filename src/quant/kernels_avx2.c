@@ -154,7 +154,6 @@ MICRO2_FN(micro2_s16_sb, 16, 0, 16, 4)       /* Q2_K */
 MICRO2_FN(micro2_s16_off_sb_g4, 16, 1, 16, 4) /* Q3_K */
 MICRO2_FN(micro2_s16_off_sb_g2, 16, 1, 16, 2) /* Q6_K */
 
-_Static_assert(QD_TILE_K % QD_QK_K == 0, "a tile chunk holds whole superblocks (micro2's PER)");
 
 /* The micro kernel for weight type t, NULL where the tiles are not used
  * here: Q8_0 and the IQ4 types, whose decoded values pass 127

@@ -468,6 +468,9 @@ typedef struct {
     float bs[16];
 } kt4_blk_t;
 
+/* The types taken in groups of 16 blocks (kt_grp_*), from one token. */
+static inline int kt_grp_type(qd_type_t t) { return t == QD_TYPE_Q4_0 || t == QD_TYPE_Q8_0; }
+
 /* Q4_0's and Q8_0's groups of 16 blocks (512 values): lane 4b+j is block
  * 4j+b of the group (the order kt_grp_q4_0's and kt_grp_q8_0's transposes
  * leave), byte 64k+4(4b+j)+i its value 4k+i; per lane minus the weights'
@@ -478,6 +481,7 @@ typedef struct {
     int32_t nb[16];
     float d[16];
 } kt0w_blk_t;
+_Static_assert(sizeof(kt0w_blk_t) <= 640, "QD_PREFERS_ACT_BYTES allows 640 bytes a started group");
 
 /* value 16l+4k+i of a run of 256 int8 to byte 64k+4l+i */
 static inline void kt_lanes(int8_t *restrict dst, const int8_t *restrict src)
@@ -492,7 +496,7 @@ static size_t avx512_prefers_act_bytes(qd_type_t t, int64_t n)
     int64_t nr = n / 256;
     if (t == QD_TYPE_Q4_K)
         return (size_t)((nr + 1) / 2) * sizeof(kt4_blk_t);
-    if (t == QD_TYPE_Q4_0 || t == QD_TYPE_Q8_0)
+    if (kt_grp_type(t))
         return (size_t)((n / 32 + 15) / 16) * sizeof(kt0w_blk_t);
     return (size_t)nr * sizeof(kt_blk_t) + QD_ALIGN_UP((size_t)nr * sizeof(float), 64);
 }
@@ -508,10 +512,10 @@ static int avx512_prefers_layout(qd_type_t t)
 
 static void avx512_prefers_act(qd_type_t t, const void *act, int64_t n, void *dst)
 {
-    if (t == QD_TYPE_Q4_0 || t == QD_TYPE_Q8_0) {
+    if (kt_grp_type(t)) {
         const qd_block_q8_0 *y = act;
         const int64_t nblk = n / 32;
-        const int off = t == QD_TYPE_Q4_0 ? 8 : 128;
+        const int off = qd__tile_off(t); /* 8 or 128 */
         kt0w_blk_t *o = dst;
         for (int64_t g = 0; g < (nblk + 15) / 16; g++) {
             memset(&o[g], 0, sizeof o[g]);
@@ -733,6 +737,17 @@ kt_grp_q8_0(const int NT, const uint8_t *xr, int nb, int64_t g, const uint8_t *a
     kt_grp_toks(NT, W, kt_grp_scales(xr, sizeof *x, nb), g, act, stride, acc);
 }
 
+/* kt_grp_q4_0 or kt_grp_q8_0 by type (kt_grp_type's). */
+static inline __attribute__((always_inline)) void
+kt_grp(const int NT, qd_type_t ty, const uint8_t *x, int nb, int64_t g, const uint8_t *act,
+       size_t stride, __m512 acc[KTOKS_MAX])
+{
+    if (ty == QD_TYPE_Q4_0)
+        kt_grp_q4_0(NT, x, nb, g, act, stride, acc);
+    else
+        kt_grp_q8_0(NT, x, nb, g, act, stride, acc);
+}
+
 /* Q4_K, runs b0 and b1 (pair p; b1 may repeat b0 against zeros): Wk's
  * lane l is dword k of sub-block s = l&7 of run h = l>>3, i.e. dword
  * 8(s>>1) + k of its qs, shifted by 4(s&1). P_h and Q_h first gather
@@ -881,23 +896,15 @@ kt_row(const int NT, const qd_type_t ty, int64_t nr, float *out, int64_t ldo,
 #pragma GCC unroll 16
     for (int t = 0; t < NT; t++)
         acc[t] = _mm512_setzero_ps();
-    if (ty == QD_TYPE_Q4_0 || ty == QD_TYPE_Q8_0) { /* nr blocks of rb bytes */
+    if (kt_grp_type(ty)) { /* nr blocks of rb bytes */
         int64_t g = 0;
         for (; 16 * (g + 1) <= nr; g++) {
             const uint8_t *x = xr + (size_t)(16 * g) * rb;
             dec_prefetch(x + QD_DEC_PF_DIST, (int)((16 * rb + 63) / 64));
-            if (ty == QD_TYPE_Q4_0)
-                kt_grp_q4_0(NT, x, 16, g, act, stride, acc);
-            else
-                kt_grp_q8_0(NT, x, 16, g, act, stride, acc);
+            kt_grp(NT, ty, x, 16, g, act, stride, acc);
         }
-        if (16 * g < nr) {
-            const uint8_t *x = xr + (size_t)(16 * g) * rb;
-            if (ty == QD_TYPE_Q4_0)
-                kt_grp_q4_0(NT, x, (int)(nr - 16 * g), g, act, stride, acc);
-            else
-                kt_grp_q8_0(NT, x, (int)(nr - 16 * g), g, act, stride, acc);
-        }
+        if (16 * g < nr)
+            kt_grp(NT, ty, xr + (size_t)(16 * g) * rb, (int)(nr - 16 * g), g, act, stride, acc);
     } else if (ty == QD_TYPE_Q4_K) {
         for (int64_t p = 0; p < (nr + 1) / 2; p++) {
             const uint8_t *x = xr + (size_t)(2 * p) * rb;
@@ -923,8 +930,7 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
 {
     const uint8_t *base = w->data;
     const qd_type_t ty = w->type;
-    const int grp = ty == QD_TYPE_Q4_0 || ty == QD_TYPE_Q8_0;
-    const int64_t nr = w->n_cols / (grp ? 32 : 256); /* blocks or runs */
+    const int64_t nr = w->n_cols / (kt_grp_type(ty) ? 32 : 256); /* blocks or runs */
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *xr = base + (size_t)r * w->row_bytes;
         float *o = out + r;
@@ -965,8 +971,8 @@ static int avx512_gemm_prefers(const qd_qmat_t *w, int n_tok)
     qd_type_t t = w->type;
     return (t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K || t == QD_TYPE_Q4_0 ||
             t == QD_TYPE_Q8_0) &&
-           w->n_cols % (t == QD_TYPE_Q4_0 || t == QD_TYPE_Q8_0 ? 32 : 256) == 0 &&
-           n_tok >= (t == QD_TYPE_Q4_0 || t == QD_TYPE_Q8_0 ? 1 : 2) && n_tok <= KTOKS_MAX;
+           w->n_cols % (kt_grp_type(t) ? 32 : 256) == 0 &&
+           n_tok >= (kt_grp_type(t) ? 1 : 2) && n_tok <= KTOKS_MAX;
 }
 
 /* Rows x0, x0 + bx, ... [nr of them] against one activation row: the
@@ -1147,7 +1153,6 @@ MICRO_FN(micro_s32_off_sb, 32, 1, 8) /* IQ4_XS */
 MICRO_FN(micro_s16_sb, 16, 0, 16) /* Q2_K */
 MICRO_FN(micro_s16_off_sb, 16, 1, 16) /* Q3_K, Q6_K */
 
-_Static_assert(QD_TILE_K % QD_QK_K == 0, "a tile chunk holds whole superblocks (micro's PER)");
 
 /* The micro kernel for weight type t (subblocks of S values). */
 static micro_fn micro_for(qd_type_t t, int S)

@@ -4,7 +4,8 @@
  * Phase 1: each thread quantizes a share of the n_tok activation rows to the
  * weight type's vec_dot_type (Q8_0, Q8_1, Q8_K, F16 …) into scratch; when
  * the tiled path will run, it also unpacks them (qd__tile_act: int8 values
- * contiguous, per-subblock scale and scaled sum).
+ * contiguous, per subblock the scale, the scaled sum and the offset
+ * correction ti), or a kernel set lays them out its own way (prefers_act).
  * Phase 2: the threads take chunks of weight rows (multiples of 32 rows)
  * and compute every activation row against them, so a weight row is
  * streamed from memory once per batch, whatever n_tok is. Each thread
