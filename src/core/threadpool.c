@@ -58,6 +58,10 @@ struct qd_pool {
     _Atomic uintptr_t *hint_p;
     _Atomic size_t *hint_n;
     _Atomic unsigned hint_gen;
+    /* The caller writes caller_pf on every round of its prefetching wait
+     * while the workers poll hint_gen: a line apart, so that the two never
+     * share a cache line (the pool comes from qd_calloc, 16-aligned). */
+    char sep_[64];
     pf_cursor_t caller_pf; /* the caller's progress (thread 0) */
 };
 

@@ -396,8 +396,8 @@ Test(kernels, tiles_at_extreme_values)
             for (int64_t k = 0; k < NT * C; k++)
                 x[k] = xs;
             quantize_rows(t, wf, wq, R, C);
+            qd__matmul_with(qd_kernels_scalar(), pool, ref, R, &w, x, C, NT, scratch);
             for (int s = 0; s < n_sets; s++) {
-                qd__matmul_with(qd_kernels_scalar(), pool, ref, R, &w, x, C, NT, scratch);
                 qd__matmul_with(sets[s], pool, got, R, &w, x, C, NT, scratch);
                 int bf = sets[s]->gemm_bf16 && NT >= sets[s]->bf16_min_tok && C % 32 == 0;
                 for (int k = 0; k < NT; k++)
