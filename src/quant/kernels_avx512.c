@@ -968,6 +968,16 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, float *out, s
 
 /* Rows [r0, r1) against n_tok activation rows (as avx512_gemm_prefers
  * allows) in the avx512_prefers_act layout, in one pass over each row. */
+/* The most tokens a pair of rows (DEC_PAIRS) is taken for: Q4_0 and
+ * Q8_0 keep 8 unpacked registers and two rows' 8 accumulators in the 32;
+ * Q4_K and Q6_K, with more to unpack, lose from 5 tokens on (Q4_K at 6
+ * and 8 tokens slower than one row at a time). Rows of 2048 columns
+ * repeated to 302 MB, 2 threads, one row at a time -> pairs: Q4_K 2
+ * tokens 12.1 -> 10.2-10.3 ms, 3 tokens 13.6 -> 12.7; Q6_K 2 tokens
+ * 16.3-16.6 -> 13.8, 4 tokens 19.1 -> 16.2; Q4_0 4 tokens 11.6 -> 10.2, 8
+ * tokens 13.4 -> 13.1; Q8_0 6 tokens 24.2 -> 17.0, 8 tokens 20.7 -> 19.7. */
+static inline int kt_pair_max(qd_type_t ty) { return kt_grp_type(ty) ? 8 : 4; }
+
 static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *act,
                        size_t stride, int n_tok, float *out, int64_t ldo)
 {
@@ -975,29 +985,53 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
     const qd_type_t ty = w->type;
     const int64_t nr = w->n_cols / (kt_grp_type(ty) ? 32 : 256); /* blocks or runs */
     const size_t rb = w->row_bytes;
-    /* one token: rows r and r + h together (DEC_PAIRS) */
-    const int64_t h = n_tok == 1 ? (r1 - r0) / 2 : 0;
+/* kt_row(NR, NT) of w's type, rows xr, xr + bx into o, o + so */
+#define KT_TYPED(NR, NT, o, so, xr, bx)                                                    \
+    do {                                                                                 \
+        if (ty == QD_TYPE_Q6_K)                                                          \
+            kt_row(NR, NT, QD_TYPE_Q6_K, nr, o, so, ldo, xr, bx, act, stride);           \
+        else if (ty == QD_TYPE_Q4_K)                                                     \
+            kt_row(NR, NT, QD_TYPE_Q4_K, nr, o, so, ldo, xr, bx, act, stride);           \
+        else if (ty == QD_TYPE_Q4_0)                                                     \
+            kt_row(NR, NT, QD_TYPE_Q4_0, nr, o, so, ldo, xr, bx, act, stride);           \
+        else                                                                             \
+            kt_row(NR, NT, QD_TYPE_Q8_0, nr, o, so, ldo, xr, bx, act, stride);           \
+    } while (0)
+    /* rows r and r + h together (DEC_PAIRS) while both rows' accumulators
+     * fit in registers with the unpacked weights (kt_pair_max) */
+    const int64_t h = n_tok <= kt_pair_max(ty) ? (r1 - r0) / 2 : 0;
     for (int64_t r = r0; r < r0 + h; r++) {
-        if (ty == QD_TYPE_Q4_0)
-            kt_row(2, 1, QD_TYPE_Q4_0, nr, out + r, (size_t)h, ldo, base + (size_t)r * rb,
-                   (size_t)h * rb, act, stride);
-        else
-            kt_row(2, 1, QD_TYPE_Q8_0, nr, out + r, (size_t)h, ldo, base + (size_t)r * rb,
-                   (size_t)h * rb, act, stride);
+        const uint8_t *xr = base + (size_t)r * rb;
+        float *o = out + r;
+        const size_t so = (size_t)h, bx = (size_t)h * rb;
+        switch (n_tok) {
+        case 1: /* Q4_0, Q8_0 only */
+            if (ty == QD_TYPE_Q4_0)
+                kt_row(2, 1, QD_TYPE_Q4_0, nr, o, so, ldo, xr, bx, act, stride);
+            else
+                kt_row(2, 1, QD_TYPE_Q8_0, nr, o, so, ldo, xr, bx, act, stride);
+            break;
+        case 2: KT_TYPED(2, 2, o, so, xr, bx); break;
+        case 3: KT_TYPED(2, 3, o, so, xr, bx); break;
+        case 4: KT_TYPED(2, 4, o, so, xr, bx); break;
+#define KT_GRP_CASE(NT)                                                      \
+    case NT:                                                                 \
+        if (ty == QD_TYPE_Q4_0)                                              \
+            kt_row(2, NT, QD_TYPE_Q4_0, nr, o, so, ldo, xr, bx, act, stride); \
+        else                                                                 \
+            kt_row(2, NT, QD_TYPE_Q8_0, nr, o, so, ldo, xr, bx, act, stride); \
+        break;
+            KT_GRP_CASE(5) KT_GRP_CASE(6) KT_GRP_CASE(7) KT_GRP_CASE(8)
+#undef KT_GRP_CASE
+        default: break;
+        }
     }
     for (int64_t r = r0 + 2 * h; r < r1; r++) {
         const uint8_t *xr = base + (size_t)r * rb;
         float *o = out + r;
-#define KT_CASE(NT)                                                       \
-    case NT:                                                              \
-        if (ty == QD_TYPE_Q6_K)                                           \
-            kt_row(1, NT, QD_TYPE_Q6_K, nr, o, 0, ldo, xr, 0, act, stride); \
-        else if (ty == QD_TYPE_Q4_K)                                      \
-            kt_row(1, NT, QD_TYPE_Q4_K, nr, o, 0, ldo, xr, 0, act, stride); \
-        else if (ty == QD_TYPE_Q4_0)                                      \
-            kt_row(1, NT, QD_TYPE_Q4_0, nr, o, 0, ldo, xr, 0, act, stride); \
-        else                                                              \
-            kt_row(1, NT, QD_TYPE_Q8_0, nr, o, 0, ldo, xr, 0, act, stride); \
+#define KT_CASE(NT)                          \
+    case NT:                                 \
+        KT_TYPED(1, NT, o, 0, xr, 0);        \
         break;
         switch (n_tok) { /* as avx512_gemm_prefers allows */
         case 1: /* Q4_0, Q8_0 only */
@@ -1014,6 +1048,7 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
         }
 #undef KT_CASE
     }
+#undef KT_TYPED
 }
 
 /* Measured on 8192 x 8192 matrices, one thread (CPU time), against the
@@ -1087,7 +1122,7 @@ static void avx512_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
     const uint8_t *x1 = x0 + (size_t)((r1 - r0) / 2) * w->row_bytes; /* DEC_PAIRS' second row */
     for (size_t o = 0; o < head; o += 64) {
         _mm_prefetch((const char *)x0 + o, _MM_HINT_T0);
-        if (n_tok == 1)
+        if (!kt || n_tok <= kt_pair_max(w->type))
             _mm_prefetch((const char *)x1 + o, _MM_HINT_T0);
     }
     if (kt) {
