@@ -975,18 +975,19 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, float *out, s
         hsum_store(NT, acc[r], out + (size_t)r * so, ldo);
 }
 
-/* Rows [r0, r1) against n_tok activation rows (as avx512_gemm_prefers
- * allows) in the avx512_prefers_act layout, in one pass over each row. */
 /* The most tokens a pair of rows (DEC_PAIRS) is taken for: Q4_0 and
  * Q8_0 keep 8 unpacked registers and two rows' 8 accumulators in the 32;
- * Q4_K and Q6_K, with more to unpack, lose from 5 tokens on (Q4_K at 6
- * and 8 tokens slower than one row at a time). Rows of 2048 columns
- * repeated to 302 MB, 2 threads, one row at a time -> pairs: Q4_K 2
- * tokens 12.1 -> 10.2-10.3 ms, 3 tokens 13.6 -> 12.7; Q6_K 2 tokens
- * 16.3-16.6 -> 13.8, 4 tokens 19.1 -> 16.2; Q4_0 4 tokens 11.6 -> 10.2, 8
+ * Q4_K and Q6_K have more to unpack. Rows of 2048 columns repeated to
+ * 302 MB, 2 threads, one row at a time -> pairs: Q4_K 2 tokens 12.1 ->
+ * 10.2-10.3 ms, 3 tokens 13.6 -> 12.7, 4 the same (14.3-14.4), 6 and 8
+ * slower (15.8 -> 17.5, 16.7 -> 21.9); Q6_K 2 tokens 16.3-16.6 -> 13.8,
+ * 4 tokens 19.1 -> 16.2, 6 tokens 20.8 -> 18.7 (5 and 7 not measured, 6
+ * not taken), 8 slower (20.9 -> 21.5); Q4_0 4 tokens 11.6 -> 10.2, 8
  * tokens 13.4 -> 13.1; Q8_0 6 tokens 24.2 -> 17.0, 8 tokens 20.7 -> 19.7. */
 static inline int kt_pair_max(qd_type_t ty) { return kt_grp_type(ty) ? 8 : 4; }
 
+/* Rows [r0, r1) against n_tok activation rows (as avx512_gemm_prefers
+ * allows) in the avx512_prefers_act layout, in one pass over each row. */
 static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *act,
                        size_t stride, int n_tok, float *out, int64_t ldo)
 {
