@@ -527,6 +527,157 @@ static void dot_q6_K(int n, float *restrict s, const void *restrict vx,
     *s = hsum_ps256(acc);
 }
 
+/* BF16 x BF16 (the activation converted to bf16): a bf16 is the high
+ * half of a float, so a zero-extended shift makes it one exactly. */
+static inline __m256 bf16x8(const uint16_t *p)
+{
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+static void dot_bf16(int n, float *restrict s, const void *restrict vx,
+                     const void *restrict vy)
+{
+    const uint16_t *x = vx, *y = vy;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(bf16x8(x + i), bf16x8(y + i), a0);
+        a1 = _mm256_fmadd_ps(bf16x8(x + i + 8), bf16x8(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(bf16x8(x + i + 16), bf16x8(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(bf16x8(x + i + 24), bf16x8(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(bf16x8(x + i), bf16x8(y + i), a0);
+    float sum = hsum_ps256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++)
+        sum += qd_bf16_to_fp32(x[i]) * qd_bf16_to_fp32(y[i]);
+    *s = sum;
+}
+
+/* The scale pair of two 16-value groups as madd operands: the lower 128
+ * bits take sc0 (the first 16 values of a 32-value register), the upper
+ * sc1. */
+static inline __m256i scale_pair(int sc0, int sc1)
+{
+    return _mm256_set_m128i(_mm_set1_epi16((short)sc1), _mm_set1_epi16((short)sc0));
+}
+
+/* Q2_K: per half of 128 values, byte l of its 32 holds values l, l+32,
+ * l+64, l+96 at bits 0, 2, 4, 6; a 4-bit scale and a 4-bit min per 16
+ * values. The 2-bit values (0..3) meet the activation with vpmaddubsw,
+ * exactly; the mins with the activation's 16-value sums (bsums). */
+static void dot_q2_K(int n, float *restrict s, const void *restrict vx,
+                     const void *restrict vy)
+{
+    const qd_block_q2_K *x = vx;
+    const qd_block_q8_K *y = vy;
+    const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int i = 0; i < n / QD_QK_K; i++) {
+        const uint8_t *sc = x[i].scales;
+        const __m128i scb = _mm_loadu_si128((const __m128i *)sc);
+        /* mins: sum over the 16 groups of min * bsum */
+        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(scb, 4),
+                                                                _mm256_castsi256_si128(m4)));
+        const __m256i msum =
+            _mm256_madd_epi16(mn16, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        const int8_t *a = y[i].qs;
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int j = 0; j < 4; j++, a += 32) {
+                const __m256i w = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
+                const __m256i p = _mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i *)a));
+                const int g = 8 * h + 2 * j;
+                isum = _mm256_add_epi32(
+                    isum, _mm256_madd_epi16(p, scale_pair(sc[g] & 0xf, sc[g + 1] & 0xf)));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(isum), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(msum),
+                               accm);
+    }
+    *s = hsum_ps256(acc) - hsum_ps256(accm);
+}
+
+/* Q3_K's 16 six-bit scales (less 32) of a block, as int16: scale j has
+ * its low 4 bits in byte j (j < 8, low nibble) or j - 8 (high nibble),
+ * its high 2 bits at bits 2(j/4) of byte 8 + j%4. */
+static inline __m256i q3k_scales(const uint8_t *s)
+{
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    const __m128i b = _mm_loadl_epi64((const __m128i *)s);
+    const __m128i lo = _mm_unpacklo_epi64(_mm_and_si128(b, m4),
+                                          _mm_and_si128(_mm_srli_epi16(b, 4), m4));
+    uint32_t u;
+    memcpy(&u, s + 8, 4);
+    const __m128i hi = _mm_and_si128(
+        _mm_srlv_epi32(_mm_set1_epi32((int)u), _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
+    const __m128i v = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
+    return _mm256_cvtepi8_epi16(v);
+}
+
+/* Q3_K: the 2-bit packing of Q2_K, plus a high bit per value (hmask bit
+ * 4h + j of byte l for value 128h + 32j + l) that, clear, subtracts 4.
+ * Taken unsigned as low bits | 4 * high bit (0..7) against the activation,
+ * then 4 times each group's scale times its sum (bsums) taken off:
+ * (q + 4)·a - 4·sum(a) = q·a, exact. */
+static void dot_q3_K(int n, float *restrict s, const void *restrict vx,
+                     const void *restrict vy)
+{
+    const qd_block_q3_K *x = vx;
+    const qd_block_q8_K *y = vy;
+    const __m256i m3 = _mm256_set1_epi8(3), m1 = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / QD_QK_K; i++) {
+        _Alignas(32) int16_t sc[16];
+        const __m256i sc16 = q3k_scales(x[i].scales);
+        _mm256_store_si256((__m256i *)sc, sc16);
+        const __m256i off =
+            _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        __m256i isum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 2));
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        const int8_t *a = y[i].qs;
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int j = 0; j < 4; j++, a += 32) {
+                const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), m1);
+                const __m256i w = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3),
+                                                  _mm256_slli_epi16(hb, 2));
+                const __m256i p = _mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i *)a));
+                const int g = 8 * h + 2 * j;
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scale_pair(sc[g], sc[g + 1])));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(isum), acc);
+    }
+    *s = hsum_ps256(acc);
+}
+
+/* IQ4_XS: IQ4_NL's 32-value blocks (values by table) with 6-bit scales
+ * (less 32) under one fp16 per 256. */
+static void dot_iq4_xs(int n, float *restrict s, const void *restrict vx,
+                       const void *restrict vy)
+{
+    const qd_block_iq4_xs *x = vx;
+    const qd_block_q8_K *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / QD_QK_K; i++) {
+        __m256i isum = _mm256_setzero_si256();
+        for (int ib = 0; ib < QD_QK_K / 32; ib++) {
+            const int ls = ((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xf) |
+                           (((x[i].scales_h >> (2 * ib)) & 3) << 4);
+            const __m256i w = iq4_lookup(x[i].qs + 16 * ib);
+            const __m256i d =
+                dot_s8(w, _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * ib)));
+            isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(d, _mm256_set1_epi32(ls - 32)));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(isum), acc);
+    }
+    *s = hsum_ps256(acc);
+}
+
 /* Direct dot for a weight type, or NULL (use the scalar reference). */
 static qd_vec_dot_fn x86_dot_for(qd_type_t t)
 {
@@ -539,6 +690,10 @@ static qd_vec_dot_fn x86_dot_for(qd_type_t t)
     switch (t) {
     case QD_TYPE_F32: return dot_f32;
     case QD_TYPE_F16: return dot_f16;
+    case QD_TYPE_BF16: return dot_bf16;
+    case QD_TYPE_Q2_K: return dot_q2_K;
+    case QD_TYPE_Q3_K: return dot_q3_K;
+    case QD_TYPE_IQ4_XS: return dot_iq4_xs;
     case QD_TYPE_Q8_0: return dot_q8_0;
     case QD_TYPE_Q4_0: return dot_q4_0;
     case QD_TYPE_Q5_0: return dot_q5_0;
@@ -578,8 +733,10 @@ static inline void x86_prefetch(const uint8_t *p, const uint8_t *end, size_t n)
         _mm_prefetch((const char *)p, QD_X86_PF_HINT);
 }
 
-/* Row-by-row gemm over direct dots; rows in blocks of 4 so a weight block
- * stays in L1 while it meets every activation row. */
+/* Row-by-row gemm over direct dots. Up to 4 tokens (where the rows are
+ * prefetched) the rows of the range's two halves come in turn, r0, r0 +
+ * h, r0 + 1, ...: two streams of weights, as the AVX-512 decode kernels
+ * read them (DEC_PAIRS in kernels_avx512.c), here a row at a time. */
 static void x86_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
                           const void *act, size_t act_stride, int n_tok,
                           float *out, int64_t ldo)
@@ -589,7 +746,9 @@ static void x86_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
         dot = qd_type_traits(w->type)->vec_dot;
     const uint8_t *base = w->data;
     const uint8_t *end = base + (size_t)r1 * w->row_bytes;
-    for (int64_t r = r0; r < r1; r++) {
+    const int64_t h = n_tok <= 4 ? (r1 - r0) / 2 : 0;
+    for (int64_t i = 0; i < r1 - r0; i++) {
+        const int64_t r = i < 2 * h ? r0 + i / 2 + (i & 1) * h : r0 + i;
         const uint8_t *row = base + (size_t)r * w->row_bytes;
         if (n_tok <= 4)
             x86_prefetch(row + QD_DEC_PF_DIST, end, w->row_bytes);
