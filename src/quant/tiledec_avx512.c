@@ -120,6 +120,52 @@ static inline __m512i dec64(qd_type_t t, const uint8_t *row, int64_t k,
         return _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
                                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, sh), m3), 4));
     }
+    case QD_TYPE_Q2_K:
+    case QD_TYPE_Q3_K: {
+        /* half h = q / 2 of the block, 32 bytes; values 64q..64q+31 are
+         * at bits 4m, 64q+32.. at bits 4m+2 (m = q % 2), Q3_K's high bits
+         * at bit 4h + 2m (and + 1) of hmask */
+        const int q = (int)(k % QD_QK_K) / 64, h = q / 2, m = q % 2, is = 4 * q;
+        const uint8_t *qs, *sc;
+        if (t == QD_TYPE_Q2_K) {
+            const qd_block_q2_K *b = (const qd_block_q2_K *)row + k / QD_QK_K;
+            const float d = h2f(b->d), dmin = h2f(b->dmin);
+            qs = b->qs;
+            sc = b->scales;
+            for (int i = 0; i < 4; i++) {
+                ds[i] = d * (float)(sc[is + i] & 0xf);
+                cr[i] = -dmin * (float)(sc[is + i] >> 4);
+            }
+        } else {
+            const qd_block_q3_K *b = (const qd_block_q3_K *)row + k / QD_QK_K;
+            const float d = h2f(b->d);
+            qs = b->qs;
+            sc = b->scales;
+            for (int i = 0; i < 4; i++) {
+                const int j = is + i;
+                const int lo = j < 8 ? sc[j] & 0xf : sc[j - 8] >> 4;
+                const int hi = (sc[8 + j % 4] >> (2 * (j / 4))) & 3;
+                ds[i] = d * (float)((lo | (hi << 4)) - 32);
+                cr[i] = -(float)qd__tile_off(QD_TYPE_Q3_K) * ds[i];
+            }
+        }
+        const __m512i sh = _mm512_inserti64x4(_mm512_set1_epi16((short)(4 * m)),
+                                              _mm256_set1_epi16((short)(4 * m + 2)), 1);
+        const __m512i v = _mm512_and_si512(
+            _mm512_srlv_epi16(
+                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * h))), sh),
+            _mm512_set1_epi8(3));
+        if (t == QD_TYPE_Q2_K)
+            return v;
+        const qd_block_q3_K *b = (const qd_block_q3_K *)row + k / QD_QK_K;
+        const __m512i hs = _mm512_inserti64x4(_mm512_set1_epi16((short)(4 * h + 2 * m)),
+                                              _mm256_set1_epi16((short)(4 * h + 2 * m + 1)), 1);
+        const __m512i hb = _mm512_and_si512(
+            _mm512_srlv_epi16(
+                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b->hmask)), hs),
+            _mm512_set1_epi8(1));
+        return _mm512_or_si512(v, _mm512_slli_epi16(hb, 2));
+    }
     default:
         return _mm512_setzero_si512();
     }
@@ -144,6 +190,8 @@ static inline void pf64(qd_type_t t, const uint8_t *row, int64_t k)
     case QD_TYPE_Q4_G128: off = (size_t)(k / 128) * sizeof(qd_block_q4_g128); break;
     case QD_TYPE_Q4_K: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_q4_K) + 16 + (size_t)(k % QD_QK_K) / 2; break;
     case QD_TYPE_Q6_K: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_q6_K) + (size_t)(k % QD_QK_K) / 2; break;
+    case QD_TYPE_Q2_K: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_q2_K) + 16 + (size_t)(k % QD_QK_K) / 128 * 32; break;
+    case QD_TYPE_Q3_K: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_q3_K) + 32 + (size_t)(k % QD_QK_K) / 128 * 32; break;
     default: return;
     }
     _mm_prefetch((const char *)row + off, _MM_HINT_T0);
@@ -153,7 +201,8 @@ static inline void pf64(qd_type_t t, const uint8_t *row, int64_t k)
 static int has_dec64(qd_type_t t)
 {
     return t == QD_TYPE_Q4_0 || t == QD_TYPE_Q4_1 || t == QD_TYPE_Q8_0 ||
-           t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K || t == QD_TYPE_Q4_G128;
+           t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K || t == QD_TYPE_Q4_G128 ||
+           t == QD_TYPE_Q2_K || t == QD_TYPE_Q3_K;
 }
 
 
@@ -210,7 +259,7 @@ dec_row(const qd_type_t t, const uint8_t *row, int64_t k0, int nk, uint8_t *u,
         }
         return;
     }
-    const int per = 2; /* 32-value subblocks per 64 values (Q4_K, Q6_K above) */
+    const int per = 64 / qd__tile_sub(t); /* subblocks per 64 values */
     for (int g = 0; g < nk / 64; g++) {
         pf64(t, row, k0 + 64 * g + PF_AHEAD);
         _mm512_store_si512((void *)(u + 64 * g), dec64(t, row, k0 + 64 * g, ds + g * per, cr + g * per));
@@ -264,6 +313,8 @@ int qd__tile_decode_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
     case QD_TYPE_Q4_K: tile_body(QD_TYPE_Q4_K, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
     case QD_TYPE_Q6_K: tile_body(QD_TYPE_Q6_K, 16, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
     case QD_TYPE_Q4_G128: tile_body(QD_TYPE_Q4_G128, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
+    case QD_TYPE_Q2_K: tile_body(QD_TYPE_Q2_K, 16, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
+    case QD_TYPE_Q3_K: tile_body(QD_TYPE_Q3_K, 16, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
     default: return 0;
     }
     return 1;
@@ -318,6 +369,8 @@ int qd__tile_decode_bf16_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
     case QD_TYPE_Q4_K: bf16_body(QD_TYPE_Q4_K, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
     case QD_TYPE_Q6_K: bf16_body(QD_TYPE_Q6_K, 16, row0, row_bytes, n_rows, k0, nk, wb); break;
     case QD_TYPE_Q4_G128: bf16_body(QD_TYPE_Q4_G128, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
+    case QD_TYPE_Q2_K: bf16_body(QD_TYPE_Q2_K, 16, row0, row_bytes, n_rows, k0, nk, wb); break;
+    case QD_TYPE_Q3_K: bf16_body(QD_TYPE_Q3_K, 16, row0, row_bytes, n_rows, k0, nk, wb); break;
     default: return 0;
     }
     return 1;
