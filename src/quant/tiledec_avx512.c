@@ -100,6 +100,27 @@ static inline __m512i dec64(qd_type_t t, const uint8_t *row, int64_t k,
         __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qs + 32 * j)));
         return _mm512_and_si512(_mm512_srlv_epi16(q, shv), _mm512_set1_epi8(0x0f));
     }
+    case QD_TYPE_Q5_K: {
+        /* Q4_K's nibbles, plus bit 2j (low nibbles) or 2j + 1 (high) of
+         * qh[l] as the fifth bit */
+        const qd_block_q5_K *b = (const qd_block_q5_K *)row + k / QD_QK_K;
+        int j = (int)(k % QD_QK_K) / 64;
+        float d = h2f(b->d), dmin = h2f(b->dmin);
+        for (int h = 0; h < 2; h++) {
+            int sc, m;
+            k4_scale_min(2 * j + h, b->scales, &sc, &m);
+            ds[h] = d * (float)sc;
+            cr[h] = -dmin * (float)m;
+        }
+        const __m512i shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+        const __m512i hsh = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * j)),
+                                               _mm256_set1_epi16((short)(2 * j + 1)), 1);
+        __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qs + 32 * j)));
+        __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b->qh));
+        hb = _mm512_and_si512(_mm512_srlv_epi16(hb, hsh), _mm512_set1_epi8(1));
+        return _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi16(q, shv), _mm512_set1_epi8(0x0f)),
+                               _mm512_slli_epi16(hb, 4));
+    }
     case QD_TYPE_Q6_K: {
         const qd_block_q6_K *b = (const qd_block_q6_K *)row + k / QD_QK_K;
         int qi = (int)(k % QD_QK_K) / 64, h = qi / 2;
@@ -191,6 +212,7 @@ static inline void pf64(qd_type_t t, const uint8_t *row, int64_t k)
     case QD_TYPE_Q4_K: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_q4_K) + 16 + (size_t)(k % QD_QK_K) / 2; break;
     case QD_TYPE_Q6_K: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_q6_K) + (size_t)(k % QD_QK_K) / 2; break;
     case QD_TYPE_Q2_K: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_q2_K) + 16 + (size_t)(k % QD_QK_K) / 128 * 32; break;
+    case QD_TYPE_Q5_K: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_q5_K) + 48 + (size_t)(k % QD_QK_K) / 2; break;
     case QD_TYPE_Q3_K: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_q3_K) + 32 + (size_t)(k % QD_QK_K) / 128 * 32; break;
     default: return;
     }
@@ -202,7 +224,7 @@ static int has_dec64(qd_type_t t)
 {
     return t == QD_TYPE_Q4_0 || t == QD_TYPE_Q4_1 || t == QD_TYPE_Q8_0 ||
            t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K || t == QD_TYPE_Q4_G128 ||
-           t == QD_TYPE_Q2_K || t == QD_TYPE_Q3_K;
+           t == QD_TYPE_Q2_K || t == QD_TYPE_Q3_K || t == QD_TYPE_Q5_K;
 }
 
 
@@ -314,6 +336,7 @@ int qd__tile_decode_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
     case QD_TYPE_Q6_K: tile_body(QD_TYPE_Q6_K, 16, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
     case QD_TYPE_Q4_G128: tile_body(QD_TYPE_Q4_G128, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
     case QD_TYPE_Q2_K: tile_body(QD_TYPE_Q2_K, 16, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
+    case QD_TYPE_Q5_K: tile_body(QD_TYPE_Q5_K, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
     case QD_TYPE_Q3_K: tile_body(QD_TYPE_Q3_K, 16, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
     default: return 0;
     }
@@ -370,6 +393,7 @@ int qd__tile_decode_bf16_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
     case QD_TYPE_Q6_K: bf16_body(QD_TYPE_Q6_K, 16, row0, row_bytes, n_rows, k0, nk, wb); break;
     case QD_TYPE_Q4_G128: bf16_body(QD_TYPE_Q4_G128, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
     case QD_TYPE_Q2_K: bf16_body(QD_TYPE_Q2_K, 16, row0, row_bytes, n_rows, k0, nk, wb); break;
+    case QD_TYPE_Q5_K: bf16_body(QD_TYPE_Q5_K, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
     case QD_TYPE_Q3_K: bf16_body(QD_TYPE_Q3_K, 16, row0, row_bytes, n_rows, k0, nk, wb); break;
     default: return 0;
     }
