@@ -18,6 +18,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "quant/ref_int.h"
 #include "quant/simd_avx512.h"
 #include "quantd/common.h"
 
@@ -29,6 +30,24 @@ static inline __m256i nib32(const uint8_t *qs)
 {
     __m128i q = _mm_loadu_si128((const __m128i *)qs), m4 = _mm_set1_epi8(0x0f);
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
+}
+
+/* A legacy 5-bit block's 32 values: nibbles, plus 16 where bit j of qh
+ * is set (value j) */
+static inline __m256i q5_32(const uint8_t *qs, const uint8_t *qhp)
+{
+    uint32_t qh;
+    memcpy(&qh, qhp, 4);
+    return _mm256_or_si256(nib32(qs), _mm256_maskz_set1_epi8((__mmask32)qh, 16));
+}
+
+/* 32 IQ4 values (16 nibble bytes) as table value + 128 */
+static inline __m256i iq4_32(const uint8_t *qs)
+{
+    const __m256i tab = _mm256_xor_si256(
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qd_kvalues_iq4nl)),
+        _mm256_set1_epi8((char)0x80));
+    return _mm256_shuffle_epi8(tab, nib32(qs));
 }
 
 static void k4_scale_min(int j, const uint8_t *q, int *sc, int *m)
@@ -99,6 +118,46 @@ static inline __m512i dec64(qd_type_t t, const uint8_t *row, int64_t k,
         const __m512i shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
         __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qs + 32 * j)));
         return _mm512_and_si512(_mm512_srlv_epi16(q, shv), _mm512_set1_epi8(0x0f));
+    }
+    case QD_TYPE_Q5_0: {
+        const qd_block_q5_0 *b = (const qd_block_q5_0 *)row + k / 32;
+        for (int i = 0; i < 2; i++) {
+            ds[i] = h2f(b[i].d);
+            cr[i] = -(float)qd__tile_off(QD_TYPE_Q5_0) * ds[i];
+        }
+        return _mm512_inserti64x4(_mm512_castsi256_si512(q5_32(b[0].qs, b[0].qh)),
+                                  q5_32(b[1].qs, b[1].qh), 1);
+    }
+    case QD_TYPE_Q5_1: {
+        const qd_block_q5_1 *b = (const qd_block_q5_1 *)row + k / 32;
+        for (int i = 0; i < 2; i++) {
+            ds[i] = h2f(b[i].d);
+            cr[i] = h2f(b[i].m);
+        }
+        return _mm512_inserti64x4(_mm512_castsi256_si512(q5_32(b[0].qs, b[0].qh)),
+                                  q5_32(b[1].qs, b[1].qh), 1);
+    }
+    case QD_TYPE_IQ4_NL: {
+        const qd_block_iq4_nl *b = (const qd_block_iq4_nl *)row + k / 32;
+        for (int i = 0; i < 2; i++) {
+            ds[i] = h2f(b[i].d);
+            cr[i] = -(float)qd__tile_off(QD_TYPE_IQ4_NL) * ds[i];
+        }
+        return _mm512_inserti64x4(_mm512_castsi256_si512(iq4_32(b[0].qs)), iq4_32(b[1].qs), 1);
+    }
+    case QD_TYPE_IQ4_XS: {
+        const qd_block_iq4_xs *b = (const qd_block_iq4_xs *)row + k / QD_QK_K;
+        const int ib0 = (int)(k % QD_QK_K) / 32;
+        const float d = h2f(b->d);
+        for (int i = 0; i < 2; i++) {
+            const int ib = ib0 + i;
+            const int ls = ((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 0xf) |
+                           (((b->scales_h >> (2 * ib)) & 3) << 4);
+            ds[i] = d * (float)(ls - 32);
+            cr[i] = -(float)qd__tile_off(QD_TYPE_IQ4_XS) * ds[i];
+        }
+        return _mm512_inserti64x4(_mm512_castsi256_si512(iq4_32(b->qs + 16 * ib0)),
+                                  iq4_32(b->qs + 16 * (ib0 + 1)), 1);
     }
     case QD_TYPE_Q5_K: {
         /* Q4_K's nibbles, plus bit 2j (low nibbles) or 2j + 1 (high) of
@@ -213,6 +272,10 @@ static inline void pf64(qd_type_t t, const uint8_t *row, int64_t k)
     case QD_TYPE_Q6_K: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_q6_K) + (size_t)(k % QD_QK_K) / 2; break;
     case QD_TYPE_Q2_K: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_q2_K) + 16 + (size_t)(k % QD_QK_K) / 128 * 32; break;
     case QD_TYPE_Q5_K: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_q5_K) + 48 + (size_t)(k % QD_QK_K) / 2; break;
+    case QD_TYPE_Q5_0: off = (size_t)(k / 32) * sizeof(qd_block_q5_0); break;
+    case QD_TYPE_Q5_1: off = (size_t)(k / 32) * sizeof(qd_block_q5_1); break;
+    case QD_TYPE_IQ4_NL: off = (size_t)(k / 32) * sizeof(qd_block_iq4_nl); break;
+    case QD_TYPE_IQ4_XS: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_iq4_xs) + 8 + (size_t)(k % QD_QK_K) / 2; break;
     case QD_TYPE_Q3_K: off = (size_t)(k / QD_QK_K) * sizeof(qd_block_q3_K) + 32 + (size_t)(k % QD_QK_K) / 128 * 32; break;
     default: return;
     }
@@ -224,7 +287,8 @@ static int has_dec64(qd_type_t t)
 {
     return t == QD_TYPE_Q4_0 || t == QD_TYPE_Q4_1 || t == QD_TYPE_Q8_0 ||
            t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K || t == QD_TYPE_Q4_G128 ||
-           t == QD_TYPE_Q2_K || t == QD_TYPE_Q3_K || t == QD_TYPE_Q5_K;
+           t == QD_TYPE_Q2_K || t == QD_TYPE_Q3_K || t == QD_TYPE_Q5_K ||
+           t == QD_TYPE_Q5_0 || t == QD_TYPE_Q5_1 || t == QD_TYPE_IQ4_NL || t == QD_TYPE_IQ4_XS;
 }
 
 
@@ -337,6 +401,10 @@ int qd__tile_decode_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
     case QD_TYPE_Q4_G128: tile_body(QD_TYPE_Q4_G128, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
     case QD_TYPE_Q2_K: tile_body(QD_TYPE_Q2_K, 16, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
     case QD_TYPE_Q5_K: tile_body(QD_TYPE_Q5_K, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
+    case QD_TYPE_Q5_0: tile_body(QD_TYPE_Q5_0, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
+    case QD_TYPE_Q5_1: tile_body(QD_TYPE_Q5_1, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
+    case QD_TYPE_IQ4_NL: tile_body(QD_TYPE_IQ4_NL, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
+    case QD_TYPE_IQ4_XS: tile_body(QD_TYPE_IQ4_XS, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
     case QD_TYPE_Q3_K: tile_body(QD_TYPE_Q3_K, 16, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
     default: return 0;
     }
@@ -394,6 +462,10 @@ int qd__tile_decode_bf16_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
     case QD_TYPE_Q4_G128: bf16_body(QD_TYPE_Q4_G128, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
     case QD_TYPE_Q2_K: bf16_body(QD_TYPE_Q2_K, 16, row0, row_bytes, n_rows, k0, nk, wb); break;
     case QD_TYPE_Q5_K: bf16_body(QD_TYPE_Q5_K, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
+    case QD_TYPE_Q5_0: bf16_body(QD_TYPE_Q5_0, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
+    case QD_TYPE_Q5_1: bf16_body(QD_TYPE_Q5_1, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
+    case QD_TYPE_IQ4_NL: bf16_body(QD_TYPE_IQ4_NL, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
+    case QD_TYPE_IQ4_XS: bf16_body(QD_TYPE_IQ4_XS, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
     case QD_TYPE_Q3_K: bf16_body(QD_TYPE_Q3_K, 16, row0, row_bytes, n_rows, k0, nk, wb); break;
     default: return 0;
     }
