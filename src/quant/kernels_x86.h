@@ -188,10 +188,6 @@ static void x86_from_float(qd_type_t t, const float *restrict x,
 
 /* ---- dot products (weight row · activation row) ----------------------- */
 
-static inline __m256 fp16x8(const qd_fp16_t *p)
-{
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-}
 
 static inline float h2f(qd_fp16_t h) { return _cvtsh_ss(h); }
 
@@ -215,24 +211,47 @@ static void dot_f32(int n, float *restrict s, const void *restrict vx,
     *s = r;
 }
 
-static void dot_f16(int n, float *restrict s, const void *restrict vx,
-                    const void *restrict vy)
+/* 8 values of 16-bit floats as float: fp16, or bf16 (the high half of a
+ * float, so a zero-extended shift makes it one exactly). */
+static inline __m256 half8(const int bf, const uint16_t *p)
 {
-    const qd_fp16_t *x = vx, *y = vy;
+    if (!bf)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+/* sum(x * y) of n fp16 (bf = 0) or bf16 (bf = 1) values each */
+static inline __attribute__((always_inline)) float dot_half(const int bf, int n,
+                                                            const uint16_t *x,
+                                                            const uint16_t *y)
+{
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int i = 0;
     for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(fp16x8(x + i), fp16x8(y + i), a0);
-        a1 = _mm256_fmadd_ps(fp16x8(x + i + 8), fp16x8(y + i + 8), a1);
-        a2 = _mm256_fmadd_ps(fp16x8(x + i + 16), fp16x8(y + i + 16), a2);
-        a3 = _mm256_fmadd_ps(fp16x8(x + i + 24), fp16x8(y + i + 24), a3);
+        a0 = _mm256_fmadd_ps(half8(bf, x + i), half8(bf, y + i), a0);
+        a1 = _mm256_fmadd_ps(half8(bf, x + i + 8), half8(bf, y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(half8(bf, x + i + 16), half8(bf, y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(half8(bf, x + i + 24), half8(bf, y + i + 24), a3);
     }
     for (; i + 8 <= n; i += 8)
-        a0 = _mm256_fmadd_ps(fp16x8(x + i), fp16x8(y + i), a0);
+        a0 = _mm256_fmadd_ps(half8(bf, x + i), half8(bf, y + i), a0);
     float r = hsum_ps256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; i < n; i++)
-        r += h2f(x[i]) * h2f(y[i]);
-    *s = r;
+        r += bf ? qd_bf16_to_fp32(x[i]) * qd_bf16_to_fp32(y[i]) : h2f(x[i]) * h2f(y[i]);
+    return r;
+}
+
+static void dot_f16(int n, float *restrict s, const void *restrict vx,
+                    const void *restrict vy)
+{
+    *s = dot_half(0, n, vx, vy);
+}
+
+static void dot_bf16(int n, float *restrict s, const void *restrict vx,
+                     const void *restrict vy)
+{
+    *s = dot_half(1, n, vx, vy);
 }
 
 /* sum(w * a) for signed w, a (a in -127..127): |w| * sign(a, w). */
@@ -525,34 +544,6 @@ static void dot_q6_K(int n, float *restrict s, const void *restrict vx,
                               _mm256_cvtepi32_ps(isum), acc);
     }
     *s = hsum_ps256(acc);
-}
-
-/* BF16 x BF16 (the activation converted to bf16): a bf16 is the high
- * half of a float, so a zero-extended shift makes it one exactly. */
-static inline __m256 bf16x8(const uint16_t *p)
-{
-    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-}
-
-static void dot_bf16(int n, float *restrict s, const void *restrict vx,
-                     const void *restrict vy)
-{
-    const uint16_t *x = vx, *y = vy;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(bf16x8(x + i), bf16x8(y + i), a0);
-        a1 = _mm256_fmadd_ps(bf16x8(x + i + 8), bf16x8(y + i + 8), a1);
-        a2 = _mm256_fmadd_ps(bf16x8(x + i + 16), bf16x8(y + i + 16), a2);
-        a3 = _mm256_fmadd_ps(bf16x8(x + i + 24), bf16x8(y + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8)
-        a0 = _mm256_fmadd_ps(bf16x8(x + i), bf16x8(y + i), a0);
-    float sum = hsum_ps256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++)
-        sum += qd_bf16_to_fp32(x[i]) * qd_bf16_to_fp32(y[i]);
-    *s = sum;
 }
 
 /* The scale pair of two 16-value groups as madd operands: the lower 128

@@ -50,6 +50,22 @@ static inline __m256i iq4_32(const uint8_t *qs)
     return _mm256_shuffle_epi8(tab, nib32(qs));
 }
 
+/* Two legacy blocks' scales (d0, d1) and corrections: minus the type's
+ * offset times the scale, or the blocks' own m (m0, m1; off < 0). */
+static inline void ds2(float *ds, float *cr, qd_fp16_t d0, qd_fp16_t d1, int off,
+                       qd_fp16_t m0, qd_fp16_t m1)
+{
+    ds[0] = h2f(d0);
+    ds[1] = h2f(d1);
+    cr[0] = off >= 0 ? -(float)off * ds[0] : h2f(m0);
+    cr[1] = off >= 0 ? -(float)off * ds[1] : h2f(m1);
+}
+
+static inline __m512i cat2(__m256i lo, __m256i hi)
+{
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
 static void k4_scale_min(int j, const uint8_t *q, int *sc, int *m)
 {
     if (j < 4) {
@@ -69,19 +85,13 @@ static inline __m512i dec64(qd_type_t t, const uint8_t *row, int64_t k,
     switch (t) {
     case QD_TYPE_Q4_0: {
         const qd_block_q4_0 *b = (const qd_block_q4_0 *)row + k / 32;
-        for (int i = 0; i < 2; i++) {
-            ds[i] = h2f(b[i].d);
-            cr[i] = -(float)qd__tile_off(QD_TYPE_Q4_0) * ds[i];
-        }
-        return _mm512_inserti64x4(_mm512_castsi256_si512(nib32(b[0].qs)), nib32(b[1].qs), 1);
+        ds2(ds, cr, b[0].d, b[1].d, qd__tile_off(QD_TYPE_Q4_0), 0, 0);
+        return cat2(nib32(b[0].qs), nib32(b[1].qs));
     }
     case QD_TYPE_Q4_1: {
         const qd_block_q4_1 *b = (const qd_block_q4_1 *)row + k / 32;
-        for (int i = 0; i < 2; i++) {
-            ds[i] = h2f(b[i].d);
-            cr[i] = h2f(b[i].m);
-        }
-        return _mm512_inserti64x4(_mm512_castsi256_si512(nib32(b[0].qs)), nib32(b[1].qs), 1);
+        ds2(ds, cr, b[0].d, b[1].d, -1, b[0].m, b[1].m);
+        return cat2(nib32(b[0].qs), nib32(b[1].qs));
     }
     case QD_TYPE_Q4_G128: {
         /* half h of a block: the low (h = 0) or high nibbles of its 64
@@ -97,53 +107,25 @@ static inline __m512i dec64(qd_type_t t, const uint8_t *row, int64_t k,
     case QD_TYPE_Q8_0: {
         const qd_block_q8_0 *b = (const qd_block_q8_0 *)row + k / 32;
         const __m256i x80 = _mm256_set1_epi8((char)0x80);
-        for (int i = 0; i < 2; i++) {
-            ds[i] = h2f(b[i].d);
-            cr[i] = -(float)qd__tile_off(QD_TYPE_Q8_0) * ds[i];
-        }
+        ds2(ds, cr, b[0].d, b[1].d, qd__tile_off(QD_TYPE_Q8_0), 0, 0);
         __m256i q0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b[0].qs), x80);
         __m256i q1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b[1].qs), x80);
-        return _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
-    }
-    case QD_TYPE_Q4_K: {
-        const qd_block_q4_K *b = (const qd_block_q4_K *)row + k / QD_QK_K;
-        int j = (int)(k % QD_QK_K) / 64;
-        float d = h2f(b->d), dmin = h2f(b->dmin);
-        for (int h = 0; h < 2; h++) {
-            int sc, m;
-            k4_scale_min(2 * j + h, b->scales, &sc, &m);
-            ds[h] = d * (float)sc;
-            cr[h] = -dmin * (float)m;
-        }
-        const __m512i shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-        __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qs + 32 * j)));
-        return _mm512_and_si512(_mm512_srlv_epi16(q, shv), _mm512_set1_epi8(0x0f));
+        return cat2(q0, q1);
     }
     case QD_TYPE_Q5_0: {
         const qd_block_q5_0 *b = (const qd_block_q5_0 *)row + k / 32;
-        for (int i = 0; i < 2; i++) {
-            ds[i] = h2f(b[i].d);
-            cr[i] = -(float)qd__tile_off(QD_TYPE_Q5_0) * ds[i];
-        }
-        return _mm512_inserti64x4(_mm512_castsi256_si512(q5_32(b[0].qs, b[0].qh)),
-                                  q5_32(b[1].qs, b[1].qh), 1);
+        ds2(ds, cr, b[0].d, b[1].d, qd__tile_off(QD_TYPE_Q5_0), 0, 0);
+        return cat2(q5_32(b[0].qs, b[0].qh), q5_32(b[1].qs, b[1].qh));
     }
     case QD_TYPE_Q5_1: {
         const qd_block_q5_1 *b = (const qd_block_q5_1 *)row + k / 32;
-        for (int i = 0; i < 2; i++) {
-            ds[i] = h2f(b[i].d);
-            cr[i] = h2f(b[i].m);
-        }
-        return _mm512_inserti64x4(_mm512_castsi256_si512(q5_32(b[0].qs, b[0].qh)),
-                                  q5_32(b[1].qs, b[1].qh), 1);
+        ds2(ds, cr, b[0].d, b[1].d, -1, b[0].m, b[1].m);
+        return cat2(q5_32(b[0].qs, b[0].qh), q5_32(b[1].qs, b[1].qh));
     }
     case QD_TYPE_IQ4_NL: {
         const qd_block_iq4_nl *b = (const qd_block_iq4_nl *)row + k / 32;
-        for (int i = 0; i < 2; i++) {
-            ds[i] = h2f(b[i].d);
-            cr[i] = -(float)qd__tile_off(QD_TYPE_IQ4_NL) * ds[i];
-        }
-        return _mm512_inserti64x4(_mm512_castsi256_si512(iq4_32(b[0].qs)), iq4_32(b[1].qs), 1);
+        ds2(ds, cr, b[0].d, b[1].d, qd__tile_off(QD_TYPE_IQ4_NL), 0, 0);
+        return cat2(iq4_32(b[0].qs), iq4_32(b[1].qs));
     }
     case QD_TYPE_IQ4_XS: {
         const qd_block_iq4_xs *b = (const qd_block_iq4_xs *)row + k / QD_QK_K;
@@ -156,29 +138,37 @@ static inline __m512i dec64(qd_type_t t, const uint8_t *row, int64_t k,
             ds[i] = d * (float)(ls - 32);
             cr[i] = -(float)qd__tile_off(QD_TYPE_IQ4_XS) * ds[i];
         }
-        return _mm512_inserti64x4(_mm512_castsi256_si512(iq4_32(b->qs + 16 * ib0)),
-                                  iq4_32(b->qs + 16 * (ib0 + 1)), 1);
+        return cat2(iq4_32(b->qs + 16 * ib0), iq4_32(b->qs + 16 * (ib0 + 1)));
     }
+    case QD_TYPE_Q4_K:
     case QD_TYPE_Q5_K: {
-        /* Q4_K's nibbles, plus bit 2j (low nibbles) or 2j + 1 (high) of
-         * qh[l] as the fifth bit */
-        const qd_block_q5_K *b = (const qd_block_q5_K *)row + k / QD_QK_K;
+        /* the nibbles of 32 bytes: low ones values 64j.., high ones
+         * 64j+32..; Q5_K's fifth bit is bit 2j (low) or 2j + 1 (high) of
+         * qh[l]. Both blocks start with d, dmin and the 12 scale bytes. */
+        const int five = t == QD_TYPE_Q5_K;
+        const uint8_t *p = row + (size_t)(k / QD_QK_K) *
+                                     (five ? sizeof(qd_block_q5_K) : sizeof(qd_block_q4_K));
+        const qd_block_q4_K *b4 = (const qd_block_q4_K *)p; /* d, dmin, scales */
         int j = (int)(k % QD_QK_K) / 64;
-        float d = h2f(b->d), dmin = h2f(b->dmin);
+        float d = h2f(b4->d), dmin = h2f(b4->dmin);
         for (int h = 0; h < 2; h++) {
             int sc, m;
-            k4_scale_min(2 * j + h, b->scales, &sc, &m);
+            k4_scale_min(2 * j + h, b4->scales, &sc, &m);
             ds[h] = d * (float)sc;
             cr[h] = -dmin * (float)m;
         }
+        const uint8_t *qs = five ? ((const qd_block_q5_K *)p)->qs : b4->qs;
         const __m512i shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+        __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * j)));
+        const __m512i v = _mm512_and_si512(_mm512_srlv_epi16(q, shv), _mm512_set1_epi8(0x0f));
+        if (!five)
+            return v;
         const __m512i hsh = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * j)),
                                                _mm256_set1_epi16((short)(2 * j + 1)), 1);
-        __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qs + 32 * j)));
-        __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b->qh));
+        __m512i hb = _mm512_broadcast_i64x4(
+            _mm256_loadu_si256((const __m256i *)((const qd_block_q5_K *)p)->qh));
         hb = _mm512_and_si512(_mm512_srlv_epi16(hb, hsh), _mm512_set1_epi8(1));
-        return _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi16(q, shv), _mm512_set1_epi8(0x0f)),
-                               _mm512_slli_epi16(hb, 4));
+        return _mm512_or_si512(v, _mm512_slli_epi16(hb, 4));
     }
     case QD_TYPE_Q6_K: {
         const qd_block_q6_K *b = (const qd_block_q6_K *)row + k / QD_QK_K;
@@ -283,12 +273,23 @@ static inline void pf64(qd_type_t t, const uint8_t *row, int64_t k)
     _mm_prefetch((const char *)row + off + 63, _MM_HINT_T0);
 }
 
+/* The types dec64 decodes, with their subblock (qd__tile_sub): one
+ * tile_body / bf16_body instance each, so that dec64's switch and the
+ * subblock loops fold away. */
+#define DEC64_TYPES(X)                                                                  \
+    X(Q4_0, 32) X(Q4_1, 32) X(Q8_0, 32) X(Q4_K, 32) X(Q6_K, 16) X(Q4_G128, 32)           \
+    X(Q2_K, 16) X(Q3_K, 16) X(Q5_K, 32) X(Q5_0, 32) X(Q5_1, 32) X(IQ4_NL, 32) X(IQ4_XS, 32)
+
 static int has_dec64(qd_type_t t)
 {
-    return t == QD_TYPE_Q4_0 || t == QD_TYPE_Q4_1 || t == QD_TYPE_Q8_0 ||
-           t == QD_TYPE_Q4_K || t == QD_TYPE_Q6_K || t == QD_TYPE_Q4_G128 ||
-           t == QD_TYPE_Q2_K || t == QD_TYPE_Q3_K || t == QD_TYPE_Q5_K ||
-           t == QD_TYPE_Q5_0 || t == QD_TYPE_Q5_1 || t == QD_TYPE_IQ4_NL || t == QD_TYPE_IQ4_XS;
+    switch (t) {
+#define X(T, S) case QD_TYPE_##T:
+        DEC64_TYPES(X)
+#undef X
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 
@@ -296,7 +297,7 @@ static int has_dec64(qd_type_t t)
  * correction of each subblock (nk/S of each). The k-quants go a
  * superblock at a time, their scales unpacked as vectors. */
 static inline __attribute__((always_inline)) void
-dec_row(const qd_type_t t, const uint8_t *row, int64_t k0, int nk, uint8_t *u,
+dec_row(const qd_type_t t, const int S, const uint8_t *row, int64_t k0, int nk, uint8_t *u,
         float *ds, float *cr)
 {
     if (t == QD_TYPE_Q4_K) {
@@ -345,7 +346,7 @@ dec_row(const qd_type_t t, const uint8_t *row, int64_t k0, int nk, uint8_t *u,
         }
         return;
     }
-    const int per = 64 / qd__tile_sub(t); /* subblocks per 64 values */
+    const int per = 64 / S; /* subblocks per 64 values */
     for (int g = 0; g < nk / 64; g++) {
         pf64(t, row, k0 + 64 * g + PF_AHEAD);
         _mm512_store_si512((void *)(u + 64 * g), dec64(t, row, k0 + 64 * g, ds + g * per, cr + g * per));
@@ -364,7 +365,7 @@ tile_body(const qd_type_t t, const int S, const uint8_t *row0,
     _Alignas(64) uint8_t tmp[QD_TILE_ROWS][QD_TILE_K];
     float ds[QD_TILE_K / 16], cr[QD_TILE_K / 16];
     for (int r = 0; r < n_rows; r++) {
-        dec_row(t, row0 + (size_t)r * row_bytes, k0, nk, tmp[r], ds, cr);
+        dec_row(t, S, row0 + (size_t)r * row_bytes, k0, nk, tmp[r], ds, cr);
         for (int i = 0; i < nk / S; i++) {
             dsc[i * QD_TILE_ROWS + r] = ds[i];
             corr[i * QD_TILE_ROWS + r] = cr[i];
@@ -391,21 +392,13 @@ int qd__tile_decode_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
 {
     if (!has_dec64(t) || nk % 64 || k0 % 64)
         return 0;
-    /* one instance per type, so dec64's switch folds away */
     switch (t) {
-    case QD_TYPE_Q4_0: tile_body(QD_TYPE_Q4_0, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
-    case QD_TYPE_Q4_1: tile_body(QD_TYPE_Q4_1, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
-    case QD_TYPE_Q8_0: tile_body(QD_TYPE_Q8_0, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
-    case QD_TYPE_Q4_K: tile_body(QD_TYPE_Q4_K, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
-    case QD_TYPE_Q6_K: tile_body(QD_TYPE_Q6_K, 16, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
-    case QD_TYPE_Q4_G128: tile_body(QD_TYPE_Q4_G128, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
-    case QD_TYPE_Q2_K: tile_body(QD_TYPE_Q2_K, 16, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
-    case QD_TYPE_Q5_K: tile_body(QD_TYPE_Q5_K, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
-    case QD_TYPE_Q5_0: tile_body(QD_TYPE_Q5_0, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
-    case QD_TYPE_Q5_1: tile_body(QD_TYPE_Q5_1, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
-    case QD_TYPE_IQ4_NL: tile_body(QD_TYPE_IQ4_NL, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
-    case QD_TYPE_IQ4_XS: tile_body(QD_TYPE_IQ4_XS, 32, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
-    case QD_TYPE_Q3_K: tile_body(QD_TYPE_Q3_K, 16, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); break;
+#define X(T, S)                                                                 \
+    case QD_TYPE_##T:                                                          \
+        tile_body(QD_TYPE_##T, S, row0, row_bytes, n_rows, k0, nk, u, dsc, corr); \
+        break;
+        DEC64_TYPES(X)
+#undef X
     default: return 0;
     }
     return 1;
@@ -424,7 +417,7 @@ bf16_body(const qd_type_t t, const int S, const uint8_t *row0,
     _Alignas(64) uint8_t tmp[QD_TILE_ROWS][QD_TILE_K];
     float ds[QD_TILE_ROWS][QD_TILE_K / 16], cr[QD_TILE_ROWS][QD_TILE_K / 16];
     for (int r = 0; r < n_rows; r++)
-        dec_row(t, row0 + (size_t)r * row_bytes, k0, nk, tmp[r], ds[r], cr[r]);
+        dec_row(t, S, row0 + (size_t)r * row_bytes, k0, nk, tmp[r], ds[r], cr[r]);
     for (int c = 0; c < nk / 32; c++) {
         /* subblocks of values 32c..32c+15 and 32c+16..32c+31 */
         const int s0 = 32 * c / S, s1 = (32 * c + 16) / S;
@@ -454,19 +447,12 @@ int qd__tile_decode_bf16_512(qd_type_t t, const uint8_t *row0, size_t row_bytes,
     if (!has_dec64(t) || nk % 64 || k0 % 64)
         return 0;
     switch (t) {
-    case QD_TYPE_Q4_0: bf16_body(QD_TYPE_Q4_0, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
-    case QD_TYPE_Q4_1: bf16_body(QD_TYPE_Q4_1, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
-    case QD_TYPE_Q8_0: bf16_body(QD_TYPE_Q8_0, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
-    case QD_TYPE_Q4_K: bf16_body(QD_TYPE_Q4_K, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
-    case QD_TYPE_Q6_K: bf16_body(QD_TYPE_Q6_K, 16, row0, row_bytes, n_rows, k0, nk, wb); break;
-    case QD_TYPE_Q4_G128: bf16_body(QD_TYPE_Q4_G128, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
-    case QD_TYPE_Q2_K: bf16_body(QD_TYPE_Q2_K, 16, row0, row_bytes, n_rows, k0, nk, wb); break;
-    case QD_TYPE_Q5_K: bf16_body(QD_TYPE_Q5_K, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
-    case QD_TYPE_Q5_0: bf16_body(QD_TYPE_Q5_0, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
-    case QD_TYPE_Q5_1: bf16_body(QD_TYPE_Q5_1, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
-    case QD_TYPE_IQ4_NL: bf16_body(QD_TYPE_IQ4_NL, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
-    case QD_TYPE_IQ4_XS: bf16_body(QD_TYPE_IQ4_XS, 32, row0, row_bytes, n_rows, k0, nk, wb); break;
-    case QD_TYPE_Q3_K: bf16_body(QD_TYPE_Q3_K, 16, row0, row_bytes, n_rows, k0, nk, wb); break;
+#define X(T, S)                                                       \
+    case QD_TYPE_##T:                                                \
+        bf16_body(QD_TYPE_##T, S, row0, row_bytes, n_rows, k0, nk, wb); \
+        break;
+        DEC64_TYPES(X)
+#undef X
     default: return 0;
     }
     return 1;
