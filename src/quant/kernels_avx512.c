@@ -376,9 +376,13 @@ static void dec_act_prep_q4K(const void *act, int64_t n, dec_act_t *d)
 /* One Q4_K superblock x against the unpacked activation's superblock i:
  * the scaled sums into *acc, the min terms into *accm. */
 static inline __attribute__((always_inline)) void
-q4_K_sb(const qd_block_q4_K *x, int i, const dec_act_t *d, const __m512i sidx[4],
-        __m512 *acc, __m128 *accm)
+qk_sb(const int five, const uint8_t *blk, int i, const dec_act_t *d, const __m512i sidx[4],
+      __m512 *acc, __m128 *accm)
 {
+    /* Q4_K and Q5_K blocks both start with d, dmin and the 12 scale
+     * bytes; Q5_K's fifth bits (qh) follow, then the nibbles */
+    const qd_block_q4_K *x = (const qd_block_q4_K *)blk;
+    const uint8_t *qs = five ? ((const qd_block_q5_K *)blk)->qs : x->qs;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const int8_t *ap = d->qs + QD_QK_K * i;
     const __m128i bsp = _mm_load_si128((const __m128i *)(d->corr + 4 * i));
@@ -390,12 +394,29 @@ q4_K_sb(const qd_block_q4_K *x, int i, const dec_act_t *d, const __m512i sidx[4]
     __m128i sc16, mn16;
     qd__k4_scales16(x->scales, &sc16, &mn16);
     const __m512i scz = _mm512_castsi128_si512(sc16);
+    __m512i qh = _mm512_setzero_si512();
+    if (five)
+        qh = _mm512_broadcast_i64x4(
+            _mm256_loadu_si256((const __m256i *)((const qd_block_q5_K *)blk)->qh));
     __m512i isum0 = _mm512_setzero_si512(), isum1 = _mm512_setzero_si512();
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
-        __m512i q = _mm512_loadu_si512(x->qs + 64 * h);
+        __m512i q = _mm512_loadu_si512(qs + 64 * h);
         __m512i lo = _mm512_and_si512(q, m4);
         __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        if (five) {
+            /* value p's fifth bit is bit p/32 (its sub-block) of qh[p%32]:
+             * lo holds sub-blocks 4h and 4h+2, hi 4h+1 and 4h+3 */
+            const __m512i one = _mm512_set1_epi8(1);
+            const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16((short)(4 * h)),
+                                                   _mm256_set1_epi16((short)(4 * h + 2)), 1);
+            const __m512i shh = _mm512_inserti64x4(_mm512_set1_epi16((short)(4 * h + 1)),
+                                                   _mm256_set1_epi16((short)(4 * h + 3)), 1);
+            lo = _mm512_or_si512(lo, _mm512_slli_epi16(
+                                         _mm512_and_si512(_mm512_srlv_epi16(qh, shl), one), 4));
+            hi = _mm512_or_si512(hi, _mm512_slli_epi16(
+                                         _mm512_and_si512(_mm512_srlv_epi16(qh, shh), one), 4));
+        }
         __m512i p0 = _mm512_maddubs_epi16(lo, _mm512_load_si512(ap + 128 * h));
         __m512i p1 = _mm512_maddubs_epi16(hi, _mm512_load_si512(ap + 128 * h + 64));
         isum0 = _mm512_dpwssd_epi32(isum0, p0, _mm512_permutexvar_epi16(sidx[2 * h], scz));
@@ -414,9 +435,9 @@ static inline float q4_K_fin(__m512 acc, __m128 accm)
     return hsum_ps512(acc) - _mm_cvtss_f32(accm);
 }
 
-/* Q4_K decode of NR rows (x, x + bx) into s[0], s[so]. */
+/* Q4_K (five = 0) or Q5_K decode of NR rows (x, x + bx) into s[0], s[so]. */
 static inline __attribute__((always_inline)) void
-q4_K_decN(const int NR, int n, float *restrict s, size_t so, const uint8_t *restrict x0,
+qk_decN(const int five, const int NR, int n, float *restrict s, size_t so, const uint8_t *restrict x0,
           size_t bx, const void *restrict vd)
 {
     const dec_act_t *d = vd;
@@ -437,14 +458,25 @@ q4_K_decN(const int NR, int n, float *restrict s, size_t so, const uint8_t *rest
     for (int i = 0; i < n / QD_QK_K; i++) {
 #pragma GCC unroll 2
         for (int r = 0; r < NR; r++) {
-            const qd_block_q4_K *x = (const qd_block_q4_K *)(x0 + (size_t)r * bx) + i;
-            dec_prefetch((const uint8_t *)x + QD_DEC_PF_DIST, 3);
-            q4_K_sb(x, i, d, sidx, &acc[r], &accm[r]);
+            const uint8_t *x = x0 + (size_t)r * bx +
+                               (size_t)i * (five ? sizeof(qd_block_q5_K) : sizeof(qd_block_q4_K));
+            dec_prefetch(x + QD_DEC_PF_DIST, 3);
+            qk_sb(five, x, i, d, sidx, &acc[r], &accm[r]);
         }
     }
     for (int r = 0; r < NR; r++)
         s[(size_t)r * so] = q4_K_fin(acc[r], accm[r]);
 }
+
+#define QK_DECN(name, five)                                                                \
+    static inline __attribute__((always_inline)) void name(                                 \
+        const int NR, int n, float *restrict s, size_t so, const uint8_t *restrict x0,      \
+        size_t bx, const void *restrict vd)                                                 \
+    {                                                                                       \
+        qk_decN(five, NR, n, s, so, x0, bx, vd);                                            \
+    }
+QK_DECN(q4_K_decN, 0)
+QK_DECN(q5_K_decN, 1)
 
 /* ---- small batches: one weight row, NT activation rows ----
  * Batched decode (see avx512_gemm_prefers): Q4_K and Q6_K from 2 tokens
@@ -1102,6 +1134,7 @@ typedef void (*dec_rows_fn)(int nr, int n, float *restrict s, const uint8_t *res
     }
 DEC_PAIRS(q4_1_dec, q4_1_decN)
 DEC_PAIRS(q4_K_dec, q4_K_decN)
+DEC_PAIRS(q5_K_dec, q5_K_decN)
 DEC_PAIRS(q6_K_dec, q6_K_rows)
 
 /* Decode driver: one activation row (n_tok == 1) against rows [r0, r1);
@@ -1114,6 +1147,7 @@ static void avx512_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
     switch (w->type) {
     case QD_TYPE_Q4_1: f = q4_1_dec; break;
     case QD_TYPE_Q4_K: f = q4_K_dec; break;
+    case QD_TYPE_Q5_K: f = q5_K_dec; break;
     case QD_TYPE_Q6_K: f = q6_K_dec; break;
     default: break;
     }
@@ -1141,7 +1175,7 @@ static void avx512_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
     }
     dec_act_t d;
     const void *a = act;
-    if (w->type == QD_TYPE_Q4_K) {
+    if (w->type == QD_TYPE_Q4_K || w->type == QD_TYPE_Q5_K) {
         dec_act_prep_q4K(act, w->n_cols, &d);
         a = &d;
     } else if (w->type == QD_TYPE_Q4_1) {

@@ -316,7 +316,7 @@ Test(kernels, decode_matvec_shapes)
     qd_pool_t *pool;
     cr_assert_eq(qd_pool_create(2, &pool), 0);
     const qd_type_t types[] = {QD_TYPE_Q4_0, QD_TYPE_Q4_1, QD_TYPE_Q8_0,
-                               QD_TYPE_Q4_K, QD_TYPE_Q6_K};
+                               QD_TYPE_Q4_K, QD_TYPE_Q5_K, QD_TYPE_Q6_K};
     /* in 32-value blocks: for the Q4_1 dots a pair, 20 (a group of 16 and
      * 2 pairs), 31 (a group, 7 pairs and a lone block), 64, and 520 (over
      * their 16384-value limit, the row-by-row dots); for Q4_0's and
