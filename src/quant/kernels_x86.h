@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "quant/kernels.h"
+#include "quant/ref_int.h"
 #include "quantd/quant.h"
 
 static inline float hsum_ps256(__m256 v)
@@ -394,13 +395,11 @@ static void dot_q5_1(int n, float *restrict s, const void *restrict vx,
     *s = hsum_ps256(acc) + summ;
 }
 
-static const int8_t iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                        1,    13,   25,  38,  53,  69,  89,  113};
 
 static inline __m256i iq4_lookup(const uint8_t *qs)
 {
     const __m256i tab = _mm256_broadcastsi128_si256(
-        _mm_loadu_si128((const __m128i *)iq4nl_values));
+        _mm_loadu_si128((const __m128i *)qd_kvalues_iq4nl));
     return _mm256_shuffle_epi8(tab, load_nibbles32(qs));
 }
 
@@ -554,37 +553,50 @@ static inline __m256i scale_pair(int sc0, int sc1)
     return _mm256_set_m128i(_mm_set1_epi16((short)sc1), _mm_set1_epi16((short)sc0));
 }
 
-/* Q2_K: per half of 128 values, byte l of its 32 holds values l, l+32,
- * l+64, l+96 at bits 0, 2, 4, 6; a 4-bit scale and a 4-bit min per 16
- * values. The 2-bit values (0..3) meet the activation with vpmaddubsw,
- * exactly; the mins with the activation's 16-value sums (bsums). */
+/* The 2-bit layout of Q2_K and Q3_K: per half h of 128 values, byte l of
+ * its 32 holds values l, l+32, l+64, l+96 at bits 0, 2, 4, 6. Adds to
+ * isum the sums over the 16 groups of 16 values of sc[g] times the
+ * group's products with the Q8_K values a, the values taken unsigned
+ * (0..3, or with Q3_K's high bits, hmask bit 4h + j of byte l, 0..7)
+ * through vpmaddubsw, exactly. */
+static inline __m256i k2bit_sums(const uint8_t *qs, const uint8_t *hmask, const int8_t *a,
+                                 const int16_t sc[16], __m256i isum)
+{
+    const __m256i m3 = _mm256_set1_epi8(3), m1 = _mm256_set1_epi8(1);
+    const __m256i hm = hmask ? _mm256_loadu_si256((const __m256i *)hmask) : _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+        for (int j = 0; j < 4; j++, a += 32) {
+            __m256i w = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
+            if (hmask)
+                w = _mm256_or_si256(
+                    w, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), m1), 2));
+            const __m256i p = _mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i *)a));
+            const int g = 8 * h + 2 * j;
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scale_pair(sc[g], sc[g + 1])));
+        }
+    }
+    return isum;
+}
+
+/* Q2_K: a 4-bit scale and a 4-bit min per 16 values; the mins meet the
+ * activation's 16-value sums (bsums). */
 static void dot_q2_K(int n, float *restrict s, const void *restrict vx,
                      const void *restrict vy)
 {
     const qd_block_q2_K *x = vx;
     const qd_block_q8_K *y = vy;
-    const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(0x0f);
+    const __m128i m4 = _mm_set1_epi8(0x0f);
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int i = 0; i < n / QD_QK_K; i++) {
-        const uint8_t *sc = x[i].scales;
-        const __m128i scb = _mm_loadu_si128((const __m128i *)sc);
+        const __m128i scb = _mm_loadu_si128((const __m128i *)x[i].scales);
+        _Alignas(32) int16_t sc[16];
+        _mm256_store_si256((__m256i *)sc, _mm256_cvtepu8_epi16(_mm_and_si128(scb, m4)));
         /* mins: sum over the 16 groups of min * bsum */
-        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(scb, 4),
-                                                                _mm256_castsi256_si128(m4)));
+        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(scb, 4), m4));
         const __m256i msum =
             _mm256_madd_epi16(mn16, _mm256_loadu_si256((const __m256i *)y[i].bsums));
-        const int8_t *a = y[i].qs;
-        __m256i isum = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
-            for (int j = 0; j < 4; j++, a += 32) {
-                const __m256i w = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
-                const __m256i p = _mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i *)a));
-                const int g = 8 * h + 2 * j;
-                isum = _mm256_add_epi32(
-                    isum, _mm256_madd_epi16(p, scale_pair(sc[g] & 0xf, sc[g + 1] & 0xf)));
-            }
-        }
+        const __m256i isum = k2bit_sums(x[i].qs, NULL, y[i].qs, sc, _mm256_setzero_si256());
         acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(isum), acc);
         accm = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(msum),
                                accm);
@@ -592,9 +604,8 @@ static void dot_q2_K(int n, float *restrict s, const void *restrict vx,
     *s = hsum_ps256(acc) - hsum_ps256(accm);
 }
 
-/* Q3_K's 16 six-bit scales (less 32) of a block, as int16: scale j has
- * its low 4 bits in byte j (j < 8, low nibble) or j - 8 (high nibble),
- * its high 2 bits at bits 2(j/4) of byte 8 + j%4. */
+/* Q3_K's 16 six-bit scales (less 32) of a block, as int16 (the layout of
+ * qd__q3k_scale, 8 vector operations for the 16). */
 static inline __m256i q3k_scales(const uint8_t *s)
 {
     const __m128i m4 = _mm_set1_epi8(0x0f);
@@ -609,17 +620,14 @@ static inline __m256i q3k_scales(const uint8_t *s)
     return _mm256_cvtepi8_epi16(v);
 }
 
-/* Q3_K: the 2-bit packing of Q2_K, plus a high bit per value (hmask bit
- * 4h + j of byte l for value 128h + 32j + l) that, clear, subtracts 4.
- * Taken unsigned as low bits | 4 * high bit (0..7) against the activation,
- * then 4 times each group's scale times its sum (bsums) taken off:
- * (q + 4)·a - 4·sum(a) = q·a, exact. */
+/* Q3_K: Q2_K's packing plus a high bit that, clear, subtracts 4: the
+ * values are taken as q + 4 (0..7) and 4 times each group's scale times
+ * its activation sum (bsums) is taken off: (q + 4)·a - 4·sum(a) = q·a. */
 static void dot_q3_K(int n, float *restrict s, const void *restrict vx,
                      const void *restrict vy)
 {
     const qd_block_q3_K *x = vx;
     const qd_block_q8_K *y = vy;
-    const __m256i m3 = _mm256_set1_epi8(3), m1 = _mm256_set1_epi8(1);
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < n / QD_QK_K; i++) {
         _Alignas(32) int16_t sc[16];
@@ -627,20 +635,9 @@ static void dot_q3_K(int n, float *restrict s, const void *restrict vx,
         _mm256_store_si256((__m256i *)sc, sc16);
         const __m256i off =
             _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y[i].bsums));
-        __m256i isum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 2));
-        const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
-        const int8_t *a = y[i].qs;
-        for (int h = 0; h < 2; h++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
-            for (int j = 0; j < 4; j++, a += 32) {
-                const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), m1);
-                const __m256i w = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3),
-                                                  _mm256_slli_epi16(hb, 2));
-                const __m256i p = _mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i *)a));
-                const int g = 8 * h + 2 * j;
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scale_pair(sc[g], sc[g + 1])));
-            }
-        }
+        const __m256i isum = k2bit_sums(x[i].qs, x[i].hmask, y[i].qs, sc,
+                                        _mm256_sub_epi32(_mm256_setzero_si256(),
+                                                         _mm256_slli_epi32(off, 2)));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(isum), acc);
     }
     *s = hsum_ps256(acc);
@@ -657,12 +654,11 @@ static void dot_iq4_xs(int n, float *restrict s, const void *restrict vx,
     for (int i = 0; i < n / QD_QK_K; i++) {
         __m256i isum = _mm256_setzero_si256();
         for (int ib = 0; ib < QD_QK_K / 32; ib++) {
-            const int ls = ((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xf) |
-                           (((x[i].scales_h >> (2 * ib)) & 3) << 4);
             const __m256i w = iq4_lookup(x[i].qs + 16 * ib);
             const __m256i d =
                 dot_s8(w, _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * ib)));
-            isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(d, _mm256_set1_epi32(ls - 32)));
+            isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(
+                d, _mm256_set1_epi32(qd__iq4xs_scale(x[i].scales_l, x[i].scales_h, ib))));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(isum), acc);
     }

@@ -15,6 +15,24 @@
 /* The 16 non-linear levels of IQ4_NL and IQ4_XS. */
 extern const int8_t qd_kvalues_iq4nl[16];
 
+/* Q3_K's scale j (0..15) less 32: its low 4 bits in byte j (j < 8, low
+ * nibble) or j - 8 (high nibble), its high 2 bits at bits 2(j/4) of byte
+ * 8 + j%4 of the 12 scale bytes s. */
+static inline int qd__q3k_scale(const uint8_t *s, int j)
+{
+    const int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
+    const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+    return (lo | (hi << 4)) - 32;
+}
+
+/* IQ4_XS's scale of 32-value block ib (0..7) less 32: 4 bits of
+ * scales_l[ib/2], 2 of scales_h. */
+static inline int qd__iq4xs_scale(const uint8_t *scales_l, uint16_t scales_h, int ib)
+{
+    return (((scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((scales_h >> (2 * ib)) & 3) << 4)) -
+           32;
+}
+
 /* Round to nearest, ties to even, by adding 1.5 * 2^23: the sum's low
  * mantissa bits are then the integer offset by 2^22. Exact for
  * |v| < 2^22; larger inputs give the same (meaningless) value ggml gets,

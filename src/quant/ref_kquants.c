@@ -243,12 +243,6 @@ static void q3_pack_scales(uint8_t *restrict s, const int *l6)
     }
 }
 
-static inline int q3_scale(const uint8_t *s, int j)
-{
-    int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
-    int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
-    return (lo | (hi << 4)) - 32;
-}
 
 /* 2-bit packing used by Q2_K and Q3_K: in each half of 128 values, byte l
  * holds values l, l+32, l+64, l+96 at bits 0, 2, 4, 6. */
@@ -463,7 +457,7 @@ void qd_ref_to_float_q3_K(const void *restrict src, float *restrict dst,
         for (int half = 0; half < 2; half++, q += 32) {
             for (int shift = 0; shift < 8; shift += 2, m <<= 1) {
                 for (int k = 0; k < 2; k++) {
-                    float dl = d_all * (float)q3_scale(b[i].scales, is++);
+                    float dl = d_all * (float)qd__q3k_scale(b[i].scales, is++);
                     for (int l = 16 * k; l < 16 * k + 16; l++) {
                         int v = ((q[l] >> shift) & 3) - ((hm[l] & m) ? 0 : 4);
                         *dst++ = dl * (float)v;
@@ -481,7 +475,7 @@ static void q3_finish(qd_block_q3_K *restrict y, const float *restrict x,
 {
     const float d0 = h2f(y->d);
     for (int j = 0; j < QK / 16; j++) {
-        const float d = d0 * (float)q3_scale(y->scales, j);
+        const float d = d0 * (float)qd__q3k_scale(y->scales, j);
         if (d == 0)
             continue;
         for (int ii = 0; ii < 16; ii++)
@@ -900,9 +894,7 @@ void qd_ref_to_float_iq4_xs(const void *restrict src, float *restrict dst,
         const float d = h2f(b[i].d);
         const uint8_t *qs = b[i].qs;
         for (int ib = 0; ib < QK / 32; ib++, qs += 16, dst += 32) {
-            const int ls = ((b[i].scales_l[ib / 2] >> 4 * (ib % 2)) & 0xF) |
-                           (((b[i].scales_h >> 2 * ib) & 3) << 4);
-            const float dl = d * (float)(ls - 32);
+            const float dl = d * (float)qd__iq4xs_scale(b[i].scales_l, b[i].scales_h, ib);
             for (int j = 0; j < 16; j++) {
                 dst[j] = dl * (float)qd_kvalues_iq4nl[qs[j] & 0xF];
                 dst[j + 16] = dl * (float)qd_kvalues_iq4nl[qs[j] >> 4];
@@ -1186,7 +1178,7 @@ void qd_ref_vec_dot_q3_K(int n, float *restrict s, const void *restrict vx,
             for (int shift = 0; shift < 8; shift += 2, m <<= 1) {
                 for (int l = 0; l < 32; l++, p++) {
                     int q = ((q3[l] >> shift) & 3) - ((hm[l] & m) ? 0 : 4);
-                    int sc = q3_scale(x[i].scales, p / 16);
+                    int sc = qd__q3k_scale(x[i].scales, p / 16);
                     acc[p & 7] += sc * (q * y[i].qs[p]);
                 }
             }
@@ -1292,9 +1284,7 @@ void qd_ref_vec_dot_iq4_xs(int n, float *restrict s, const void *restrict vx,
         const uint8_t *qs = x[i].qs;
         const int8_t *q8 = y[i].qs;
         for (int ib = 0; ib < QK / 32; ib++, qs += 16, q8 += 32) {
-            const int ls = ((x[i].scales_l[ib / 2] >> 4 * (ib % 2)) & 0xF) |
-                           (((x[i].scales_h >> 2 * ib) & 3) << 4);
-            const float dl = d4d8 * (float)(ls - 32);
+            const float dl = d4d8 * (float)qd__iq4xs_scale(x[i].scales_l, x[i].scales_h, ib);
             int s1 = 0, s2 = 0;
             for (int j = 0; j < 16; j++) {
                 s1 += q8[j] * qd_kvalues_iq4nl[qs[j] & 0xF];

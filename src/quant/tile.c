@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "quant/kernels.h"
+#include "quant/ref_int.h"
 #include "quantd/common.h"
 
 static inline float h2f(qd_fp16_t h) { return qd_fp16_to_fp32(h); }
@@ -38,9 +39,6 @@ int qd__tile_sub(qd_type_t t)
         return 0;
     }
 }
-
-static const int8_t kv_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                    1,    13,   25,  38,  53,  69,  89,  113};
 
 static void k4_scale_min(int j, const uint8_t *q, int *sc, int *m)
 {
@@ -133,8 +131,8 @@ static void decode_row(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
         const qd_block_iq4_nl *b = (const qd_block_iq4_nl *)row + k0 / 32;
         for (int i = 0; i < nk / 32; i++, b++, u += 32) {
             for (int j = 0; j < 16; j++) {
-                u[j] = (uint8_t)(kv_iq4nl[b->qs[j] & 0xf] + 128);
-                u[j + 16] = (uint8_t)(kv_iq4nl[b->qs[j] >> 4] + 128);
+                u[j] = (uint8_t)(qd_kvalues_iq4nl[b->qs[j] & 0xf] + 128);
+                u[j + 16] = (uint8_t)(qd_kvalues_iq4nl[b->qs[j] >> 4] + 128);
             }
             dsc[i] = h2f(b->d);
             corr[i] = -(float)qd__tile_off(QD_TYPE_IQ4_NL) * dsc[i];
@@ -146,14 +144,12 @@ static void decode_row(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
         for (int i = 0; i < nk / QD_QK_K; i++, b++) {
             float d = h2f(b->d);
             for (int ib = 0; ib < 8; ib++, u += 32) {
-                int ls = ((b->scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) |
-                         (((b->scales_h >> 2 * ib) & 3) << 4);
                 const uint8_t *qs = b->qs + 16 * ib;
                 for (int j = 0; j < 16; j++) {
-                    u[j] = (uint8_t)(kv_iq4nl[qs[j] & 0xf] + 128);
-                    u[j + 16] = (uint8_t)(kv_iq4nl[qs[j] >> 4] + 128);
+                    u[j] = (uint8_t)(qd_kvalues_iq4nl[qs[j] & 0xf] + 128);
+                    u[j + 16] = (uint8_t)(qd_kvalues_iq4nl[qs[j] >> 4] + 128);
                 }
-                *dsc = d * (float)(ls - 32);
+                *dsc = d * (float)qd__iq4xs_scale(b->scales_l, b->scales_h, ib);
                 *corr++ = -(float)qd__tile_off(QD_TYPE_IQ4_XS) * *dsc++;
             }
         }
@@ -237,16 +233,6 @@ static void decode_row(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
         const qd_block_q3_K *b = (const qd_block_q3_K *)row + k0 / QD_QK_K;
         for (int i = 0; i < nk / QD_QK_K; i++, b++) {
             float d = h2f(b->d);
-            uint32_t aux[4];
-            memcpy(aux, b->scales, 12);
-            uint32_t tmp = aux[2];
-            const uint32_t km1 = 0x03030303, km2 = 0x0f0f0f0f;
-            aux[2] = ((aux[0] >> 4) & km2) | (((tmp >> 4) & km1) << 4);
-            aux[3] = ((aux[1] >> 4) & km2) | (((tmp >> 6) & km1) << 4);
-            aux[0] = (aux[0] & km2) | (((tmp >> 0) & km1) << 4);
-            aux[1] = (aux[1] & km2) | (((tmp >> 2) & km1) << 4);
-            int8_t sc[16];
-            memcpy(sc, aux, 16);
             const uint8_t *q = b->qs;
             int m = 1, is = 0;
             for (int h = 0; h < 2; h++, q += 32) {
@@ -257,7 +243,7 @@ static void decode_row(qd_type_t t, const uint8_t *row, int64_t k0, int nk,
                                          ((b->hmask[l] & m) ? 4 : 0));
                     u += 32;
                     for (int k = 0; k < 2; k++, is++) {
-                        *dsc = d * (float)(sc[is] - 32);
+                        *dsc = d * (float)qd__q3k_scale(b->scales, is);
                         *corr++ = -(float)qd__tile_off(QD_TYPE_Q3_K) * *dsc++;
                     }
                 }

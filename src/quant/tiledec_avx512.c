@@ -133,9 +133,7 @@ static inline __m512i dec64(qd_type_t t, const uint8_t *row, int64_t k,
         const float d = h2f(b->d);
         for (int i = 0; i < 2; i++) {
             const int ib = ib0 + i;
-            const int ls = ((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 0xf) |
-                           (((b->scales_h >> (2 * ib)) & 3) << 4);
-            ds[i] = d * (float)(ls - 32);
+            ds[i] = d * (float)qd__iq4xs_scale(b->scales_l, b->scales_h, ib);
             cr[i] = -(float)qd__tile_off(QD_TYPE_IQ4_XS) * ds[i];
         }
         return cat2(iq4_32(b->qs + 16 * ib0), iq4_32(b->qs + 16 * (ib0 + 1)));
@@ -212,10 +210,7 @@ static inline __m512i dec64(qd_type_t t, const uint8_t *row, int64_t k,
             qs = b->qs;
             sc = b->scales;
             for (int i = 0; i < 4; i++) {
-                const int j = is + i;
-                const int lo = j < 8 ? sc[j] & 0xf : sc[j - 8] >> 4;
-                const int hi = (sc[8 + j % 4] >> (2 * (j / 4))) & 3;
-                ds[i] = d * (float)((lo | (hi << 4)) - 32);
+                ds[i] = d * (float)qd__q3k_scale(sc, is + i);
                 cr[i] = -(float)qd__tile_off(QD_TYPE_Q3_K) * ds[i];
             }
         }
