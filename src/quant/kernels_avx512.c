@@ -236,7 +236,7 @@ typedef struct {
     _Alignas(64) float da[DEC_KMAX / 32 + 16];   /* per block, zero-padded */
     _Alignas(64) float sm[DEC_KMAX / 32 + 16];   /* Q4_1: s per block */
     _Alignas(64) int32_t corr[DEC_KMAX / 64 + 16]; /* Q4_K: sub-block sums, 4 a superblock */
-    const qd_block_q8_K *y;                        /* Q4_K: the Q8_K row */
+    const qd_block_q8_K *y;                        /* Q4_K, Q5_K: the Q8_K row */
 } dec_act_t;
 
 /* sum of 32 int8 */
@@ -1027,17 +1027,23 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
     const qd_type_t ty = w->type;
     const int64_t nr = w->n_cols / (kt_grp_type(ty) ? 32 : 256); /* blocks or runs */
     const size_t rb = w->row_bytes;
-/* kt_row(NR, NT) of w's type, rows xr, xr + bx into o, o + so */
-#define KT_TYPED(NR, NT, o, so, xr, bx)                                                    \
-    do {                                                                                 \
-        if (ty == QD_TYPE_Q6_K)                                                          \
-            kt_row(NR, NT, QD_TYPE_Q6_K, nr, o, so, ldo, xr, bx, act, stride);           \
-        else if (ty == QD_TYPE_Q4_K)                                                     \
-            kt_row(NR, NT, QD_TYPE_Q4_K, nr, o, so, ldo, xr, bx, act, stride);           \
-        else if (ty == QD_TYPE_Q4_0)                                                     \
-            kt_row(NR, NT, QD_TYPE_Q4_0, nr, o, so, ldo, xr, bx, act, stride);           \
-        else                                                                             \
-            kt_row(NR, NT, QD_TYPE_Q8_0, nr, o, so, ldo, xr, bx, act, stride);           \
+/* kt_row(NR, NT) of w's type, rows xr, xr + bx into o, o + so; KT_GRP
+ * for the grouped types only (Q4_0, Q8_0: one token, and pairs past 4) */
+#define KT_GRP(NR, NT, o, so, xr, bx)                                          \
+    do {                                                                       \
+        if (ty == QD_TYPE_Q4_0)                                                \
+            kt_row(NR, NT, QD_TYPE_Q4_0, nr, o, so, ldo, xr, bx, act, stride); \
+        else                                                                   \
+            kt_row(NR, NT, QD_TYPE_Q8_0, nr, o, so, ldo, xr, bx, act, stride); \
+    } while (0)
+#define KT_TYPED(NR, NT, o, so, xr, bx)                                        \
+    do {                                                                       \
+        if (ty == QD_TYPE_Q6_K)                                                \
+            kt_row(NR, NT, QD_TYPE_Q6_K, nr, o, so, ldo, xr, bx, act, stride); \
+        else if (ty == QD_TYPE_Q4_K)                                           \
+            kt_row(NR, NT, QD_TYPE_Q4_K, nr, o, so, ldo, xr, bx, act, stride); \
+        else                                                                   \
+            KT_GRP(NR, NT, o, so, xr, bx);                                     \
     } while (0)
     /* rows r and r + h together (DEC_PAIRS) while both rows' accumulators
      * fit in registers with the unpacked weights (kt_pair_max) */
@@ -1047,24 +1053,14 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
         float *o = out + r;
         const size_t so = (size_t)h, bx = (size_t)h * rb;
         switch (n_tok) {
-        case 1: /* Q4_0, Q8_0 only */
-            if (ty == QD_TYPE_Q4_0)
-                kt_row(2, 1, QD_TYPE_Q4_0, nr, o, so, ldo, xr, bx, act, stride);
-            else
-                kt_row(2, 1, QD_TYPE_Q8_0, nr, o, so, ldo, xr, bx, act, stride);
-            break;
+        case 1: KT_GRP(2, 1, o, so, xr, bx); break;
         case 2: KT_TYPED(2, 2, o, so, xr, bx); break;
         case 3: KT_TYPED(2, 3, o, so, xr, bx); break;
         case 4: KT_TYPED(2, 4, o, so, xr, bx); break;
-#define KT_GRP_CASE(NT)                                                      \
-    case NT:                                                                 \
-        if (ty == QD_TYPE_Q4_0)                                              \
-            kt_row(2, NT, QD_TYPE_Q4_0, nr, o, so, ldo, xr, bx, act, stride); \
-        else                                                                 \
-            kt_row(2, NT, QD_TYPE_Q8_0, nr, o, so, ldo, xr, bx, act, stride); \
-        break;
-            KT_GRP_CASE(5) KT_GRP_CASE(6) KT_GRP_CASE(7) KT_GRP_CASE(8)
-#undef KT_GRP_CASE
+        case 5: KT_GRP(2, 5, o, so, xr, bx); break;
+        case 6: KT_GRP(2, 6, o, so, xr, bx); break;
+        case 7: KT_GRP(2, 7, o, so, xr, bx); break;
+        case 8: KT_GRP(2, 8, o, so, xr, bx); break;
         default: break;
         }
     }
@@ -1076,12 +1072,7 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
         KT_TYPED(1, NT, o, 0, xr, 0);        \
         break;
         switch (n_tok) { /* as avx512_gemm_prefers allows */
-        case 1: /* Q4_0, Q8_0 only */
-            if (ty == QD_TYPE_Q4_0)
-                kt_row(1, 1, QD_TYPE_Q4_0, nr, o, 0, ldo, xr, 0, act, stride);
-            else
-                kt_row(1, 1, QD_TYPE_Q8_0, nr, o, 0, ldo, xr, 0, act, stride);
-            break;
+        case 1: KT_GRP(1, 1, o, 0, xr, 0); break; /* Q4_0, Q8_0 only */
             KT_CASE(2) KT_CASE(3) KT_CASE(4) KT_CASE(5)
             KT_CASE(6) KT_CASE(7) KT_CASE(8) KT_CASE(9)
             KT_CASE(10) KT_CASE(11) KT_CASE(12) KT_CASE(13)
@@ -1091,6 +1082,7 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
 #undef KT_CASE
     }
 #undef KT_TYPED
+#undef KT_GRP
 }
 
 /* Measured on 8192 x 8192 matrices, one thread (CPU time), against the
@@ -1107,7 +1099,7 @@ static int avx512_gemm_prefers(const qd_qmat_t *w, int n_tok)
 }
 
 /* Rows x0, x0 + bx, ... [nr of them] against one activation row: the
- * unpacked dec_act_t (Q4_1, and Q4_K's reordered values) or the Q8_K row
+ * unpacked dec_act_t (Q4_1, and Q4_K's and Q5_K's reordered values) or the Q8_K row
  * itself (Q6_K). */
 typedef void (*dec_rows_fn)(int nr, int n, float *restrict s, const uint8_t *restrict x0,
                             size_t bx, const void *restrict a);
