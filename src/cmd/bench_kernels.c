@@ -31,36 +31,25 @@ typedef struct {
     double sums[64];
 } membw_job_t;
 
-/* The sum of n bytes (a multiple of 128) at p, and of as many at q when
- * q is not NULL, the two read in step (two streams). Prefetched ahead of
- * the hardware prefetcher, across page boundaries too, as the decode
- * kernels read their weights: QD_DEC_PF_DIST for one stream; for two,
- * 1 KiB, which read fastest here (2 threads: 38.7 GB/s against 36.9 at
- * 2 KiB, where one stream read 36.8-37.1). */
-__attribute__((target("avx2"))) static double sum_range(const uint8_t *p, const uint8_t *q,
-                                                        size_t n)
+/* The sum of ns streams (1 or 2) of n bytes each (a multiple of 128),
+ * from p and p + n, read in step. Prefetched ahead of the hardware
+ * prefetcher, across page boundaries too, as the decode kernels read
+ * their weights: QD_DEC_PF_DIST for one stream; for two, 1 KiB, which
+ * read fastest here (2 threads: 38.7 GB/s against 36.9 at 2 KiB, where
+ * one stream read 36.8-37.1). */
+__attribute__((target("avx2"))) static double sum_range(const uint8_t *p, int ns, size_t n)
 {
+    const size_t dist = ns == 1 ? QD_DEC_PF_DIST : 1024;
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-    if (!q) {
-        for (size_t i = 0; i + 128 <= n; i += 128) {
-            _mm_prefetch((const char *)p + i + QD_DEC_PF_DIST, _MM_HINT_T0);
-            _mm_prefetch((const char *)p + i + QD_DEC_PF_DIST + 64, _MM_HINT_T0);
-            a0 = _mm256_add_epi64(a0, _mm256_load_si256((const __m256i *)(p + i)));
-            a1 = _mm256_add_epi64(a1, _mm256_load_si256((const __m256i *)(p + i + 32)));
-            a2 = _mm256_add_epi64(a2, _mm256_load_si256((const __m256i *)(p + i + 64)));
-            a3 = _mm256_add_epi64(a3, _mm256_load_si256((const __m256i *)(p + i + 96)));
-        }
-    } else {
-        for (size_t i = 0; i + 128 <= n; i += 128) {
-            for (int s = 0; s < 2; s++) {
-                const uint8_t *x = (s ? q : p) + i;
-                _mm_prefetch((const char *)x + 1024, _MM_HINT_T0);
-                _mm_prefetch((const char *)x + 1024 + 64, _MM_HINT_T0);
-                a0 = _mm256_add_epi64(a0, _mm256_load_si256((const __m256i *)x));
-                a1 = _mm256_add_epi64(a1, _mm256_load_si256((const __m256i *)(x + 32)));
-                a2 = _mm256_add_epi64(a2, _mm256_load_si256((const __m256i *)(x + 64)));
-                a3 = _mm256_add_epi64(a3, _mm256_load_si256((const __m256i *)(x + 96)));
-            }
+    for (size_t i = 0; i + 128 <= n; i += 128) {
+        for (int s = 0; s < ns; s++) {
+            const uint8_t *x = p + (size_t)s * n + i;
+            _mm_prefetch((const char *)x + dist, _MM_HINT_T0);
+            _mm_prefetch((const char *)x + dist + 64, _MM_HINT_T0);
+            a0 = _mm256_add_epi64(a0, _mm256_load_si256((const __m256i *)x));
+            a1 = _mm256_add_epi64(a1, _mm256_load_si256((const __m256i *)(x + 32)));
+            a2 = _mm256_add_epi64(a2, _mm256_load_si256((const __m256i *)(x + 64)));
+            a3 = _mm256_add_epi64(a3, _mm256_load_si256((const __m256i *)(x + 96)));
         }
     }
     a0 = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
@@ -74,8 +63,7 @@ static void membw_fn(void *arg, int ith, int nth)
     membw_job_t *j = arg;
     size_t per = j->n_bytes / (size_t)nth / 256 * 256;
     const uint8_t *p = j->buf + per * (size_t)ith;
-    j->sums[ith & 63] = j->streams == 2 ? sum_range(p, p + per / 2, per / 2)
-                                        : sum_range(p, NULL, per);
+    j->sums[ith & 63] = sum_range(p, j->streams, per / (size_t)j->streams);
 }
 
 /* n bytes in memory like the weights': on huge pages when models are
