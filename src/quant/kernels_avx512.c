@@ -915,11 +915,11 @@ kt_run_q6_K(const int NT, const uint8_t *xr, int64_t i, const uint8_t *act, size
  * one register at a time, which was a tenth of a 2048-column row's work
  * at 8 tokens. */
 static inline __attribute__((always_inline)) void
-hsum_store(const int NT, const __m512 acc[KTOKS_MAX], float *out, int64_t ldo)
+hsum_store(const int NT, const __m512 acc[KTOKS_MAX], float *out, int64_t ldo, int add)
 {
     if (NT < 4) {
         for (int t = 0; t < NT; t++)
-            out[t * ldo] = hsum_ps512(acc[t]);
+            out[t * ldo] = (add ? out[t * ldo] : 0.0f) + hsum_ps512(acc[t]);
         return;
     }
 #pragma GCC unroll 2
@@ -946,65 +946,84 @@ hsum_store(const int NT, const __m512 acc[KTOKS_MAX], float *out, int64_t ldo)
 #pragma GCC unroll 8
         for (int i = 0; i < 8; i++)
             if (g + i < NT)
-                out[(g + i) * ldo] = v[4 * (i & 3) + (i >> 2)];
+                out[(g + i) * ldo] = (add ? out[(g + i) * ldo] : 0.0f) + v[4 * (i & 3) + (i >> 2)];
     }
 }
 
-/* NR rows (xr, xr + bx; nr runs of 256 each, Q4_0 and Q8_0: nr blocks)
- * against NT tokens: row r's to out[r*so + t*ldo]. NR = 2 (two streams,
- * see DEC_PAIRS) only where the accumulators fit in registers. */
+/* Where the stream of a column pass continues QD_DEC_PF_DIST bytes after
+ * x: a pass reads runs [lo, hi) of one row (seg .. seg + len), then the
+ * same runs of the next row (rs bytes on), so its prefetch runs over the
+ * rows' pieces as one stream. Without passes (len == rs) it is x +
+ * QD_DEC_PF_DIST. */
+static inline const uint8_t *kt_pf(const uint8_t *x, const uint8_t *seg, size_t len, size_t rs)
+{
+    const size_t off = (size_t)(x - seg) + QD_DEC_PF_DIST;
+    return seg + (off / len) * rs + off % len;
+}
+
+/* NR rows (xr, xr + bx; nr runs of 256 each, Q4_0 and Q8_0: nr blocks;
+ * rs apart from the next rows) against NT tokens, over runs (blocks)
+ * [lo, hi) (a column pass, see kt_passes; lo even for Q4_K, a multiple of
+ * 16 for the grouped types): row r's to out[r*so + t*ldo], stored, or
+ * added when add. NR = 2 (two streams, see DEC_PAIRS) only where the
+ * accumulators fit in registers. */
 static inline __attribute__((always_inline)) void
-kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, float *out, size_t so,
-       int64_t ldo, const uint8_t *xr0, size_t bx, const uint8_t *act, size_t stride)
+kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, int64_t hi,
+       int add, float *out, size_t so, int64_t ldo, const uint8_t *xr0, size_t bx, size_t rs,
+       const uint8_t *act, size_t stride)
 {
     const size_t rb = ty == QD_TYPE_Q4_K   ? sizeof(qd_block_q4_K)
                       : ty == QD_TYPE_Q6_K ? sizeof(qd_block_q6_K)
                       : ty == QD_TYPE_Q4_0 ? sizeof(qd_block_q4_0)
                                            : sizeof(qd_block_q8_0);
+    const size_t len = (size_t)(hi - lo) * rb; /* the pass's bytes of a row */
     __m512 acc[2][KTOKS_MAX];
 #pragma GCC unroll 2
     for (int r = 0; r < NR; r++)
 #pragma GCC unroll 16
         for (int t = 0; t < NT; t++)
             acc[r][t] = _mm512_setzero_ps();
-    if (kt_grp_type(ty)) { /* nr blocks of rb bytes */
-        int64_t g = 0;
-        for (; 16 * (g + 1) <= nr; g++) {
+    if (kt_grp_type(ty)) { /* blocks of rb bytes, in groups of 16 */
+        int64_t g = lo / 16;
+        for (; 16 * (g + 1) <= hi; g++) {
 #pragma GCC unroll 2
             for (int r = 0; r < NR; r++) {
+                const uint8_t *seg = xr0 + (size_t)r * bx + (size_t)lo * rb;
                 const uint8_t *x = xr0 + (size_t)r * bx + (size_t)(16 * g) * rb;
-                dec_prefetch(x + QD_DEC_PF_DIST, (int)((16 * rb + 63) / 64));
+                dec_prefetch(kt_pf(x, seg, len, rs), (int)((16 * rb + 63) / 64));
                 kt_grp(NT, ty, x, 16, g, act, stride, acc[r]);
             }
         }
-        if (16 * g < nr)
+        if (16 * g < hi)
             for (int r = 0; r < NR; r++)
-                kt_grp(NT, ty, xr0 + (size_t)r * bx + (size_t)(16 * g) * rb, (int)(nr - 16 * g), g,
+                kt_grp(NT, ty, xr0 + (size_t)r * bx + (size_t)(16 * g) * rb, (int)(hi - 16 * g), g,
                        act, stride, acc[r]);
     } else if (ty == QD_TYPE_Q4_K) {
-        for (int64_t p = 0; p < (nr + 1) / 2; p++) {
+        for (int64_t p = lo / 2; p < (hi + 1) / 2; p++) {
 #pragma GCC unroll 2
             for (int r = 0; r < NR; r++) {
+                const uint8_t *seg = xr0 + (size_t)r * bx + (size_t)lo * rb;
                 const uint8_t *x = xr0 + (size_t)r * bx + (size_t)(2 * p) * rb;
-                dec_prefetch(x + QD_DEC_PF_DIST, (int)((2 * rb + 63) / 64));
+                dec_prefetch(kt_pf(x, seg, len, rs), (int)((2 * rb + 63) / 64));
                 kt_pair_q4_K(NT, (const qd_block_q4_K *)x,
                              (const qd_block_q4_K *)(2 * p + 1 < nr ? x + rb : x), p, act, stride,
                              acc[r]);
             }
         }
     } else {
-        for (int64_t i = 0; i < nr; i++) {
+        for (int64_t i = lo; i < hi; i++) {
 #pragma GCC unroll 2
             for (int r = 0; r < NR; r++) {
+                const uint8_t *seg = xr0 + (size_t)r * bx + (size_t)lo * rb;
                 const uint8_t *x = xr0 + (size_t)r * bx + (size_t)i * rb;
-                dec_prefetch(x + QD_DEC_PF_DIST, (int)((rb + 63) / 64));
+                dec_prefetch(kt_pf(x, seg, len, rs), (int)((rb + 63) / 64));
                 kt_run_q6_K(NT, x, i, act, stride, nr, acc[r]);
             }
         }
     }
 #pragma GCC unroll 2
     for (int r = 0; r < NR; r++)
-        hsum_store(NT, acc[r], out + (size_t)r * so, ldo);
+        hsum_store(NT, acc[r], out + (size_t)r * so, ldo, add);
 }
 
 /* The most tokens a pair of rows (DEC_PAIRS) is taken for: Q4_0 and
@@ -1018,8 +1037,36 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, float *out, s
  * tokens 13.4 -> 13.1; Q8_0 6 tokens 24.2 -> 17.0, 8 tokens 20.7 -> 19.7. */
 static inline int kt_pair_max(qd_type_t ty) { return kt_grp_type(ty) ? 8 : 4; }
 
+/* The runs of one column pass. Q4_K past its pairs of rows (one row at a
+ * time, 5 to 16 tokens) takes a long row in passes, each over all the rows
+ * of the range, the partial sums added in out: so many runs that the
+ * tokens' activations for a pass (stride / nr bytes a run and token) stay
+ * within KT_L1_BYTES, half of a core's L1 (32 KiB on Zen 4, 48 on
+ * Sapphire Rapids), while the weights stream past; a multiple of 2 (its
+ * pairs of runs). In one pass, each row of the 8192-column down
+ * projection read all 8 tokens' activations (80 KiB) from L2 again. 256 x
+ * 8192 Q4_K repeated to 302 MB, 2 threads, min of three alternations: 6
+ * tokens 4.67 -> 3.95 ms, 8 tokens 5.88 -> 4.65, 12 tokens 8.69 -> 7.14,
+ * 16 tokens 11.85 -> 11.05 (2048 x 2048 repeated, 8 tokens, 4.63-4.67 ms
+ * either way: one pass). The other types were slower in passes (8 tokens:
+ * Q6_K 7.2 -> 7.5-7.9 ms, Q4_0 3.9 -> 4.1, Q8_0 6.5 -> 9.3; Q6_K and Q4_0
+ * 4 tokens 4.0 -> 4.7 and 2.2 -> 2.4), and take a row in one. */
+#define KT_L1_BYTES (24 << 10)
+static int64_t kt_pass_runs(qd_type_t ty, int64_t nr, size_t stride, int n_tok)
+{
+    if (ty != QD_TYPE_Q4_K || n_tok <= kt_pair_max(ty))
+        return nr;
+    const size_t all = stride * (size_t)n_tok;
+    const int64_t np = (int64_t)((all + KT_L1_BYTES - 1) / KT_L1_BYTES);
+    if (np <= 1)
+        return nr;
+    const int64_t per = (nr + np - 1) / np;
+    return QD_MIN((per + 1) / 2 * 2, nr);
+}
+
 /* Rows [r0, r1) against n_tok activation rows (as avx512_gemm_prefers
- * allows) in the avx512_prefers_act layout, in one pass over each row. */
+ * allows) in the avx512_prefers_act layout, in column passes of
+ * kt_pass_runs runs, each over every row of the range. */
 static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *act,
                        size_t stride, int n_tok, float *out, int64_t ldo)
 {
@@ -1027,59 +1074,64 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
     const qd_type_t ty = w->type;
     const int64_t nr = w->n_cols / (kt_grp_type(ty) ? 32 : 256); /* blocks or runs */
     const size_t rb = w->row_bytes;
+    const int64_t cp = kt_pass_runs(ty, nr, stride, n_tok);
 /* kt_row(NR, NT) of w's type, rows xr, xr + bx into o, o + so; KT_GRP
  * for the grouped types only (Q4_0, Q8_0: one token, and pairs past 4) */
-#define KT_GRP(NR, NT, o, so, xr, bx)                                          \
-    do {                                                                       \
-        if (ty == QD_TYPE_Q4_0)                                                \
-            kt_row(NR, NT, QD_TYPE_Q4_0, nr, o, so, ldo, xr, bx, act, stride); \
-        else                                                                   \
-            kt_row(NR, NT, QD_TYPE_Q8_0, nr, o, so, ldo, xr, bx, act, stride); \
+#define KT_GRP(NR, NT, o, so, xr, bx)                                                       \
+    do {                                                                                    \
+        if (ty == QD_TYPE_Q4_0)                                                             \
+            kt_row(NR, NT, QD_TYPE_Q4_0, nr, lo, hi, add, o, so, ldo, xr, bx, rb, act, stride); \
+        else                                                                                \
+            kt_row(NR, NT, QD_TYPE_Q8_0, nr, lo, hi, add, o, so, ldo, xr, bx, rb, act, stride); \
     } while (0)
-#define KT_TYPED(NR, NT, o, so, xr, bx)                                        \
-    do {                                                                       \
-        if (ty == QD_TYPE_Q6_K)                                                \
-            kt_row(NR, NT, QD_TYPE_Q6_K, nr, o, so, ldo, xr, bx, act, stride); \
-        else if (ty == QD_TYPE_Q4_K)                                           \
-            kt_row(NR, NT, QD_TYPE_Q4_K, nr, o, so, ldo, xr, bx, act, stride); \
-        else                                                                   \
-            KT_GRP(NR, NT, o, so, xr, bx);                                     \
+#define KT_TYPED(NR, NT, o, so, xr, bx)                                                     \
+    do {                                                                                    \
+        if (ty == QD_TYPE_Q6_K)                                                             \
+            kt_row(NR, NT, QD_TYPE_Q6_K, nr, lo, hi, add, o, so, ldo, xr, bx, rb, act, stride); \
+        else if (ty == QD_TYPE_Q4_K)                                                        \
+            kt_row(NR, NT, QD_TYPE_Q4_K, nr, lo, hi, add, o, so, ldo, xr, bx, rb, act, stride); \
+        else                                                                                \
+            KT_GRP(NR, NT, o, so, xr, bx);                                                  \
     } while (0)
     /* rows r and r + h together (DEC_PAIRS) while both rows' accumulators
      * fit in registers with the unpacked weights (kt_pair_max) */
     const int64_t h = n_tok <= kt_pair_max(ty) ? (r1 - r0) / 2 : 0;
-    for (int64_t r = r0; r < r0 + h; r++) {
-        const uint8_t *xr = base + (size_t)r * rb;
-        float *o = out + r;
-        const size_t so = (size_t)h, bx = (size_t)h * rb;
-        switch (n_tok) {
-        case 1: KT_GRP(2, 1, o, so, xr, bx); break;
-        case 2: KT_TYPED(2, 2, o, so, xr, bx); break;
-        case 3: KT_TYPED(2, 3, o, so, xr, bx); break;
-        case 4: KT_TYPED(2, 4, o, so, xr, bx); break;
-        case 5: KT_GRP(2, 5, o, so, xr, bx); break;
-        case 6: KT_GRP(2, 6, o, so, xr, bx); break;
-        case 7: KT_GRP(2, 7, o, so, xr, bx); break;
-        case 8: KT_GRP(2, 8, o, so, xr, bx); break;
-        default: break;
+    for (int64_t lo = 0; lo < nr; lo += cp) {
+        const int64_t hi = QD_MIN(lo + cp, nr);
+        const int add = lo > 0;
+        for (int64_t r = r0; r < r0 + h; r++) {
+            const uint8_t *xr = base + (size_t)r * rb;
+            float *o = out + r;
+            const size_t so = (size_t)h, bx = (size_t)h * rb;
+            switch (n_tok) {
+            case 1: KT_GRP(2, 1, o, so, xr, bx); break;
+            case 2: KT_TYPED(2, 2, o, so, xr, bx); break;
+            case 3: KT_TYPED(2, 3, o, so, xr, bx); break;
+            case 4: KT_TYPED(2, 4, o, so, xr, bx); break;
+            case 5: KT_GRP(2, 5, o, so, xr, bx); break;
+            case 6: KT_GRP(2, 6, o, so, xr, bx); break;
+            case 7: KT_GRP(2, 7, o, so, xr, bx); break;
+            case 8: KT_GRP(2, 8, o, so, xr, bx); break;
+            default: break;
+            }
         }
-    }
-    for (int64_t r = r0 + 2 * h; r < r1; r++) {
-        const uint8_t *xr = base + (size_t)r * rb;
-        float *o = out + r;
+        for (int64_t r = r0 + 2 * h; r < r1; r++) {
+            const uint8_t *xr = base + (size_t)r * rb;
+            float *o = out + r;
 #define KT_CASE(NT)                          \
     case NT:                                 \
         KT_TYPED(1, NT, o, 0, xr, 0);        \
         break;
-        switch (n_tok) { /* as avx512_gemm_prefers allows */
-        case 1: KT_GRP(1, 1, o, 0, xr, 0); break; /* Q4_0, Q8_0 only */
-            KT_CASE(2) KT_CASE(3) KT_CASE(4) KT_CASE(5)
-            KT_CASE(6) KT_CASE(7) KT_CASE(8) KT_CASE(9)
-            KT_CASE(10) KT_CASE(11) KT_CASE(12) KT_CASE(13)
-            KT_CASE(14) KT_CASE(15) KT_CASE(16)
-        default: break;
-        }
+            switch (n_tok) { /* as avx512_gemm_prefers allows */
+            case 1: KT_GRP(1, 1, o, 0, xr, 0); break; /* Q4_0, Q8_0 only */
+                KT_CASE(2) KT_CASE(3) KT_CASE(4) KT_CASE(5)
+                KT_CASE(6) KT_CASE(7) KT_CASE(8) KT_CASE(9)
+                KT_CASE(10) KT_CASE(11) KT_CASE(12) KT_CASE(13)
+                KT_CASE(14) KT_CASE(15) KT_CASE(16)
+            default: break;
+            }
 #undef KT_CASE
+        }
     }
 #undef KT_TYPED
 #undef KT_GRP

@@ -307,6 +307,34 @@ Test(kernels, matmul_matches_reference)
     qd_pool_destroy(pool);
 }
 
+/* The AVX-512 set's batched Q4_K kernel takes rows whose activations
+ * outgrow half of L1 in column passes past 4 tokens (kt_pass_runs), each
+ * pass's partial sums added to the last: rows of 21 runs (passes of 8, 8
+ * and 5 at 8 tokens, the last an odd run against zeros; 12 and 9 at 5-7
+ * tokens), with pairs of rows and a lone row, for 2 to 16 tokens; the
+ * other batched types (one pass) on the same long rows, Q4_0 and Q8_0 of
+ * 83 blocks (a last group of 3). */
+Test(kernels, batched_decode_column_passes)
+{
+    need_sets();
+    qd_pool_t *pool;
+    cr_assert_eq(qd_pool_create(2, &pool), 0);
+    const qd_type_t types[] = {QD_TYPE_Q4_K, QD_TYPE_Q6_K, QD_TYPE_Q4_0, QD_TYPE_Q8_0};
+    const int toks[] = {2, 4, 5, 8, 16};
+    const int64_t rows[] = {5, 33};
+    for (size_t i = 0; i < QD_ARRAY_SIZE(types); i++) {
+        qd_type_t t = types[i];
+        if (!have_type(t))
+            continue;
+        const int64_t cols = qd_type_traits(t)->blck_size == QD_QK_K ? 21 * QD_QK_K : 83 * 32;
+        for (int s = 0; s < n_sets; s++)
+            for (size_t r = 0; r < QD_ARRAY_SIZE(rows); r++)
+                for (size_t k = 0; k < QD_ARRAY_SIZE(toks); k++)
+                    check_matmul(sets[s], t, rows[r], cols, toks[k], pool);
+    }
+    qd_pool_destroy(pool);
+}
+
 /* The decode path (one activation row) of the AVX-512 set takes block
  * pairs in groups of 16 blocks, with a lone last block, and falls back to
  * the row-by-row dots past 16384 columns: cover each case. */
