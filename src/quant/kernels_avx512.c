@@ -950,15 +950,31 @@ hsum_store(const int NT, const __m512 acc[KTOKS_MAX], float *out, int64_t ldo, i
     }
 }
 
-/* Where the stream of a column pass continues QD_DEC_PF_DIST bytes after
- * x: a pass reads runs [lo, hi) of one row (seg .. seg + len), then the
- * same runs of the next row (rs bytes on), so its prefetch runs over the
- * rows' pieces as one stream. Without passes (len == rs) it is x +
- * QD_DEC_PF_DIST. */
-static inline const uint8_t *kt_pf(const uint8_t *x, const uint8_t *seg, size_t len, size_t rs)
+/* A row's prefetch cursor: the place QD_DEC_PF_DIST bytes ahead in the
+ * stream that a column pass reads (runs [lo, hi) of one row, seg .. seg +
+ * len, then the same runs of the next row, rs bytes on), stepped along
+ * with the reads, so that the passes are prefetched as one stream; p is
+ * in the piece that ends at end. Without passes (len == rs) p is the read
+ * position plus QD_DEC_PF_DIST. Stepped, not divided anew: a division per
+ * run would cost more than the prefetch. */
+typedef struct {
+    const uint8_t *p, *end;
+} kt_pfc_t;
+
+static inline kt_pfc_t kt_pf_start(const uint8_t *seg, size_t len, size_t rs)
 {
-    const size_t off = (size_t)(x - seg) + QD_DEC_PF_DIST;
-    return seg + (off / len) * rs + off % len;
+    const size_t k = QD_DEC_PF_DIST / len;
+    return (kt_pfc_t){seg + k * rs + QD_DEC_PF_DIST % len, seg + k * rs + len};
+}
+
+/* the next read is step bytes on (step <= len) */
+static inline void kt_pf_step(kt_pfc_t *c, size_t step, size_t len, size_t rs)
+{
+    c->p += step;
+    if (c->p >= c->end) {
+        c->p += rs - len;
+        c->end += rs;
+    }
 }
 
 /* NR rows (xr, xr + bx; nr runs of 256 each, Q4_0 and Q8_0: nr blocks;
@@ -977,6 +993,10 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, i
                       : ty == QD_TYPE_Q4_0 ? sizeof(qd_block_q4_0)
                                            : sizeof(qd_block_q8_0);
     const size_t len = (size_t)(hi - lo) * rb; /* the pass's bytes of a row */
+    kt_pfc_t pf[2];
+#pragma GCC unroll 2
+    for (int r = 0; r < NR; r++)
+        pf[r] = kt_pf_start(xr0 + (size_t)r * bx + (size_t)lo * rb, len, rs);
     __m512 acc[2][KTOKS_MAX];
 #pragma GCC unroll 2
     for (int r = 0; r < NR; r++)
@@ -988,9 +1008,9 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, i
         for (; 16 * (g + 1) <= hi; g++) {
 #pragma GCC unroll 2
             for (int r = 0; r < NR; r++) {
-                const uint8_t *seg = xr0 + (size_t)r * bx + (size_t)lo * rb;
                 const uint8_t *x = xr0 + (size_t)r * bx + (size_t)(16 * g) * rb;
-                dec_prefetch(kt_pf(x, seg, len, rs), (int)((16 * rb + 63) / 64));
+                dec_prefetch(pf[r].p, (int)((16 * rb + 63) / 64));
+                kt_pf_step(&pf[r], 16 * rb, len, rs);
                 kt_grp(NT, ty, x, 16, g, act, stride, acc[r]);
             }
         }
@@ -1002,9 +1022,9 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, i
         for (int64_t p = lo / 2; p < (hi + 1) / 2; p++) {
 #pragma GCC unroll 2
             for (int r = 0; r < NR; r++) {
-                const uint8_t *seg = xr0 + (size_t)r * bx + (size_t)lo * rb;
                 const uint8_t *x = xr0 + (size_t)r * bx + (size_t)(2 * p) * rb;
-                dec_prefetch(kt_pf(x, seg, len, rs), (int)((2 * rb + 63) / 64));
+                dec_prefetch(pf[r].p, (int)((2 * rb + 63) / 64));
+                kt_pf_step(&pf[r], QD_MIN(2 * rb, len), len, rs);
                 kt_pair_q4_K(NT, (const qd_block_q4_K *)x,
                              (const qd_block_q4_K *)(2 * p + 1 < nr ? x + rb : x), p, act, stride,
                              acc[r]);
@@ -1014,9 +1034,9 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, i
         for (int64_t i = lo; i < hi; i++) {
 #pragma GCC unroll 2
             for (int r = 0; r < NR; r++) {
-                const uint8_t *seg = xr0 + (size_t)r * bx + (size_t)lo * rb;
                 const uint8_t *x = xr0 + (size_t)r * bx + (size_t)i * rb;
-                dec_prefetch(kt_pf(x, seg, len, rs), (int)((rb + 63) / 64));
+                dec_prefetch(pf[r].p, (int)((rb + 63) / 64));
+                kt_pf_step(&pf[r], rb, len, rs);
                 kt_run_q6_K(NT, x, i, act, stride, nr, acc[r]);
             }
         }
