@@ -1047,15 +1047,24 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, i
 }
 
 /* The most tokens a pair of rows (DEC_PAIRS) is taken for: Q4_0 and
- * Q8_0 keep 8 unpacked registers and two rows' 8 accumulators in the 32;
- * Q4_K and Q6_K have more to unpack. Rows of 2048 columns repeated to
+ * Q8_0 keep 8 unpacked registers and two rows' 8 accumulators in the 32,
+ * Q6_K its 4 and two rows' 8 (a token's four products fold into its
+ * accumulator at once); Q4_K's k-outer order keeps a sum per token as
+ * well. Q6_K at 5-8 tokens (session 9; 302 MB, 2 threads, min of five
+ * alternations): 8192 columns 5 tokens 5.40 -> 4.46 ms, 7 tokens 6.34
+ * -> 5.33, 8 tokens 7.35 -> 6.30 (two streams, and each token's
+ * activations read once for two rows); 2048 columns 8 tokens within
+ * noise (6.05-6.11 -> 5.77-6.31). Before, rows of 2048 columns repeated to
  * 302 MB, 2 threads, one row at a time -> pairs: Q4_K 2 tokens 12.1 ->
  * 10.2-10.3 ms, 3 tokens 13.6 -> 12.7, 4 the same (14.3-14.4), 6 and 8
  * slower (15.8 -> 17.5, 16.7 -> 21.9); Q6_K 2 tokens 16.3-16.6 -> 13.8,
  * 4 tokens 19.1 -> 16.2, 6 tokens 20.8 -> 18.7 (5 and 7 not measured, 6
  * not taken), 8 slower (20.9 -> 21.5); Q4_0 4 tokens 11.6 -> 10.2, 8
  * tokens 13.4 -> 13.1; Q8_0 6 tokens 24.2 -> 17.0, 8 tokens 20.7 -> 19.7. */
-static inline int kt_pair_max(qd_type_t ty) { return kt_grp_type(ty) ? 8 : 4; }
+static inline int kt_pair_max(qd_type_t ty)
+{
+    return kt_grp_type(ty) || ty == QD_TYPE_Q6_K ? 8 : 4;
+}
 
 /* The runs of one column pass. Q4_K past its pairs of rows (one row at a
  * time, 5 to 16 tokens) takes a long row in passes, each over all the rows
@@ -1096,13 +1105,21 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
     const size_t rb = w->row_bytes;
     const int64_t cp = kt_pass_runs(ty, nr, stride, n_tok);
 /* kt_row(NR, NT) of w's type, rows xr, xr + bx into o, o + so; KT_GRP
- * for the grouped types only (Q4_0, Q8_0: one token, and pairs past 4) */
+ * for the grouped types only (Q4_0, Q8_0: one token), KT_WIDE for those
+ * and Q6_K (pairs past 4 tokens) */
 #define KT_GRP(NR, NT, o, so, xr, bx)                                                       \
     do {                                                                                    \
         if (ty == QD_TYPE_Q4_0)                                                             \
             kt_row(NR, NT, QD_TYPE_Q4_0, nr, lo, hi, add, o, so, ldo, xr, bx, rb, act, stride); \
         else                                                                                \
             kt_row(NR, NT, QD_TYPE_Q8_0, nr, lo, hi, add, o, so, ldo, xr, bx, rb, act, stride); \
+    } while (0)
+#define KT_WIDE(NR, NT, o, so, xr, bx)                                                      \
+    do {                                                                                    \
+        if (ty == QD_TYPE_Q6_K)                                                             \
+            kt_row(NR, NT, QD_TYPE_Q6_K, nr, lo, hi, add, o, so, ldo, xr, bx, rb, act, stride); \
+        else                                                                                \
+            KT_GRP(NR, NT, o, so, xr, bx);                                                  \
     } while (0)
 #define KT_TYPED(NR, NT, o, so, xr, bx)                                                     \
     do {                                                                                    \
@@ -1128,10 +1145,10 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
             case 2: KT_TYPED(2, 2, o, so, xr, bx); break;
             case 3: KT_TYPED(2, 3, o, so, xr, bx); break;
             case 4: KT_TYPED(2, 4, o, so, xr, bx); break;
-            case 5: KT_GRP(2, 5, o, so, xr, bx); break;
-            case 6: KT_GRP(2, 6, o, so, xr, bx); break;
-            case 7: KT_GRP(2, 7, o, so, xr, bx); break;
-            case 8: KT_GRP(2, 8, o, so, xr, bx); break;
+            case 5: KT_WIDE(2, 5, o, so, xr, bx); break;
+            case 6: KT_WIDE(2, 6, o, so, xr, bx); break;
+            case 7: KT_WIDE(2, 7, o, so, xr, bx); break;
+            case 8: KT_WIDE(2, 8, o, so, xr, bx); break;
             default: break;
             }
         }
@@ -1154,6 +1171,7 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
         }
     }
 #undef KT_TYPED
+#undef KT_WIDE
 #undef KT_GRP
 }
 
