@@ -979,10 +979,13 @@ static inline void kt_pf_step(kt_pfc_t *c, size_t step, size_t len, size_t rs)
 
 /* NR rows (xr, xr + bx; nr runs of 256 each, Q4_0 and Q8_0: nr blocks;
  * rs apart from the next rows) against NT tokens, over runs (blocks)
- * [lo, hi) (a column pass, see kt_passes; lo even for Q4_K, a multiple of
- * 16 for the grouped types): row r's to out[r*so + t*ldo], stored, or
+ * [lo, hi) (a column pass, see kt_pass_runs; lo even for Q4_K, a multiple
+ * of 16 for the grouped types): row r's to out[r*so + t*ldo], stored, or
  * added when add. NR = 2 (two streams, see DEC_PAIRS) only where the
- * accumulators fit in registers. */
+ * accumulators fit in registers. Only Q4_K one row at a time takes
+ * passes, and only it keeps a prefetch cursor: the cursor's steps cost the
+ * grouped types' pairs at 8 tokens 15 % (8 sequences of the Q4_0 file
+ * 218-219 -> 182-187 t/s), whose registers are all taken. */
 static inline __attribute__((always_inline)) void
 kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, int64_t hi,
        int add, float *out, size_t so, int64_t ldo, const uint8_t *xr0, size_t bx, size_t rs,
@@ -993,10 +996,10 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, i
                       : ty == QD_TYPE_Q4_0 ? sizeof(qd_block_q4_0)
                                            : sizeof(qd_block_q8_0);
     const size_t len = (size_t)(hi - lo) * rb; /* the pass's bytes of a row */
-    kt_pfc_t pf[2];
-#pragma GCC unroll 2
-    for (int r = 0; r < NR; r++)
-        pf[r] = kt_pf_start(xr0 + (size_t)r * bx + (size_t)lo * rb, len, rs);
+    const int cursor = ty == QD_TYPE_Q4_K && NR == 1;
+    kt_pfc_t pf = {0};
+    if (cursor)
+        pf = kt_pf_start(xr0 + (size_t)lo * rb, len, rs);
     __m512 acc[2][KTOKS_MAX];
 #pragma GCC unroll 2
     for (int r = 0; r < NR; r++)
@@ -1009,8 +1012,7 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, i
 #pragma GCC unroll 2
             for (int r = 0; r < NR; r++) {
                 const uint8_t *x = xr0 + (size_t)r * bx + (size_t)(16 * g) * rb;
-                dec_prefetch(pf[r].p, (int)((16 * rb + 63) / 64));
-                kt_pf_step(&pf[r], 16 * rb, len, rs);
+                dec_prefetch(x + QD_DEC_PF_DIST, (int)((16 * rb + 63) / 64));
                 kt_grp(NT, ty, x, 16, g, act, stride, acc[r]);
             }
         }
@@ -1023,8 +1025,12 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, i
 #pragma GCC unroll 2
             for (int r = 0; r < NR; r++) {
                 const uint8_t *x = xr0 + (size_t)r * bx + (size_t)(2 * p) * rb;
-                dec_prefetch(pf[r].p, (int)((2 * rb + 63) / 64));
-                kt_pf_step(&pf[r], QD_MIN(2 * rb, len), len, rs);
+                if (cursor) {
+                    dec_prefetch(pf.p, (int)((2 * rb + 63) / 64));
+                    kt_pf_step(&pf, QD_MIN(2 * rb, len), len, rs);
+                } else {
+                    dec_prefetch(x + QD_DEC_PF_DIST, (int)((2 * rb + 63) / 64));
+                }
                 kt_pair_q4_K(NT, (const qd_block_q4_K *)x,
                              (const qd_block_q4_K *)(2 * p + 1 < nr ? x + rb : x), p, act, stride,
                              acc[r]);
@@ -1035,8 +1041,7 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, i
 #pragma GCC unroll 2
             for (int r = 0; r < NR; r++) {
                 const uint8_t *x = xr0 + (size_t)r * bx + (size_t)i * rb;
-                dec_prefetch(pf[r].p, (int)((rb + 63) / 64));
-                kt_pf_step(&pf[r], rb, len, rs);
+                dec_prefetch(x + QD_DEC_PF_DIST, (int)((rb + 63) / 64));
                 kt_run_q6_K(NT, x, i, act, stride, nr, acc[r]);
             }
         }
