@@ -108,6 +108,10 @@ char *qd_strndup(const char *s, size_t n);
 void qd_free(void *p);
 /* Cache-line (64 B) aligned; free with qd_free_aligned. */
 void *qd_malloc_aligned(size_t n, size_t align);
+/* 2 MiB-aligned, with a hint for transparent huge pages (a hint only:
+ * without them it is ordinary memory); free with qd_free_aligned. For
+ * large buffers read in pieces all over (fewer TLB misses). */
+void *qd_malloc_huge(size_t n);
 void qd_free_aligned(void *p);
 /* Testing hook: after `n` more successful allocations, fail every one
  * (n < 0 disables). Thread-global. */

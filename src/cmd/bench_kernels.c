@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "cmd/bench.h"
 #include "quant/kernels.h"
@@ -68,16 +67,11 @@ static void membw_fn(void *arg, int ith, int nth)
 
 /* n bytes in memory like the weights': on huge pages when models are
  * read into memory (qd_gguf_set_load), so that a roofline is that of the
- * memory the weights live in. 2 MiB-aligned, or madvise fails (EINVAL on
- * a start inside a page). qd_free_aligned frees it. */
+ * memory the weights live in. qd_free_aligned frees it. */
 static uint8_t *alloc_like_weights(size_t n)
 {
-    uint8_t *p = qd_malloc_aligned(n, (size_t)2 << 20);
-#ifdef MADV_HUGEPAGE
-    if (p && qd_gguf_get_load() == QD_GGUF_READ)
-        (void)madvise(p, n, MADV_HUGEPAGE);
-#endif
-    return p;
+    return qd_gguf_get_load() == QD_GGUF_READ ? qd_malloc_huge(n)
+                                              : qd_malloc_aligned(n, 64);
 }
 
 int qd__bench_membw(int n_threads, int reps)

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "quantd/common.h"
@@ -97,6 +98,17 @@ void *qd_malloc_aligned(size_t n, size_t align)
     void *p = NULL;
     if (posix_memalign(&p, align, n ? n : 1) != 0)
         return NULL;
+    return p;
+}
+
+void *qd_malloc_huge(size_t n)
+{
+    const size_t huge = (size_t)2 << 20; /* madvise needs a page-aligned start */
+    void *p = qd_malloc_aligned(n, huge);
+#ifdef MADV_HUGEPAGE
+    if (p && n >= huge)
+        (void)madvise(p, n, MADV_HUGEPAGE);
+#endif
     return p;
 }
 
