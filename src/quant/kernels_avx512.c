@@ -919,7 +919,7 @@ hsum_store(const int NT, const __m512 acc[KTOKS_MAX], float *out, int64_t ldo, i
 {
     if (NT < 4) {
         for (int t = 0; t < NT; t++)
-            out[t * ldo] = (add ? out[t * ldo] : 0.0f) + hsum_ps512(acc[t]);
+            out[t * ldo] = add ? out[t * ldo] + hsum_ps512(acc[t]) : hsum_ps512(acc[t]);
         return;
     }
 #pragma GCC unroll 2
@@ -946,8 +946,36 @@ hsum_store(const int NT, const __m512 acc[KTOKS_MAX], float *out, int64_t ldo, i
 #pragma GCC unroll 8
         for (int i = 0; i < 8; i++)
             if (g + i < NT)
-                out[(g + i) * ldo] = (add ? out[(g + i) * ldo] : 0.0f) + v[4 * (i & 3) + (i >> 2)];
+                out[(g + i) * ldo] = add ? out[(g + i) * ldo] + v[4 * (i & 3) + (i >> 2)]
+                                         : v[4 * (i & 3) + (i >> 2)];
     }
+}
+
+/* The most tokens a pair of rows (DEC_PAIRS) is taken for: Q4_0 and
+ * Q8_0 keep 8 unpacked registers and two rows' 8 accumulators in the 32,
+ * Q6_K its 4 and two rows' 8 (a token's four products fold into its
+ * accumulator at once); Q4_K's k-outer order keeps a sum per token as
+ * well. Q6_K at 5-8 tokens (session 9; 302 MB, 2 threads, min of five
+ * alternations): 8192 columns 5 tokens 5.40 -> 4.46 ms, 7 tokens 6.34
+ * -> 5.33, 8 tokens 7.35 -> 6.30 (two streams, and each token's
+ * activations read once for two rows); 2048 columns 8 tokens within
+ * noise (6.05-6.11 -> 5.77-6.31). Before, rows of 2048 columns repeated to
+ * 302 MB, 2 threads, one row at a time -> pairs: Q4_K 2 tokens 12.1 ->
+ * 10.2-10.3 ms, 3 tokens 13.6 -> 12.7, 4 the same (14.3-14.4), 6 and 8
+ * slower (15.8 -> 17.5, 16.7 -> 21.9); Q6_K 2 tokens 16.3-16.6 -> 13.8,
+ * 4 tokens 19.1 -> 16.2, 6 tokens 20.8 -> 18.7 (5 and 7 not measured, 6
+ * not taken), 8 slower (20.9 -> 21.5); Q4_0 4 tokens 11.6 -> 10.2, 8
+ * tokens 13.4 -> 13.1; Q8_0 6 tokens 24.2 -> 17.0, 8 tokens 20.7 -> 19.7. */
+static inline int kt_pair_max(qd_type_t ty)
+{
+    return kt_grp_type(ty) || ty == QD_TYPE_Q6_K ? 8 : 4;
+}
+
+/* Whether NT tokens of type ty take long rows in column passes (see
+ * kt_pass_runs): Q4_K past its pairs of rows. */
+static inline int kt_passes(qd_type_t ty, int n_tok)
+{
+    return ty == QD_TYPE_Q4_K && n_tok > kt_pair_max(ty);
 }
 
 /* A row's prefetch cursor: the place QD_DEC_PF_DIST bytes ahead in the
@@ -982,10 +1010,10 @@ static inline void kt_pf_step(kt_pfc_t *c, size_t step, size_t len, size_t rs)
  * [lo, hi) (a column pass, see kt_pass_runs; lo even for Q4_K, a multiple
  * of 16 for the grouped types): row r's to out[r*so + t*ldo], stored, or
  * added when add. NR = 2 (two streams, see DEC_PAIRS) only where the
- * accumulators fit in registers. Only Q4_K one row at a time takes
- * passes, and only it keeps a prefetch cursor: the cursor's steps cost the
- * grouped types' pairs at 8 tokens 15 % (8 sequences of the Q4_0 file
- * 218-219 -> 182-187 t/s), whose registers are all taken. */
+ * accumulators fit in registers. Only the kernels that take passes
+ * (kt_passes) keep a prefetch cursor: its steps cost the grouped types'
+ * pairs at 8 tokens 15 % (8 sequences of the Q4_0 file 218-219 -> 182-187
+ * t/s), whose registers are all taken. */
 static inline __attribute__((always_inline)) void
 kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, int64_t hi,
        int add, float *out, size_t so, int64_t ldo, const uint8_t *xr0, size_t bx, size_t rs,
@@ -996,7 +1024,7 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, i
                       : ty == QD_TYPE_Q4_0 ? sizeof(qd_block_q4_0)
                                            : sizeof(qd_block_q8_0);
     const size_t len = (size_t)(hi - lo) * rb; /* the pass's bytes of a row */
-    const int cursor = ty == QD_TYPE_Q4_K && NR == 1;
+    const int cursor = kt_passes(ty, NT);
     kt_pfc_t pf = {0};
     if (cursor)
         pf = kt_pf_start(xr0 + (size_t)lo * rb, len, rs);
@@ -1051,26 +1079,6 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, i
         hsum_store(NT, acc[r], out + (size_t)r * so, ldo, add);
 }
 
-/* The most tokens a pair of rows (DEC_PAIRS) is taken for: Q4_0 and
- * Q8_0 keep 8 unpacked registers and two rows' 8 accumulators in the 32,
- * Q6_K its 4 and two rows' 8 (a token's four products fold into its
- * accumulator at once); Q4_K's k-outer order keeps a sum per token as
- * well. Q6_K at 5-8 tokens (session 9; 302 MB, 2 threads, min of five
- * alternations): 8192 columns 5 tokens 5.40 -> 4.46 ms, 7 tokens 6.34
- * -> 5.33, 8 tokens 7.35 -> 6.30 (two streams, and each token's
- * activations read once for two rows); 2048 columns 8 tokens within
- * noise (6.05-6.11 -> 5.77-6.31). Before, rows of 2048 columns repeated to
- * 302 MB, 2 threads, one row at a time -> pairs: Q4_K 2 tokens 12.1 ->
- * 10.2-10.3 ms, 3 tokens 13.6 -> 12.7, 4 the same (14.3-14.4), 6 and 8
- * slower (15.8 -> 17.5, 16.7 -> 21.9); Q6_K 2 tokens 16.3-16.6 -> 13.8,
- * 4 tokens 19.1 -> 16.2, 6 tokens 20.8 -> 18.7 (5 and 7 not measured, 6
- * not taken), 8 slower (20.9 -> 21.5); Q4_0 4 tokens 11.6 -> 10.2, 8
- * tokens 13.4 -> 13.1; Q8_0 6 tokens 24.2 -> 17.0, 8 tokens 20.7 -> 19.7. */
-static inline int kt_pair_max(qd_type_t ty)
-{
-    return kt_grp_type(ty) || ty == QD_TYPE_Q6_K ? 8 : 4;
-}
-
 /* The runs of one column pass. Q4_K past its pairs of rows (one row at a
  * time, 5 to 16 tokens) takes a long row in passes, each over all the rows
  * of the range, the partial sums added in out: so many runs that the
@@ -1088,7 +1096,7 @@ static inline int kt_pair_max(qd_type_t ty)
 #define KT_L1_BYTES (24 << 10)
 static int64_t kt_pass_runs(qd_type_t ty, int64_t nr, size_t stride, int n_tok)
 {
-    if (ty != QD_TYPE_Q4_K || n_tok <= kt_pair_max(ty))
+    if (!kt_passes(ty, n_tok))
         return nr;
     const size_t all = stride * (size_t)n_tok;
     const int64_t np = (int64_t)((all + KT_L1_BYTES - 1) / KT_L1_BYTES);
