@@ -988,6 +988,31 @@ static inline int kt_pair_max(qd_type_t ty)
     return kt_grp_type(ty) || ty == QD_TYPE_Q6_K ? 8 : 4;
 }
 
+/* Half of a core's L1 (32 KiB on Zen 4, 48 on Sapphire Rapids): the
+ * tokens' activations that a row's products may read from it (see
+ * kt_pairs, kt_pass_runs). */
+#define KT_L1_BYTES (24 << 10)
+
+/* Whether n_tok tokens of type ty (stride bytes of activations each)
+ * take rows in pairs (DEC_PAIRS): up to kt_pair_max, except Q6_K at 8
+ * tokens where the row's activations fit in KT_L1_BYTES. There its two
+ * rows' 16 accumulators and 8 unpacked registers spill (GCC reloads them
+ * around nearly every vpdpbusd), which costs more than the second row's
+ * sharing of the activation reads saves while those come from L1. 302
+ * MB, 2 threads, 8 tokens, min of seven alternations: 2048 columns 15.45
+ * ms in pairs -> 14.16 one row at a time (in cache, one thread: 0.161 ->
+ * 0.139); 8192 columns (84 KiB of activations) 16.02 in pairs against
+ * 18.59. At 5-7 tokens pairs stay faster on 2048 columns (5 tokens 11.90
+ * vs 13.98 ms, 7 tokens 13.91 vs 14.18). */
+static inline int kt_pairs(qd_type_t ty, int n_tok, size_t stride)
+{
+    if (n_tok > kt_pair_max(ty))
+        return 0;
+    if (ty == QD_TYPE_Q6_K && n_tok == 8)
+        return stride * (size_t)n_tok > KT_L1_BYTES;
+    return 1;
+}
+
 /* Whether NT tokens of type ty take long rows in column passes (see
  * kt_pass_runs): Q4_K past its pairs of rows. */
 static inline int kt_passes(qd_type_t ty, int n_tok)
@@ -1110,7 +1135,6 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, i
  * either way: one pass). The other types were slower in passes (8 tokens:
  * Q6_K 7.2 -> 7.5-7.9 ms, Q4_0 3.9 -> 4.1, Q8_0 6.5 -> 9.3; Q6_K and Q4_0
  * 4 tokens 4.0 -> 4.7 and 2.2 -> 2.4), and take a row in one. */
-#define KT_L1_BYTES (24 << 10)
 static int64_t kt_pass_runs(qd_type_t ty, int64_t nr, size_t stride, int n_tok)
 {
     if (!kt_passes(ty, n_tok))
@@ -1160,9 +1184,8 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
         else                                                                                \
             KT_GRP(NR, NT, o, so, xr, bx);                                                  \
     } while (0)
-    /* rows r and r + h together (DEC_PAIRS) while both rows' accumulators
-     * fit in registers with the unpacked weights (kt_pair_max) */
-    const int64_t h = n_tok <= kt_pair_max(ty) ? (r1 - r0) / 2 : 0;
+    /* rows r and r + h together (DEC_PAIRS) where kt_pairs says */
+    const int64_t h = kt_pairs(ty, n_tok, stride) ? (r1 - r0) / 2 : 0;
     for (int64_t lo = 0; lo < nr; lo += cp) {
         const int64_t hi = QD_MIN(lo + cp, nr);
         const int add = lo > 0;
