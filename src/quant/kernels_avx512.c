@@ -910,7 +910,12 @@ kt_run_q6_K(const int NT, const uint8_t *xr, int64_t i, const uint8_t *act, size
     const qd_block_q6_K *x = (const qd_block_q6_K *)xr;
     const __m512i l0 = _mm512_loadu_si512(x->ql), l1 = _mm512_loadu_si512(x->ql + 64);
     const __m512i qh = _mm512_loadu_si512(x->qh);
+    /* unrolled, so that W stays in registers: as a loop GCC kept W on the
+     * stack and reloaded it for every vpdpbusd. 302 MB, 2 threads, min of
+     * seven alternations: 8 tokens 8192 columns (pairs) 15.84 -> 14.75
+     * ms, 2048 columns 14.00 -> 13.65; 4 tokens 11.04 -> 10.35 */
     __m512i W[4];
+#pragma GCC unroll 4
     for (int k = 0; k < 4; k++) {
         const __m512i kk = _mm512_set1_epi32(k);
         __m512i L = _mm512_srlv_epi32(
