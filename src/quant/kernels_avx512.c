@@ -819,8 +819,9 @@ kt_grp(const int NT, qd_type_t ty, const uint8_t *x, int nb, int64_t g, const ui
  * at 8 tokens (and GCC turned the scalar code into xmm operations on the
  * vpdpbusd ports). 1024 x 2048 in cache, one thread, min of seven
  * alternations: 2 tokens 0.055 -> 0.045 ms, 4 tokens 0.076 -> 0.060, 8
- * tokens 0.120 -> 0.103; repeated to 302 MB, 2 threads, 8 tokens 16.6 ->
- * 15.3 ms (256 x 8192: 21.0 -> 19.7); 8 sequences of the Q4_K_M file, three
+ * tokens 0.120 -> 0.103; repeated to 604 MB (past the 480 MiB L3 this VM
+ * reports), 2 threads, 8 tokens 33.4-36.6 -> 28.8-31.6 ms (256 x 8192:
+ * 46.0-47.1 -> 43.1-43.6); 8 sequences of the Q4_K_M file, three
  * alternations, 193-195 -> 207-214 t/s. */
 static inline __attribute__((always_inline)) void
 kt4_scales(const qd_block_q4_K *b0, const qd_block_q4_K *b1, __m512 *sc, __m512 *mn)
@@ -911,9 +912,9 @@ kt_run_q6_K(const int NT, const uint8_t *xr, int64_t i, const uint8_t *act, size
     const __m512i l0 = _mm512_loadu_si512(x->ql), l1 = _mm512_loadu_si512(x->ql + 64);
     const __m512i qh = _mm512_loadu_si512(x->qh);
     /* unrolled, so that W stays in registers: as a loop GCC kept W on the
-     * stack and reloaded it for every vpdpbusd. 302 MB, 2 threads, min of
-     * seven alternations: 8 tokens 8192 columns (pairs) 15.84 -> 14.75
-     * ms, 2048 columns 14.00 -> 13.65; 4 tokens 11.04 -> 10.35 */
+     * stack and reloaded it for every vpdpbusd. Repeated to 688 MB, 2
+     * threads, three alternations: 8 tokens x 8192 columns (pairs)
+     * 36.6-38.6 -> 33.6-35.4 ms, 4 tokens x 2048 23.2-23.5 -> 22.1-22.2 */
     __m512i W[4];
 #pragma GCC unroll 4
     for (int k = 0; k < 4; k++) {
@@ -1019,12 +1020,14 @@ static inline int kt_pair_max(qd_type_t ty)
  * tokens where the row's activations fit in KT_L1_BYTES. There its two
  * rows' 16 accumulators and 8 unpacked registers spill (GCC reloads them
  * around nearly every vpdpbusd), which costs more than the second row's
- * sharing of the activation reads saves while those come from L1. 302
- * MB, 2 threads, 8 tokens, min of seven alternations: 2048 columns 15.45
- * ms in pairs -> 14.16 one row at a time (in cache, one thread: 0.161 ->
- * 0.139); 8192 columns (84 KiB of activations) 16.02 in pairs against
- * 18.59. At 5-7 tokens pairs stay faster on 2048 columns (5 tokens 11.90
- * vs 13.98 ms, 7 tokens 13.91 vs 14.18). */
+ * sharing of the activation reads saves while those come from L1. 8
+ * tokens x 2048 columns in cache, one thread: 0.145 ms in pairs -> 0.123
+ * one row at a time; from 688 MB, 2 threads, the two were even (pairs
+ * 31.7-35.8 ms, rows 32.3-33.6) until the rows alternated between two
+ * streams (ktoks_rows: 28.0-29.6). 8192 columns (84 KiB of activations)
+ * were slower one row at a time (302 MB: 16.02 ms in pairs against
+ * 18.59). At 5-7 tokens pairs stay faster on 2048 columns (302 MB: 5
+ * tokens 11.90 vs 13.98 ms, 7 tokens 13.91 vs 14.18). */
 static inline int kt_pairs(qd_type_t ty, int n_tok, size_t stride)
 {
     if (n_tok > kt_pair_max(ty))
@@ -1120,7 +1123,8 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, i
                     dec_prefetch(pf.p, (int)((2 * rb + 63) / 64));
                     kt_pf_step(&pf, QD_MIN(2 * rb, len), len, rs);
                     /* with passes, the same runs of the next block of
-                     * rows, to L2 */
+                     * rows, to L2 (past the last row: a prefetch does
+                     * not fault) */
                     if (len < rs)
                         for (int q = 0; q < (int)((2 * rb + 63) / 64); q++)
                             _mm_prefetch((const char *)x + KT_PASS_ROWS * rs + 64 * q, _MM_HINT_T1);
