@@ -1247,8 +1247,9 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
              * their spills. Q6_K 8 tokens, 1024 x 2048 repeated to 688
              * MB, 2 threads: 31.3-32.6 ms -> 28.0-29.6 (12 tokens
              * 37.5-40.7 -> 35.9-36.1, 16 the same); Q4_K (whose cursor
-             * follows one stream) 8 tokens 27.4-27.8 -> 28.7-31.5, and
-             * Q4_0 12 tokens 35.4 -> 36.5, so they keep one. 8
+             * follows one stream) 8 tokens the same within noise
+             * (604 MB: 29.4-31.4 vs 28.6-29.8 ms), Q4_0 12 tokens 35.4
+             * -> 36.5, so they keep one. 8
              * sequences of the 128k-vocabulary Q4_K_M file (its Q6_K
              * output matrix), three alternations: 168.5-172.0 -> 186.8-188.1
              * t/s; of the 32k file 199.5-206.6 -> 204.3-214.5. */
