@@ -822,7 +822,9 @@ kt_grp(const int NT, qd_type_t ty, const uint8_t *x, int nb, int64_t g, const ui
  * tokens 0.120 -> 0.103; repeated to 604 MB (past the 480 MiB L3 this VM
  * reports), 2 threads, 8 tokens 33.4-36.6 -> 28.8-31.6 ms (256 x 8192:
  * 46.0-47.1 -> 43.1-43.6); 8 sequences of the Q4_K_M file, three
- * alternations, 193-195 -> 207-214 t/s. */
+ * alternations, 193-195 -> 207-214 t/s. The one-run users (the decode
+ * kernel, the tile decoder) keep qd__k4_scales16: this unpacking, shared
+ * with them, was slower there (in cache 0.044 -> 0.050 ms a decode). */
 static inline __attribute__((always_inline)) void
 kt4_scales(const qd_block_q4_K *b0, const qd_block_q4_K *b1, __m512 *sc, __m512 *mn)
 {
@@ -976,9 +978,10 @@ hsum_store(const int NT, const __m512 acc[KTOKS_MAX], float *out, int64_t ldo, i
 
 /* The most tokens a pair of rows (DEC_PAIRS) is taken for: Q4_0 and
  * Q8_0 keep 8 unpacked registers and two rows' 8 accumulators in the 32,
- * Q6_K its 4 and two rows' 8 (a token's four products fold into its
- * accumulator at once); Q4_K's k-outer order keeps a sum per token as
- * well. Q6_K at 5-8 tokens (session 9; 302 MB, 2 threads, min of five
+ * Q6_K its 4 and two rows' accumulators (a token's four products fold
+ * into its accumulator at once; at 8 tokens they spill, and kt_pairs
+ * keeps pairs there to long rows); Q4_K's k-outer order keeps a sum per
+ * token as well. Q6_K at 5-8 tokens (session 9; 302 MB, 2 threads, min of five
  * alternations): 8192 columns 5 tokens 5.40 -> 4.46 ms, 7 tokens 6.34
  * -> 5.33, 8 tokens 7.35 -> 6.30 (two streams, and each token's
  * activations read once for two rows); 2048 columns 8 tokens within
@@ -1152,8 +1155,8 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, i
 }
 
 /* The runs of one column pass. Q4_K past its pairs of rows (one row at a
- * time, 5 to 16 tokens) takes a long row in passes, each over all the rows
- * of the range, the partial sums added in out: so many runs that the
+ * time, 5 to 16 tokens) takes a long row in passes, each over a block of
+ * KT_PASS_ROWS rows (then the next block), the partial sums added in out: so many runs that the
  * tokens' activations for a pass (stride / nr bytes a run and token) stay
  * within KT_L1_BYTES, half of a core's L1 (32 KiB on Zen 4, 48 on
  * Sapphire Rapids), while the weights stream past; a multiple of 2 (its
@@ -1178,8 +1181,10 @@ static int64_t kt_pass_runs(qd_type_t ty, int64_t nr, size_t stride, int n_tok)
 }
 
 /* Rows [r0, r1) against n_tok activation rows (as avx512_gemm_prefers
- * allows) in the avx512_prefers_act layout, in column passes of
- * kt_pass_runs runs, each over every row of the range. */
+ * allows) in the avx512_prefers_act layout: in pairs where kt_pairs says,
+ * or one at a time (Q6_K's alternating between the range's halves), and
+ * in column passes of kt_pass_runs runs over blocks of KT_PASS_ROWS rows
+ * where a row's activations outgrow KT_L1_BYTES. */
 static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *act,
                        size_t stride, int n_tok, float *out, int64_t ldo)
 {

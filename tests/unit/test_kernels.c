@@ -295,7 +295,9 @@ Test(kernels, matmul_matches_reference)
          * of 256 (the batched decode kernels' unit: odd and even counts,
          * Q4_K takes them in pairs; Q4_0 and Q8_0 take groups of 16
          * blocks, whose every last size group_tails_end_at_a_guard_page
-         * runs) */
+         * runs; at 8 tokens Q6_K's short rows one at a time, alternating
+         * between the halves of a call's rows: 17, or 32 and 3 of 35,
+         * an odd one last) */
         int64_t cols[5] = {unit, 3 * unit, QD_TILE_K + unit, QD_ALIGN_UP(768, unit),
                            QD_ALIGN_UP(1024, unit)};
         for (int s = 0; s < n_sets; s++)
@@ -311,9 +313,10 @@ Test(kernels, matmul_matches_reference)
  * outgrow half of L1 in column passes past 4 tokens (kt_pass_runs), each
  * pass's partial sums added to the last: rows of 21 runs (passes of 8, 8
  * and 5 at 8 tokens, the last an odd run against zeros; 12 and 9 at 5-7
- * tokens), with pairs of rows and a lone row, for 2 to 16 tokens; the
- * other batched types (one pass) on the same long rows, Q4_0 and Q8_0 of
- * 83 blocks (a last group of 3). */
+ * tokens), with pairs of rows and a lone row, for 2 to 16 tokens, and 33
+ * rows (calls of 32 and 1) in blocks of 16, 16 and 1 (KT_PASS_ROWS); the other batched types
+ * (one pass) on the same long rows (Q6_K at 8 tokens in pairs there),
+ * Q4_0 and Q8_0 of 83 blocks (a last group of 3). */
 Test(kernels, batched_decode_column_passes)
 {
     need_sets();
