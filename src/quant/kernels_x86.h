@@ -504,6 +504,75 @@ static void dot_q5_K(int n, float *restrict s, const void *restrict vx,
     *s = hsum_ps256(acc) - hsum_ps256(accm);
 }
 
+/* One Q4_K row against NT Q8_K activation rows (y0, y0 + ys, ...): each
+ * superblock's scales and nibbles unpacked once for all of them, then per
+ * token the products of dot_q4_K in its order, so that a token's sum is
+ * the same bits as dot_q4_K's (alone or in a batch). */
+static inline __attribute__((always_inline)) void
+q4_K_toks(const int NT, int n, float *restrict s, size_t so, const void *restrict vx,
+          const uint8_t *restrict y0, size_t ys)
+{
+    const qd_block_q4_K *x = vx;
+    __m256 acc[8], accm[8];
+    for (int t = 0; t < NT; t++)
+        acc[t] = accm[t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int i = 0; i < n / QD_QK_K; i++) {
+        uint8_t sc[8], mn[8];
+        k4_scales(x[i].scales, sc, mn);
+        const uint8_t *q = x[i].qs;
+        __m256i isum[8];
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++)
+            isum[t] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            __m256i b = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
+            __m256i lo = _mm256_and_si256(b, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+            __m256i s0 = _mm256_set1_epi16(sc[2 * j]), s1 = _mm256_set1_epi16(sc[2 * j + 1]);
+#pragma GCC unroll 8
+            for (int t = 0; t < NT; t++) {
+                const int8_t *a = ((const qd_block_q8_K *)(y0 + (size_t)t * ys))[i].qs;
+                __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a + 64 * j)));
+                __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 64 * j + 32)));
+                p0 = _mm256_madd_epi16(p0, s0);
+                p1 = _mm256_madd_epi16(p1, s1);
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(p0, p1));
+            }
+        }
+        const float xd = h2f(x[i].d), xdm = h2f(x[i].dmin);
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const qd_block_q8_K *y = (const qd_block_q8_K *)(y0 + (size_t)t * ys) + i;
+            float d = xd * y->d, dm = xdm * y->d;
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum[t]), acc[t]);
+            accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(dm),
+                                      _mm256_cvtepi32_ps(k4_minsum(mn, y->bsums)), accm[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++)
+        s[(size_t)t * so] = hsum_ps256(acc[t]) - hsum_ps256(accm[t]);
+}
+
+/* q4_K_toks for nt tokens, 8 at a time. */
+static void q4_K_toks_n(int nt, int n, float *restrict s, size_t so, const void *restrict vx,
+                        const uint8_t *restrict y0, size_t ys)
+{
+    for (; nt > 0; nt -= 8, s += 8 * so, y0 += 8 * ys) {
+        switch (nt < 8 ? nt : 8) {
+        case 1: q4_K_toks(1, n, s, so, vx, y0, ys); break;
+        case 2: q4_K_toks(2, n, s, so, vx, y0, ys); break;
+        case 3: q4_K_toks(3, n, s, so, vx, y0, ys); break;
+        case 4: q4_K_toks(4, n, s, so, vx, y0, ys); break;
+        case 5: q4_K_toks(5, n, s, so, vx, y0, ys); break;
+        case 6: q4_K_toks(6, n, s, so, vx, y0, ys); break;
+        case 7: q4_K_toks(7, n, s, so, vx, y0, ys); break;
+        default: q4_K_toks(8, n, s, so, vx, y0, ys); break;
+        }
+    }
+}
+
 static void dot_q6_K(int n, float *restrict s, const void *restrict vx,
                      const void *restrict vy)
 {
@@ -731,6 +800,9 @@ static void x86_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
     qd_vec_dot_fn dot = x86_dot_for(w->type);
     if (!dot)
         dot = qd_type_traits(w->type)->vec_dot;
+    /* several tokens: a row's blocks unpacked once for all of them */
+    void (*toks)(int, int, float *, size_t, const void *, const uint8_t *, size_t) =
+        n_tok > 1 && dot == dot_q4_K ? q4_K_toks_n : NULL;
     const uint8_t *base = w->data;
     const uint8_t *end = base + (size_t)r1 * w->row_bytes;
     const int64_t h = n_tok <= 4 ? (r1 - r0) / 2 : 0;
@@ -739,9 +811,12 @@ static void x86_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
         const uint8_t *row = base + (size_t)r * w->row_bytes;
         if (n_tok <= 4)
             x86_prefetch(row + QD_DEC_PF_DIST, end, w->row_bytes);
-        for (int t = 0; t < n_tok; t++)
-            dot((int)w->n_cols, &out[(int64_t)t * ldo + r], row,
-                (const uint8_t *)act + (size_t)t * act_stride);
+        if (toks)
+            toks(n_tok, (int)w->n_cols, &out[r], (size_t)ldo, row, act, act_stride);
+        else
+            for (int t = 0; t < n_tok; t++)
+                dot((int)w->n_cols, &out[(int64_t)t * ldo + r], row,
+                    (const uint8_t *)act + (size_t)t * act_stride);
     }
 }
 

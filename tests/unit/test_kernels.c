@@ -397,18 +397,18 @@ Test(kernels, group_tails_end_at_a_guard_page)
  * and activations of one magnitude, every sign combination, so that each
  * block's values are at their extremes (the AVX2 set's int16 sums of
  * vpmaddubsw saturate past 32767 if more groups are added than the
- * type's largest value allows). 24 tokens, 16 rows: the tiles. */
+ * type's largest value allows). 64 tokens, 16 rows: the tiles. */
 Test(kernels, tiles_at_extreme_values)
 {
     need_sets();
     qd_pool_t *pool;
     cr_assert_eq(qd_pool_create(1, &pool), 0);
     const int64_t R = 16, C = 512;
-    const int NT = 24; /* the tiles on every set (AVX2: Q4_K and Q5_K from 20) */
+    const int NT = 64; /* the tiles on every set (AVX2: Q4_K from 56) */
     float *wf = qd_malloc((size_t)(R * C) * sizeof(float));
     float *x = qd_malloc((size_t)(NT * C) * sizeof(float));
     float *tmp = qd_malloc((size_t)C * sizeof(float));
-    float ref[16 * 24], got[16 * 24];
+    float ref[16 * 64], got[16 * 64];
     for (size_t i = 0; i < QD_ARRAY_SIZE(all_types); i++) {
         qd_type_t t = all_types[i];
         if (!have_type(t) || !qd__tile_sub(t))
