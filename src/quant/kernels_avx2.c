@@ -198,9 +198,10 @@ static micro2_fn micro2_for(qd_type_t t)
  * pay back: 2048 x 2048, one thread, direct vs tiled, ms (22:58): Q4_K 8
  * tokens 1.60 vs 2.60, 16 3.24 vs 3.19, 24 4.87 vs 3.62 (since session
  * 11's q4_K_toks, min of seven alternations: 20 tokens 1.86 vs 3.30, 32
- * 3.04 vs 3.85, 48 4.52 vs 4.70, 64 6.10 vs 5.62); Q5_K 16 3.68 vs
+ * 3.04 vs 3.85, 48 4.52 vs 4.70, 64 6.10 vs 5.62; Q6_K, q6_K_toks: 8
+ * tokens 0.65 vs 1.18, 16 1.28 vs 1.64, 32 2.69 vs 2.42); Q5_K 16 3.68 vs
  * 4.49; Q5_0 8 2.25 vs 3.13, 16 4.40 vs 3.62; Q5_1 16 5.20 vs 3.67; Q4_0,
- * Q4_1, Q6_K about equal at 4 and the tiles ahead from 8; Q2_K and Q3_K
+ * Q4_1 about equal at 4 and the tiles ahead from 8; Q2_K and Q3_K
  * (no SIMD dots here) the tiles from 4. Q8_0 (session 11, min of seven
  * alternations): 4 tokens 0.71 vs 0.96, 8 1.30 vs 1.24, 16 2.67 vs 1.83;
  * IQ4_NL 8 1.80 vs 2.45, 12 2.74 vs 2.79, 16 3.54 vs 3.11 (IQ4_XS the
@@ -212,6 +213,7 @@ static int avx2_tile_from(qd_type_t t)
     case QD_TYPE_Q5_K: return 20;
     case QD_TYPE_Q5_0: case QD_TYPE_Q5_1: case QD_TYPE_IQ4_NL: case QD_TYPE_IQ4_XS: return 12;
     case QD_TYPE_Q8_0: return 8;
+    case QD_TYPE_Q6_K: return 24;
     default: return 4;
     }
 }

@@ -555,23 +555,85 @@ q4_K_toks(const int NT, int n, float *restrict s, size_t so, const void *restric
         s[(size_t)t * so] = hsum_ps256(acc[t]) - hsum_ps256(accm[t]);
 }
 
-/* q4_K_toks for nt tokens, 8 at a time. */
-static void q4_K_toks_n(int nt, int n, float *restrict s, size_t so, const void *restrict vx,
-                        const uint8_t *restrict y0, size_t ys)
+/* One Q6_K row against NT Q8_K activation rows, as q4_K_toks: each
+ * half-superblock's 6-bit values unpacked once, a token's sum the same
+ * bits as dot_q6_K's. */
+static inline __attribute__((always_inline)) void
+q6_K_toks(const int NT, int n, float *restrict s, size_t so, const void *restrict vx,
+          const uint8_t *restrict y0, size_t ys)
 {
-    for (; nt > 0; nt -= 8, s += 8 * so, y0 += 8 * ys) {
-        switch (nt < 8 ? nt : 8) {
-        case 1: q4_K_toks(1, n, s, so, vx, y0, ys); break;
-        case 2: q4_K_toks(2, n, s, so, vx, y0, ys); break;
-        case 3: q4_K_toks(3, n, s, so, vx, y0, ys); break;
-        case 4: q4_K_toks(4, n, s, so, vx, y0, ys); break;
-        case 5: q4_K_toks(5, n, s, so, vx, y0, ys); break;
-        case 6: q4_K_toks(6, n, s, so, vx, y0, ys); break;
-        case 7: q4_K_toks(7, n, s, so, vx, y0, ys); break;
-        default: q4_K_toks(8, n, s, so, vx, y0, ys); break;
+    const qd_block_q6_K *x = vx;
+    __m256 acc[8];
+    for (int t = 0; t < NT; t++)
+        acc[t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+    for (int i = 0; i < n / QD_QK_K; i++) {
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *sc = x[i].scales;
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        __m256i isum[8];
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const qd_block_q8_K *y = (const qd_block_q8_K *)(y0 + (size_t)t * ys) + i;
+            __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y->bsums));
+            isum[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++, ql += 64, qh += 32, sc += 8) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m256i lk = k & 1 ? l1 : l0;
+                if (k >= 2)
+                    lk = _mm256_srli_epi16(lk, 4);
+                __m256i q = _mm256_or_si256(
+                    _mm256_and_si256(lk, m4),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), m3), 4));
+                __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]),
+                                               _mm_set1_epi16(sc[2 * k]));
+#pragma GCC unroll 8
+                for (int t = 0; t < NT; t++) {
+                    const int8_t *a = ((const qd_block_q8_K *)(y0 + (size_t)t * ys))[i].qs;
+                    __m256i av = _mm256_loadu_si256((const __m256i *)(a + 128 * h + 32 * k));
+                    __m256i p = _mm256_maddubs_epi16(q, av);
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scv));
+                }
+            }
+        }
+        const float xd = h2f(x[i].d);
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const qd_block_q8_K *y = (const qd_block_q8_K *)(y0 + (size_t)t * ys) + i;
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(xd * y->d), _mm256_cvtepi32_ps(isum[t]),
+                                     acc[t]);
         }
     }
+    for (int t = 0; t < NT; t++)
+        s[(size_t)t * so] = hsum_ps256(acc[t]);
 }
+
+/* fn (q4_K_toks, q6_K_toks) for nt tokens, 8 at a time. */
+#define TOKS_N(name, fn)                                                                   \
+    static void name(int nt, int n, float *restrict s, size_t so, const void *restrict vx, \
+                     const uint8_t *restrict y0, size_t ys)                                \
+    {                                                                                      \
+        for (; nt > 0; nt -= 8, s += 8 * so, y0 += 8 * ys) {                               \
+            switch (nt < 8 ? nt : 8) {                                                     \
+            case 1: fn(1, n, s, so, vx, y0, ys); break;                                    \
+            case 2: fn(2, n, s, so, vx, y0, ys); break;                                    \
+            case 3: fn(3, n, s, so, vx, y0, ys); break;                                    \
+            case 4: fn(4, n, s, so, vx, y0, ys); break;                                    \
+            case 5: fn(5, n, s, so, vx, y0, ys); break;                                    \
+            case 6: fn(6, n, s, so, vx, y0, ys); break;                                    \
+            case 7: fn(7, n, s, so, vx, y0, ys); break;                                    \
+            default: fn(8, n, s, so, vx, y0, ys); break;                                   \
+            }                                                                              \
+        }                                                                                  \
+    }
+TOKS_N(q4_K_toks_n, q4_K_toks)
+TOKS_N(q6_K_toks_n, q6_K_toks)
 
 static void dot_q6_K(int n, float *restrict s, const void *restrict vx,
                      const void *restrict vy)
@@ -802,7 +864,7 @@ static void x86_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
         dot = qd_type_traits(w->type)->vec_dot;
     /* several tokens: a row's blocks unpacked once for all of them */
     void (*toks)(int, int, float *, size_t, const void *, const uint8_t *, size_t) =
-        n_tok > 1 && dot == dot_q4_K ? q4_K_toks_n : NULL;
+        n_tok <= 1 ? NULL : dot == dot_q4_K ? q4_K_toks_n : dot == dot_q6_K ? q6_K_toks_n : NULL;
     const uint8_t *base = w->data;
     const uint8_t *end = base + (size_t)r1 * w->row_bytes;
     const int64_t h = n_tok <= 4 ? (r1 - r0) / 2 : 0;
