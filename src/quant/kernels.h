@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "quantd/compute.h"
 #include "quantd/quant.h"
@@ -174,5 +175,20 @@ const qd_kernels_t *qd__kernels_amx(void);
 const qd_kernels_t *qd_kernels(void);
 /* The scalar reference table (always available, for tests). */
 const qd_kernels_t *qd_kernels_scalar(void);
+
+/* Q4_K's 12 scale bytes: the 8 six-bit scales and the 8 six-bit mins, one
+ * byte each, packed into *s8 and *m8 (byte j = sub-block j). */
+static inline void qd__k4_scales8(const uint8_t *q, uint64_t *s8, uint64_t *m8)
+{
+    uint32_t u0, u1, u2;
+    memcpy(&u0, q, 4);
+    memcpy(&u1, q + 4, 4);
+    memcpy(&u2, q + 8, 4);
+    uint32_t s_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
+    uint32_t s_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+    *s8 = s_lo | ((uint64_t)s_hi << 32);
+    *m8 = m_lo | ((uint64_t)m_hi << 32);
+}
 
 #endif

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "quant/kernels.h"
+
 /* 16 x 16 transpose of 32-bit elements, in place: r[i] lane j becomes
  * r[j] lane i. */
 static inline __attribute__((always_inline)) void qd__transpose16_epi32(__m512i r[16])
@@ -40,22 +42,7 @@ static inline __attribute__((always_inline)) void qd__transpose16_epi32(__m512i 
     }
 }
 
-/* Q4_K's 12 scale bytes: the 8 six-bit scales and the 8 six-bit mins, one
- * byte each, packed into *s8 and *m8 (byte j = sub-block j). */
-static inline void qd__k4_scales8(const uint8_t *q, uint64_t *s8, uint64_t *m8)
-{
-    uint32_t u0, u1, u2;
-    memcpy(&u0, q, 4);
-    memcpy(&u1, q + 4, 4);
-    memcpy(&u2, q + 8, 4);
-    uint32_t s_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
-    uint32_t s_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
-    uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
-    *s8 = s_lo | ((uint64_t)s_hi << 32);
-    *m8 = m_lo | ((uint64_t)m_hi << 32);
-}
-
-/* The same as int16 lanes 0-7 of *sc16 and *mn16. */
+/* qd__k4_scales8's scales and mins as int16 lanes 0-7 of *sc16 and *mn16. */
 static inline void qd__k4_scales16(const uint8_t *q, __m128i *sc16, __m128i *mn16)
 {
     uint64_t s8, m8;
