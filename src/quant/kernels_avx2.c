@@ -203,7 +203,9 @@ static micro2_fn micro2_for(qd_type_t t)
  * 4.49; Q5_0 8 2.25 vs 3.13, 16 4.40 vs 3.62; Q5_1 16 5.20 vs 3.67; Q4_0,
  * Q4_1 about equal at 4 and the tiles ahead from 8; Q2_K and Q3_K
  * (no SIMD dots here) the tiles from 4. Q8_0 (session 11, min of seven
- * alternations): 4 tokens 0.71 vs 0.96, 8 1.30 vs 1.24, 16 2.67 vs 1.83;
+ * alternations): 4 tokens 0.71 vs 0.96, 8 1.30 vs 1.24, 16 2.67 vs 1.83,
+ * and with q8_0_toks 8 1.04 vs 1.26, 12 1.49 vs 1.57, 16 1.98 vs 1.81;
+ * Q4_0 with q4_0_toks 4 0.57 vs 0.83, 8 1.01 vs 1.07, 10 1.34 vs 1.20;
  * IQ4_NL 8 1.80 vs 2.45, 12 2.74 vs 2.79, 16 3.54 vs 3.11 (IQ4_XS the
  * same within 5 %). */
 static int avx2_tile_from(qd_type_t t)
@@ -212,7 +214,8 @@ static int avx2_tile_from(qd_type_t t)
     case QD_TYPE_Q4_K: return 56;
     case QD_TYPE_Q5_K: return 20;
     case QD_TYPE_Q5_0: case QD_TYPE_Q5_1: case QD_TYPE_IQ4_NL: case QD_TYPE_IQ4_XS: return 12;
-    case QD_TYPE_Q8_0: return 8;
+    case QD_TYPE_Q8_0: return 14;
+    case QD_TYPE_Q4_0: return 9;
     case QD_TYPE_Q6_K: return 24;
     default: return 4;
     }

@@ -621,7 +621,56 @@ q6_K_toks(const int NT, int n, float *restrict s, size_t so, const void *restric
         s[(size_t)t * so] = hsum_ps256(acc[t]);
 }
 
-/* fn (q4_K_toks, q6_K_toks) for nt tokens, 8 at a time. */
+/* One Q4_0 (four = 1) or Q8_0 row against NT Q8_0 activation rows: each
+ * block's signed values and their magnitudes taken once for all of them,
+ * a token's sum the same bits as dot_q4_0's or dot_q8_0's. */
+static inline __attribute__((always_inline)) void
+q40_q80_toks(const int four, const int NT, int n, float *restrict s, size_t so,
+             const void *restrict vx, const uint8_t *restrict y0, size_t ys)
+{
+    __m256 acc[8];
+    for (int t = 0; t < NT; t++)
+        acc[t] = _mm256_setzero_ps();
+    for (int i = 0; i < n / 32; i++) {
+        __m256i w;
+        float xd;
+        if (four) {
+            const qd_block_q4_0 *x = (const qd_block_q4_0 *)vx + i;
+            w = _mm256_sub_epi8(load_nibbles32(x->qs), _mm256_set1_epi8(8));
+            xd = h2f(x->d);
+        } else {
+            const qd_block_q8_0 *x = (const qd_block_q8_0 *)vx + i;
+            w = _mm256_loadu_si256((const __m256i *)x->qs);
+            xd = h2f(x->d);
+        }
+        const __m256i aw = _mm256_sign_epi8(w, w);
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const qd_block_q8_0 *y = (const qd_block_q8_0 *)(y0 + (size_t)t * ys) + i;
+            __m256i a = _mm256_loadu_si256((const __m256i *)y->qs);
+            __m256 p = _mm256_cvtepi32_ps(mul_sum_us8(aw, _mm256_sign_epi8(a, w)));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(xd * h2f(y->d)), p, acc[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++)
+        s[(size_t)t * so] = hsum_ps256(acc[t]);
+}
+
+static inline __attribute__((always_inline)) void
+q4_0_toks(const int NT, int n, float *restrict s, size_t so, const void *restrict vx,
+          const uint8_t *restrict y0, size_t ys)
+{
+    q40_q80_toks(1, NT, n, s, so, vx, y0, ys);
+}
+
+static inline __attribute__((always_inline)) void
+q8_0_toks(const int NT, int n, float *restrict s, size_t so, const void *restrict vx,
+          const uint8_t *restrict y0, size_t ys)
+{
+    q40_q80_toks(0, NT, n, s, so, vx, y0, ys);
+}
+
+/* fn (q4_K_toks, q6_K_toks, q4_0_toks, q8_0_toks) for nt tokens, 8 at a time. */
 #define TOKS_N(name, fn)                                                                   \
     static void name(int nt, int n, float *restrict s, size_t so, const void *restrict vx, \
                      const uint8_t *restrict y0, size_t ys)                                \
@@ -641,6 +690,8 @@ q6_K_toks(const int NT, int n, float *restrict s, size_t so, const void *restric
     }
 TOKS_N(q4_K_toks_n, q4_K_toks)
 TOKS_N(q6_K_toks_n, q6_K_toks)
+TOKS_N(q4_0_toks_n, q4_0_toks)
+TOKS_N(q8_0_toks_n, q8_0_toks)
 
 static void dot_q6_K(int n, float *restrict s, const void *restrict vx,
                      const void *restrict vy)
@@ -858,10 +909,14 @@ static inline void x86_prefetch(const uint8_t *p, const uint8_t *end, size_t n)
         _mm_prefetch((const char *)p, QD_X86_PF_HINT);
 }
 
-/* Row-by-row gemm over direct dots. Up to 4 tokens (where the rows are
- * prefetched) the rows of the range's two halves come in turn, r0, r0 +
- * h, r0 + 1, ...: two streams of weights, as the AVX-512 decode kernels
- * read them (DEC_PAIRS in kernels_avx512.c), here a row at a time. */
+/* Row-by-row gemm over direct dots. Where each row is read once (up to 4
+ * tokens, or any number through a *_toks kernel) the rows are prefetched
+ * and those of the range's two halves come in turn, r0, r0 + h, r0 + 1,
+ * ...: two streams of weights, as the AVX-512 decode kernels read them
+ * (DEC_PAIRS in kernels_avx512.c), here a row at a time. Without that
+ * the *_toks kernels were slower than the tiles from memory (8
+ * sequences of the 32k Q8_0 file on QD_KERNELS=avx2 45.1 -> 29.8 t/s;
+ * with it 53.6-54.4). */
 static void x86_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
                           const void *act, size_t act_stride, int n_tok,
                           float *out, int64_t ldo)
@@ -871,14 +926,20 @@ static void x86_gemm_rows(const qd_qmat_t *w, int64_t r0, int64_t r1,
         dot = qd_type_traits(w->type)->vec_dot;
     /* several tokens: a row's blocks unpacked once for all of them */
     void (*toks)(int, int, float *, size_t, const void *, const uint8_t *, size_t) =
-        n_tok <= 1 ? NULL : dot == dot_q4_K ? q4_K_toks_n : dot == dot_q6_K ? q6_K_toks_n : NULL;
+        n_tok <= 1        ? NULL
+        : dot == dot_q4_K ? q4_K_toks_n
+        : dot == dot_q6_K ? q6_K_toks_n
+        : dot == dot_q4_0 ? q4_0_toks_n
+        : dot == dot_q8_0 ? q8_0_toks_n
+                          : NULL;
     const uint8_t *base = w->data;
     const uint8_t *end = base + (size_t)r1 * w->row_bytes;
-    const int64_t h = n_tok <= 4 ? (r1 - r0) / 2 : 0;
+    const int pf = n_tok <= 4 || toks; /* each row read once */
+    const int64_t h = pf ? (r1 - r0) / 2 : 0;
     for (int64_t i = 0; i < r1 - r0; i++) {
         const int64_t r = i < 2 * h ? r0 + i / 2 + (i & 1) * h : r0 + i;
         const uint8_t *row = base + (size_t)r * w->row_bytes;
-        if (n_tok <= 4)
+        if (pf)
             x86_prefetch(row + QD_DEC_PF_DIST, end, w->row_bytes);
         if (toks)
             toks(n_tok, (int)w->n_cols, &out[r], (size_t)ldo, row, act, act_stride);
