@@ -268,35 +268,7 @@ static inline __m256i load_nibbles32(const uint8_t *qs)
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
 }
 
-static void dot_q8_0(int n, float *restrict s, const void *restrict vx,
-                     const void *restrict vy)
-{
-    const qd_block_q8_0 *x = vx, *y = vy;
-    __m256 acc = _mm256_setzero_ps();
-    for (int i = 0; i < n / 32; i++) {
-        __m256i w = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        __m256i a = _mm256_loadu_si256((const __m256i *)y[i].qs);
-        __m256 p = _mm256_cvtepi32_ps(dot_s8(w, a));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), p, acc);
-    }
-    *s = hsum_ps256(acc);
-}
 
-static void dot_q4_0(int n, float *restrict s, const void *restrict vx,
-                     const void *restrict vy)
-{
-    const qd_block_q4_0 *x = vx;
-    const qd_block_q8_0 *y = vy;
-    __m256 acc = _mm256_setzero_ps();
-    const __m256i off = _mm256_set1_epi8(8);
-    for (int i = 0; i < n / 32; i++) {
-        __m256i w = _mm256_sub_epi8(load_nibbles32(x[i].qs), off);
-        __m256i a = _mm256_loadu_si256((const __m256i *)y[i].qs);
-        __m256 p = _mm256_cvtepi32_ps(dot_s8(w, a));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), p, acc);
-    }
-    *s = hsum_ps256(acc);
-}
 
 /* 32 bits -> 32 bytes 0xff where the bit is set. */
 static inline __m256i bits_to_bytes(uint32_t bits)
@@ -441,37 +413,6 @@ static inline __m256i k4_minsum(uint64_t m8, const int16_t *bsums)
     return _mm256_madd_epi16(m16, _mm256_loadu_si256((const __m256i *)bsums));
 }
 
-static void dot_q4_K(int n, float *restrict s, const void *restrict vx,
-                     const void *restrict vy)
-{
-    const qd_block_q4_K *x = vx;
-    const qd_block_q8_K *y = vy;
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    for (int i = 0; i < n / QD_QK_K; i++) {
-        uint64_t s8, m8;
-        qd__k4_scales8(x[i].scales, &s8, &m8);
-        const __m256i scx2 = k4_scales_x2(s8);
-        const uint8_t *q = x[i].qs;
-        const int8_t *a = y[i].qs;
-        __m256i isum = _mm256_setzero_si256();
-        for (int j = 0; j < 4; j++) {
-            __m256i b = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
-            __m256i lo = _mm256_and_si256(b, m4);
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
-            __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a + 64 * j)));
-            __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 64 * j + 32)));
-            p0 = _mm256_madd_epi16(p0, k4_scale(scx2, 2 * j));
-            p1 = _mm256_madd_epi16(p1, k4_scale(scx2, 2 * j + 1));
-            isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
-        }
-        float d = h2f(x[i].d) * y[i].d, dm = h2f(x[i].dmin) * y[i].d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(dm),
-                               _mm256_cvtepi32_ps(k4_minsum(m8, y[i].bsums)), accm);
-    }
-    *s = hsum_ps256(acc) - hsum_ps256(accm);
-}
 
 static void dot_q5_K(int n, float *restrict s, const void *restrict vx,
                      const void *restrict vy)
@@ -512,8 +453,8 @@ static void dot_q5_K(int n, float *restrict s, const void *restrict vx,
 
 /* One Q4_K row against NT Q8_K activation rows (y0, y0 + ys, ...): each
  * superblock's scales and nibbles unpacked once for all of them, then per
- * token the products of dot_q4_K in its order, so that a token's sum is
- * the same bits as dot_q4_K's (alone or in a batch). */
+ * token its own products in one order, so that a token's sum is the same
+ * bits alone (dot_q4_K, NT = 1) or in a batch. */
 static inline __attribute__((always_inline)) void
 q4_K_toks(const int NT, int n, float *restrict s, size_t so, const void *restrict vx,
           const uint8_t *restrict y0, size_t ys)
@@ -563,8 +504,7 @@ q4_K_toks(const int NT, int n, float *restrict s, size_t so, const void *restric
 }
 
 /* One Q6_K row against NT Q8_K activation rows, as q4_K_toks: each
- * half-superblock's 6-bit values unpacked once, a token's sum the same
- * bits as dot_q6_K's. */
+ * half-superblock's 6-bit values unpacked once (dot_q6_K: NT = 1). */
 static inline __attribute__((always_inline)) void
 q6_K_toks(const int NT, int n, float *restrict s, size_t so, const void *restrict vx,
           const uint8_t *restrict y0, size_t ys)
@@ -622,8 +562,8 @@ q6_K_toks(const int NT, int n, float *restrict s, size_t so, const void *restric
 }
 
 /* One Q4_0 (four = 1) or Q8_0 row against NT Q8_0 activation rows: each
- * block's signed values and their magnitudes taken once for all of them,
- * a token's sum the same bits as dot_q4_0's or dot_q8_0's. */
+ * block's signed values and their magnitudes taken once for all of them
+ * (dot_q4_0, dot_q8_0: NT = 1). */
 static inline __attribute__((always_inline)) void
 q40_q80_toks(const int four, const int NT, int n, float *restrict s, size_t so,
              const void *restrict vx, const uint8_t *restrict y0, size_t ys)
@@ -670,6 +610,31 @@ q8_0_toks(const int NT, int n, float *restrict s, size_t so, const void *restric
     q40_q80_toks(0, NT, n, s, so, vx, y0, ys);
 }
 
+/* The one-token dots are the NT = 1 cases of the kernels above. */
+static void dot_q4_K(int n, float *restrict s, const void *restrict vx,
+                     const void *restrict vy)
+{
+    q4_K_toks(1, n, s, 0, vx, vy, 0);
+}
+
+static void dot_q6_K(int n, float *restrict s, const void *restrict vx,
+                     const void *restrict vy)
+{
+    q6_K_toks(1, n, s, 0, vx, vy, 0);
+}
+
+static void dot_q4_0(int n, float *restrict s, const void *restrict vx,
+                     const void *restrict vy)
+{
+    q4_0_toks(1, n, s, 0, vx, vy, 0);
+}
+
+static void dot_q8_0(int n, float *restrict s, const void *restrict vx,
+                     const void *restrict vy)
+{
+    q8_0_toks(1, n, s, 0, vx, vy, 0);
+}
+
 /* fn (q4_K_toks, q6_K_toks, q4_0_toks, q8_0_toks) for nt tokens, 8 at a time. */
 #define TOKS_N(name, fn)                                                                   \
     static void name(int nt, int n, float *restrict s, size_t so, const void *restrict vx, \
@@ -693,46 +658,6 @@ TOKS_N(q6_K_toks_n, q6_K_toks)
 TOKS_N(q4_0_toks_n, q4_0_toks)
 TOKS_N(q8_0_toks_n, q8_0_toks)
 
-static void dot_q6_K(int n, float *restrict s, const void *restrict vx,
-                     const void *restrict vy)
-{
-    const qd_block_q6_K *x = vx;
-    const qd_block_q8_K *y = vy;
-    __m256 acc = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
-    for (int i = 0; i < n / QD_QK_K; i++) {
-        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
-        const int8_t *a = y[i].qs, *sc = x[i].scales;
-        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
-        /* offset 32: 32 * sum_g sc[g] * bsums[g] */
-        __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y[i].bsums));
-        __m256i isum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
-        for (int h = 0; h < 2; h++, ql += 64, qh += 32, a += 128, sc += 8) {
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
-            __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
-            for (int k = 0; k < 4; k++) {
-                __m256i av = _mm256_loadu_si256((const __m256i *)(a + 32 * k));
-                __m256i p = _mm256_maddubs_epi16(q[k], av); /* 16 int16: 2 groups */
-                __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]),
-                                               _mm_set1_epi16(sc[2 * k]));
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scv));
-            }
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d),
-                              _mm256_cvtepi32_ps(isum), acc);
-    }
-    *s = hsum_ps256(acc);
-}
 
 /* The scale pair of two 16-value groups as madd operands: the lower 128
  * bits take sc0 (the first 16 values of a 32-value register), the upper
