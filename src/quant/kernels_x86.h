@@ -610,53 +610,34 @@ q8_0_toks(const int NT, int n, float *restrict s, size_t so, const void *restric
     q40_q80_toks(0, NT, n, s, so, vx, y0, ys);
 }
 
-/* The one-token dots are the NT = 1 cases of the kernels above. */
-static void dot_q4_K(int n, float *restrict s, const void *restrict vx,
-                     const void *restrict vy)
-{
-    q4_K_toks(1, n, s, 0, vx, vy, 0);
-}
-
-static void dot_q6_K(int n, float *restrict s, const void *restrict vx,
-                     const void *restrict vy)
-{
-    q6_K_toks(1, n, s, 0, vx, vy, 0);
-}
-
-static void dot_q4_0(int n, float *restrict s, const void *restrict vx,
-                     const void *restrict vy)
-{
-    q4_0_toks(1, n, s, 0, vx, vy, 0);
-}
-
-static void dot_q8_0(int n, float *restrict s, const void *restrict vx,
-                     const void *restrict vy)
-{
-    q8_0_toks(1, n, s, 0, vx, vy, 0);
-}
-
-/* fn (q4_K_toks, q6_K_toks, q4_0_toks, q8_0_toks) for nt tokens, 8 at a time. */
-#define TOKS_N(name, fn)                                                                   \
-    static void name(int nt, int n, float *restrict s, size_t so, const void *restrict vx, \
-                     const uint8_t *restrict y0, size_t ys)                                \
-    {                                                                                      \
-        for (; nt > 0; nt -= 8, s += 8 * so, y0 += 8 * ys) {                               \
-            switch (nt < 8 ? nt : 8) {                                                     \
-            case 1: fn(1, n, s, so, vx, y0, ys); break;                                    \
-            case 2: fn(2, n, s, so, vx, y0, ys); break;                                    \
-            case 3: fn(3, n, s, so, vx, y0, ys); break;                                    \
-            case 4: fn(4, n, s, so, vx, y0, ys); break;                                    \
-            case 5: fn(5, n, s, so, vx, y0, ys); break;                                    \
-            case 6: fn(6, n, s, so, vx, y0, ys); break;                                    \
-            case 7: fn(7, n, s, so, vx, y0, ys); break;                                    \
-            default: fn(8, n, s, so, vx, y0, ys); break;                                   \
-            }                                                                              \
-        }                                                                                  \
+/* For fn (q4_K_toks, q6_K_toks, q4_0_toks, q8_0_toks): dot, the one-token
+ * dot (fn's NT = 1), and toks_n, fn for nt tokens, 8 at a time. */
+#define TOKS_FNS(dot, toks_n, fn)                                                            \
+    static void dot(int n, float *restrict s, const void *restrict vx,                      \
+                    const void *restrict vy)                                                \
+    {                                                                                       \
+        fn(1, n, s, 0, vx, vy, 0);                                                          \
+    }                                                                                       \
+    static void toks_n(int nt, int n, float *restrict s, size_t so, const void *restrict vx, \
+                       const uint8_t *restrict y0, size_t ys)                               \
+    {                                                                                       \
+        for (; nt > 0; nt -= 8, s += 8 * so, y0 += 8 * ys) {                                \
+            switch (nt < 8 ? nt : 8) {                                                      \
+            case 1: fn(1, n, s, so, vx, y0, ys); break;                                     \
+            case 2: fn(2, n, s, so, vx, y0, ys); break;                                     \
+            case 3: fn(3, n, s, so, vx, y0, ys); break;                                     \
+            case 4: fn(4, n, s, so, vx, y0, ys); break;                                     \
+            case 5: fn(5, n, s, so, vx, y0, ys); break;                                     \
+            case 6: fn(6, n, s, so, vx, y0, ys); break;                                     \
+            case 7: fn(7, n, s, so, vx, y0, ys); break;                                     \
+            default: fn(8, n, s, so, vx, y0, ys); break;                                    \
+            }                                                                               \
+        }                                                                                   \
     }
-TOKS_N(q4_K_toks_n, q4_K_toks)
-TOKS_N(q6_K_toks_n, q6_K_toks)
-TOKS_N(q4_0_toks_n, q4_0_toks)
-TOKS_N(q8_0_toks_n, q8_0_toks)
+TOKS_FNS(dot_q4_K, q4_K_toks_n, q4_K_toks)
+TOKS_FNS(dot_q6_K, q6_K_toks_n, q6_K_toks)
+TOKS_FNS(dot_q4_0, q4_0_toks_n, q4_0_toks)
+TOKS_FNS(dot_q8_0, q8_0_toks_n, q8_0_toks)
 
 
 /* The scale pair of two 16-value groups as madd operands: the lower 128
