@@ -189,7 +189,6 @@ static void x86_from_float(qd_type_t t, const float *restrict x,
 
 /* ---- dot products (weight row · activation row) ----------------------- */
 
-
 static inline float h2f(qd_fp16_t h) { return _cvtsh_ss(h); }
 
 static void dot_f32(int n, float *restrict s, const void *restrict vx,
@@ -267,8 +266,6 @@ static inline __m256i load_nibbles32(const uint8_t *qs)
     __m256i v = _mm256_set_m128i(_mm_srli_epi16(b, 4), b);
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
 }
-
-
 
 /* 32 bits -> 32 bytes 0xff where the bit is set. */
 static inline __m256i bits_to_bytes(uint32_t bits)
@@ -367,7 +364,6 @@ static void dot_q5_1(int n, float *restrict s, const void *restrict vx,
     *s = hsum_ps256(acc) + summ;
 }
 
-
 static inline __m256i iq4_lookup(const uint8_t *qs)
 {
     const __m256i tab = _mm256_broadcastsi128_si256(
@@ -412,7 +408,6 @@ static inline __m256i k4_minsum(uint64_t m8, const int16_t *bsums)
     __m256i m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m));
     return _mm256_madd_epi16(m16, _mm256_loadu_si256((const __m256i *)bsums));
 }
-
 
 static void dot_q5_K(int n, float *restrict s, const void *restrict vx,
                      const void *restrict vy)
@@ -638,7 +633,6 @@ TOKS_FNS(dot_q4_K, q4_K_toks_n, q4_K_toks)
 TOKS_FNS(dot_q6_K, q6_K_toks_n, q6_K_toks)
 TOKS_FNS(dot_q4_0, q4_0_toks_n, q4_0_toks)
 TOKS_FNS(dot_q8_0, q8_0_toks_n, q8_0_toks)
-
 
 /* The scale pair of two 16-value groups as madd operands: the lower 128
  * bits take sc0 (the first 16 values of a 32-value register), the upper
