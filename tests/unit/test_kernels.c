@@ -23,9 +23,12 @@
 
 #define TOL 2e-5
 /* The BF16 path (sets with gemm_bf16, from bf16_min_tok tokens) rounds
- * weights and activations to 8-bit mantissas: each product is off by at
- * most about 2^-8 of its size. */
-#define TOL_BF16 5e-3
+ * weights and activations to 8 significant bits (each off by up to 2^-8,
+ * so a product by up to 2^-7 of its size), while the reference quantizes
+ * the activations to 8-bit integers (each off by up to amax/254): the two
+ * differ by up to about 1e-2 of the absolute products. 5e-3 held until a
+ * 64-token case drew a 32-value row off by 5.2e-3 (session 11). */
+#define TOL_BF16 1e-2
 
 static const qd_type_t all_types[] = {
     QD_TYPE_F32,  QD_TYPE_F16,  QD_TYPE_BF16, QD_TYPE_Q4_0,   QD_TYPE_Q4_1,
@@ -283,7 +286,7 @@ Test(kernels, matmul_matches_reference)
     need_sets();
     qd_pool_t *pool;
     cr_assert_eq(qd_pool_create(2, &pool), 0);
-    const int toks[] = {1, 2, 3, 7, 8, 12, 16, 17, 33, 50};
+    const int toks[] = {1, 2, 3, 7, 8, 12, 16, 17, 33, 50, 64};
     const int64_t rows[] = {1, 17, 35};
     for (size_t i = 0; i < QD_ARRAY_SIZE(all_types); i++) {
         qd_type_t t = all_types[i];
@@ -297,7 +300,8 @@ Test(kernels, matmul_matches_reference)
          * blocks, whose every last size group_tails_end_at_a_guard_page
          * runs; at 8 tokens Q6_K's short rows one at a time, alternating
          * between the halves of a call's rows: 17, or 32 and 3 of 35,
-         * an odd one last) */
+         * an odd one last; 64 tokens: the AVX2 set's Q4_K tiles, from
+         * 56) */
         int64_t cols[5] = {unit, 3 * unit, QD_TILE_K + unit, QD_ALIGN_UP(768, unit),
                            QD_ALIGN_UP(1024, unit)};
         for (int s = 0; s < n_sets; s++)
