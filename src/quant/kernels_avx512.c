@@ -1156,10 +1156,10 @@ kt_row(const int NR, const int NT, const qd_type_t ty, int64_t nr, int64_t lo, i
 
 /* The runs of one column pass. Q4_K past its pairs of rows (one row at a
  * time, 5 to 16 tokens) takes a long row in passes, each over a block of
- * KT_PASS_ROWS rows (then the next block), the partial sums added in out: so many runs that the
- * tokens' activations for a pass (stride / nr bytes a run and token) stay
- * within KT_L1_BYTES, half of a core's L1 (32 KiB on Zen 4, 48 on
- * Sapphire Rapids), while the weights stream past; a multiple of 2 (its
+ * KT_PASS_ROWS rows (then the next block), the partial sums added in out:
+ * so many runs that the tokens' activations for a pass (stride / nr
+ * bytes a run and token) stay within KT_L1_BYTES, half of a core's L1 (32
+ * KiB on Zen 4, 48 on Sapphire Rapids), while the weights stream past; a multiple of 2 (its
  * pairs of runs). In one pass, each row of the 8192-column down
  * projection read all 8 tokens' activations (80 KiB) from L2 again. 256 x
  * 8192 Q4_K repeated to 302 MB, 2 threads, min of three alternations: 6
@@ -1252,12 +1252,12 @@ static void ktoks_rows(const qd_qmat_t *w, int64_t r0, int64_t r1, const void *a
              * their spills. Q6_K 8 tokens, 1024 x 2048 repeated to 688
              * MB, 2 threads: 31.3-32.6 ms -> 28.0-29.6 (12 tokens
              * 37.5-40.7 -> 35.9-36.1, 16 the same); Q4_K (whose cursor
-             * follows one stream) 8 tokens the same within noise
-             * (604 MB: 29.4-31.4 vs 28.6-29.8 ms), Q4_0 12 tokens 35.4
-             * -> 36.5, so they keep one. 8
-             * sequences of the 128k-vocabulary Q4_K_M file (its Q6_K
-             * output matrix), three alternations: 168.5-172.0 -> 186.8-188.1
-             * t/s; of the 32k file 199.5-206.6 -> 204.3-214.5. */
+             * follows one stream) 8 tokens the same within noise (604
+             * MB: 29.4-31.4 vs 28.6-29.8 ms), Q4_0 12 tokens 35.4 ->
+             * 36.5, so they keep one. 8 sequences of the 128k-vocabulary
+             * Q4_K_M file (its Q6_K output matrix), three alternations:
+             * 168.5-172.0 -> 186.8-188.1 t/s; of the 32k file
+             * 199.5-206.6 -> 204.3-214.5. */
             const int64_t s0 = QD_MAX(b0, r0 + 2 * h), n1 = b1 - s0;
             const int64_t sh = ty == QD_TYPE_Q6_K ? n1 / 2 : 0;
             for (int64_t i = 0; i < n1; i++) {

@@ -318,9 +318,9 @@ Test(kernels, matmul_matches_reference)
  * pass's partial sums added to the last: rows of 21 runs (passes of 8, 8
  * and 5 at 8 tokens, the last an odd run against zeros; 12 and 9 at 5-7
  * tokens), with pairs of rows and a lone row, for 2 to 16 tokens, and 33
- * rows (calls of 32 and 1) in blocks of 16, 16 and 1 (KT_PASS_ROWS); the other batched types
- * (one pass) on the same long rows (Q6_K at 8 tokens in pairs there),
- * Q4_0 and Q8_0 of 83 blocks (a last group of 3). */
+ * rows (calls of 32 and 1) in blocks of 16, 16 and 1 (KT_PASS_ROWS); the
+ * other batched types (one pass) on the same long rows (Q6_K at 8 tokens
+ * in pairs there), Q4_0 and Q8_0 of 83 blocks (a last group of 3). */
 Test(kernels, batched_decode_column_passes)
 {
     need_sets();
